@@ -1,0 +1,509 @@
+"""Reading and writing volumes, sample folders and manifests.
+
+Volumes are (Z, Y, X) arrays with a voxel size in µm (z, y, x). Three containers are
+supported:
+
+- TIFF, written as ImageJ hyperstacks (napari and Fiji read the voxel size);
+- HDF5 files with ``raw`` / ``label`` datasets and an ``element_size_um`` attribute;
+- OME-Zarr (NGFF 0.4, one resolution level), written chunk by chunk for volumes that do
+  not fit in memory.
+
+Every write goes to a temporary name in the destination folder and is renamed into place
+when complete, so a killed process never leaves a file that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cellsynth.errors import CellsynthError
+
+VoxelSize = tuple[float, float, float]
+
+SAMPLE_VOLUMES = ("labels", "mask", "foreground", "image")
+"""Volume names of a sample folder, in the order they are written."""
+
+_TIFF_SUFFIXES = (".tif", ".tiff")
+_H5_SUFFIXES = (".h5", ".hdf5", ".hdf")
+_ZARR_SUFFIX = ".zarr"
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_voxel_size(voxel_size: Any) -> VoxelSize:
+    """Validate a voxel size and return it as a tuple of three positive floats (µm).
+
+    Raises
+    ------
+    CellsynthError
+        If it does not have three finite positive entries.
+    """
+    try:
+        values = tuple(float(v) for v in voxel_size)
+    except (TypeError, ValueError):
+        raise CellsynthError(f"voxel size must be three numbers (z y x) in µm, got {voxel_size!r}") from None
+    if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):
+        raise CellsynthError(f"voxel size must be three positive numbers (z y x) in µm, got {voxel_size!r}")
+    return values  # type: ignore[return-value]
+
+
+def check_volume(array: Any, name: str = "volume") -> np.ndarray:
+    """Check that ``array`` is a non-empty 3D array without NaN or infinity."""
+    if array.ndim != 3:
+        raise CellsynthError(f"{name} must be a 3D (Z, Y, X) volume, got shape {tuple(array.shape)}")
+    if 0 in array.shape:
+        raise CellsynthError(f"{name} is empty (shape {tuple(array.shape)})")
+    if isinstance(array, np.ndarray) and array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise CellsynthError(f"{name} contains NaN or infinite values; replace them (e.g. with 0) first")
+    return array
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` on success.
+
+    On an exception the temporary file or folder is removed and ``path`` is untouched.
+    An existing ``path`` is replaced only once the new content is complete.
+
+    Parameters
+    ----------
+    path
+        The final destination.
+    directory
+        Whether the destination is a folder (e.g. an OME-Zarr store or a sample folder).
+    """
+    path = Path(path)
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+    except OSError as err:
+        raise CellsynthError(f"cannot write to {parent}: {err.strerror}; choose a writable output location") from None
+    target = tmp if directory else tmp / path.name
+    try:
+        yield target
+        if directory:
+            _replace_directory(tmp, path)
+        else:
+            os.replace(target, path)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CellsynthError(f"could not write {path}: {err.strerror or err}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if not directory:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _replace_directory(new: Path, path: Path) -> None:
+    """Move folder ``new`` to ``path``, replacing an existing folder there."""
+    if path.exists():
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        os.replace(path, old)
+        os.replace(new, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, path)
+
+
+def write_json(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_jsonable(data), indent=2) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a JSON object, with a clear error for a missing or corrupt file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CellsynthError(f"file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CellsynthError(f"{path} is not valid JSON ({err}); restore or delete it") from None
+    if not isinstance(data, dict):
+        raise CellsynthError(f"{path} must hold a JSON object")
+    return data
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+# --------------------------------------------------------------------------- TIFF
+
+
+def write_tiff(path: str | os.PathLike, array: np.ndarray, voxel_size: VoxelSize) -> None:
+    """Write a (Z, Y, X) volume as an ImageJ hyperstack with its voxel size in µm.
+
+    uint8, uint16 and float32 are stored as ImageJ files. Other integer types (label
+    volumes with more than 65535 cells) are stored as OME-TIFF with physical sizes,
+    which napari and Fiji (Bio-Formats) also read with the right scale.
+    """
+    import tifffile
+
+    array = np.asarray(check_volume(array))
+    vz, vy, vx = check_voxel_size(voxel_size)
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    with atomic_path(path) as tmp:
+        if array.dtype in (np.uint8, np.uint16, np.float32):
+            tifffile.imwrite(
+                tmp, array, imagej=True, resolution=(1.0 / vx, 1.0 / vy),
+                metadata={"spacing": vz, "unit": "um", "axes": "ZYX"},
+            )
+        else:
+            tifffile.imwrite(
+                tmp, array, ome=True, resolution=(1.0 / vx, 1.0 / vy), resolutionunit="MICROMETER",
+                metadata={"axes": "ZYX", "PhysicalSizeX": vx, "PhysicalSizeY": vy, "PhysicalSizeZ": vz,
+                          "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm", "PhysicalSizeZUnit": "µm"},
+            )
+
+
+def read_tiff(path: str | os.PathLike) -> tuple[np.ndarray, VoxelSize | None]:
+    """Read a 3D TIFF and its voxel size (None where the file records none)."""
+    import tifffile
+
+    path = _existing(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            array = tif.asarray()
+            voxel = _tiff_voxel_size(tif)
+    except (tifffile.TiffFileError, ValueError, OSError) as err:
+        raise CellsynthError(f"cannot read TIFF {path}: {err}") from None
+    array = np.squeeze(array) if array.ndim > 3 else array
+    if array.ndim == 2:
+        array = array[None]
+    return check_volume(array, str(path)), voxel
+
+
+def _tiff_voxel_size(tif: Any) -> VoxelSize | None:
+    if tif.is_ome:
+        import xml.etree.ElementTree as ET
+
+        root = ET.fromstring(tif.ome_metadata)
+        pixels = next((el for el in root.iter() if el.tag.endswith("Pixels")), None)
+        if pixels is not None and "PhysicalSizeX" in pixels.attrib:
+            get = lambda k: float(pixels.attrib.get(k, 1.0))  # noqa: E731
+            return (get("PhysicalSizeZ"), get("PhysicalSizeY"), get("PhysicalSizeX"))
+    meta = tif.imagej_metadata
+    if meta is None:
+        return None
+    tags = tif.pages[0].tags
+    xy = []
+    for tag in ("YResolution", "XResolution"):
+        if tag not in tags:
+            return None
+        num, den = tags[tag].value
+        xy.append(den / num if num else 1.0)
+    return (float(meta.get("spacing", 1.0)), xy[0], xy[1])
+
+
+# --------------------------------------------------------------------------- HDF5
+
+
+def read_h5(path: str | os.PathLike, dataset: str = "raw") -> tuple[np.ndarray, VoxelSize | None]:
+    """Read one dataset of an HDF5 file and its ``element_size_um`` attribute."""
+    import h5py
+
+    path = _existing(path)
+    try:
+        with h5py.File(path, "r") as f:
+            if dataset not in f:
+                raise CellsynthError(f"{path} has no dataset {dataset!r}; it has {sorted(f.keys())}")
+            ds = f[dataset]
+            array = ds[()]
+            voxel = tuple(float(v) for v in ds.attrs["element_size_um"]) if "element_size_um" in ds.attrs else None
+    except OSError as err:
+        raise CellsynthError(f"cannot read HDF5 {path}: {err}") from None
+    return check_volume(array, f"{path}:{dataset}"), voxel  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- OME-Zarr
+
+
+def create_zarr(
+    path: str | os.PathLike, shape: tuple[int, ...], dtype: Any, voxel_size: VoxelSize,
+    chunks: tuple[int, int, int] | None = None,
+) -> Any:
+    """Create an empty OME-Zarr (NGFF 0.4) image at ``path`` and return its array.
+
+    The caller fills it chunk by chunk. Use within :func:`atomic_path` (``directory=True``)
+    so that a half-written store is never left under its final name.
+    """
+    import zarr
+
+    vz, vy, vx = check_voxel_size(voxel_size)
+    chunks = chunks or tuple(min(s, c) for s, c in zip(shape, (64, 256, 256)))
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    root.attrs["multiscales"] = [{
+        "version": "0.4",
+        "name": Path(path).name,
+        "axes": [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"],
+        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [vz, vy, vx]}]}],
+    }]
+    return root.create_array("0", shape=shape, dtype=dtype, chunks=chunks, fill_value=0)
+
+
+def write_zarr(path: str | os.PathLike, array: np.ndarray, voxel_size: VoxelSize) -> None:
+    """Write an in-memory volume as OME-Zarr, atomically."""
+    array = check_volume(array)
+    with atomic_path(path, directory=True) as tmp:
+        create_zarr(tmp, array.shape, array.dtype, voxel_size)[...] = array
+
+
+def open_zarr(path: str | os.PathLike) -> tuple[Any, VoxelSize | None]:
+    """Open an OME-Zarr image lazily; return its full-resolution array and voxel size."""
+    import zarr
+
+    path = _existing(path)
+    try:
+        root = zarr.open_group(str(path), mode="r")
+        ms = root.attrs.get("multiscales")
+        dataset = ms[0]["datasets"][0] if ms else {"path": "0"}
+        array = root[dataset["path"]]
+    except Exception as err:  # zarr raises many types for a damaged store
+        raise CellsynthError(f"cannot open OME-Zarr {path}: {err}") from None
+    voxel = None
+    for t in dataset.get("coordinateTransformations", []):
+        if t.get("type") == "scale":
+            voxel = tuple(float(v) for v in t["scale"][-3:])
+    return check_volume(array, str(path)), voxel  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- any volume
+
+
+def is_zarr(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names an OME-Zarr store."""
+    return str(path).rstrip("/").endswith(_ZARR_SUFFIX)
+
+
+def read_volume(
+    path: str | os.PathLike, dataset: str = "raw", *, lazy: bool = False,
+) -> tuple[Any, VoxelSize | None]:
+    """Read a volume from TIFF, HDF5 (``dataset``), OME-Zarr or ``.npy``.
+
+    Returns the array and the voxel size in µm, or None where the file does not record it.
+    With ``lazy=True`` an OME-Zarr volume is returned as an on-disk array.
+    """
+    suffix = Path(path).suffix.lower()
+    if is_zarr(path):
+        array, voxel = open_zarr(path)
+        return (array if lazy else array[...]), voxel
+    if suffix in _TIFF_SUFFIXES:
+        return read_tiff(path)
+    if suffix in _H5_SUFFIXES:
+        return read_h5(path, dataset)
+    if suffix == ".npy":
+        try:
+            return check_volume(np.load(_existing(path)), str(path)), None
+        except ValueError as err:
+            raise CellsynthError(f"cannot read {path}: {err}") from None
+    raise CellsynthError(f"unsupported file type {path!s}; use .tif, .h5, .npy or .ome.zarr")
+
+
+def write_volume(path: str | os.PathLike, array: np.ndarray, voxel_size: VoxelSize) -> None:
+    """Write a volume as TIFF or OME-Zarr, chosen by the file name."""
+    if is_zarr(path):
+        write_zarr(path, array, voxel_size)
+    elif Path(path).suffix.lower() in _TIFF_SUFFIXES:
+        write_tiff(path, array, voxel_size)
+    else:
+        raise CellsynthError(f"cannot write {path}: use a .tif or .ome.zarr name")
+
+
+def volume_filename(name: str, file_format: str) -> str:
+    """The file name of volume ``name`` in a sample folder for ``file_format`` (tif or zarr)."""
+    if file_format not in ("tif", "zarr"):
+        raise CellsynthError(f"unknown format {file_format!r}; use tif or zarr")
+    return f"{name}.tif" if file_format == "tif" else f"{name}.ome.zarr"
+
+
+def _existing(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise CellsynthError(f"file not found: {path}")
+    return path
+
+
+# --------------------------------------------------------------------------- label dtype
+
+
+def label_dtype(max_label: int) -> np.dtype:
+    """uint16 for up to 65535 labels, else uint32 (the package's label contract)."""
+    return np.dtype(np.uint16 if max_label <= np.iinfo(np.uint16).max else np.uint32)
+
+
+def image_to_uint16(image: np.ndarray) -> np.ndarray:
+    """Convert a float image in [0, 1] to uint16 (values are clipped)."""
+    return np.round(np.clip(image, 0.0, 1.0) * 65535.0).astype(np.uint16)
+
+
+# --------------------------------------------------------------------------- positions
+
+
+def write_positions(path: str | os.PathLike, table: Mapping[str, np.ndarray]) -> None:
+    """Write a per-cell table (column name -> 1D array of equal length) as CSV."""
+    columns = list(table)
+    n = len(next(iter(table.values()))) if table else 0
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for i in range(n):
+            writer.writerow([_csv_value(table[c][i]) for c in columns])
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.6g}"
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def read_positions(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a CSV table into columns; numeric columns become float or int arrays."""
+    path = _existing(path)
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError) as err:
+        raise CellsynthError(f"cannot read CSV {path}: {err}") from None
+    if not rows:
+        raise CellsynthError(f"{path} is empty; it needs a header row")
+    header, body = [h.strip() for h in rows[0]], [r for r in rows[1:] if r]
+    if any(len(r) != len(header) for r in body):
+        raise CellsynthError(f"{path}: every row must have {len(header)} columns like the header")
+    table: dict[str, np.ndarray] = {}
+    for j, name in enumerate(header):
+        values = [r[j] for r in body]
+        try:
+            column = np.array([float(v) for v in values])
+            if column.size and np.all(column == np.round(column)) and all("." not in v and "e" not in v.lower() for v in values):
+                column = column.astype(np.int64)
+        except ValueError:
+            column = np.array(values)
+        table[name] = column
+    return table
+
+
+# --------------------------------------------------------------------------- samples
+
+
+@dataclass
+class Sample:
+    """One annotated volume: the contents of a sample folder.
+
+    Attributes
+    ----------
+    labels
+        Instance labels (uint16/uint32, 0 = background).
+    mask
+        The structure the generator sees (uint8 0/1): nuclei foreground or membranes.
+    foreground
+        The organism region (uint8 0/1).
+    voxel_size
+        Voxel size in µm (z, y, x).
+    positions
+        One row per cell: ``label``, ``z_um``, ``y_um``, ``x_um``, ``z_px``, ``y_px``,
+        ``x_px`` and shape parameters.
+    metadata
+        Everything that goes into ``sample.json`` (parameters, seed, timings, ...).
+    image
+        The synthetic image (float32 in [0, 1]) once synthesised.
+    """
+
+    labels: Any
+    mask: Any
+    foreground: Any
+    voxel_size: VoxelSize
+    positions: dict[str, np.ndarray] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    image: Any = None
+
+
+def write_sample(
+    path: str | os.PathLike, sample: Sample, *, file_format: str = "tif", overwrite: bool = False,
+) -> Path:
+    """Write ``sample`` as a sample folder, atomically.
+
+    The folder is assembled under a temporary name and renamed when every file is
+    written, so an interrupted write never leaves a folder that looks complete.
+
+    Raises
+    ------
+    CellsynthError
+        If ``path`` already holds a sample and ``overwrite`` is false.
+    """
+    from cellsynth import __version__
+
+    path = Path(path)
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        raise CellsynthError(f"{path} already exists and is not empty; choose another --out or pass --overwrite")
+    voxel = check_voxel_size(sample.voxel_size)
+    with atomic_path(path, directory=True) as tmp:
+        files = {}
+        for name in SAMPLE_VOLUMES:
+            volume = getattr(sample, name)
+            if volume is None:
+                continue
+            if name == "image":
+                volume = image_to_uint16(np.asarray(volume))
+            fname = volume_filename(name, file_format)
+            write_volume(tmp / fname, np.asarray(volume), voxel)
+            files[name] = fname
+        write_positions(tmp / "positions.csv", sample.positions)
+        files["positions"] = "positions.csv"
+        meta = {"cellsynth_version": __version__, **sample.metadata, "shape": list(np.shape(sample.labels)),
+                "voxel_size_um": list(voxel), "format": file_format, "files": files}
+        write_json(tmp / "sample.json", meta)  # written last: its presence marks a finished sample
+    return path
+
+
+def read_sample(path: str | os.PathLike, *, lazy: bool = False) -> Sample:
+    """Read a sample folder written by :func:`write_sample`.
+
+    With ``lazy=True`` OME-Zarr volumes stay on disk.
+    """
+    path = Path(path)
+    if not (path / "sample.json").is_file():
+        raise CellsynthError(f"{path} is not a sample folder (no sample.json); create one with `cellsynth simulate`")
+    meta = read_json(path / "sample.json")
+    voxel = check_voxel_size(meta.get("voxel_size_um", (1, 1, 1)))
+    volumes: dict[str, Any] = {}
+    for name, fname in meta.get("files", {}).items():
+        if name in SAMPLE_VOLUMES:
+            array, _ = read_volume(path / fname, lazy=lazy)
+            if name == "image" and not lazy:
+                array = array.astype(np.float32) / (65535.0 if array.dtype == np.uint16 else 1.0)
+            volumes[name] = array
+    missing = [n for n in ("labels", "mask", "foreground") if n not in volumes]
+    if missing:
+        raise CellsynthError(f"sample {path} lacks {', '.join(missing)}; re-create it with `cellsynth simulate`")
+    positions = read_positions(path / "positions.csv") if (path / "positions.csv").is_file() else {}
+    return Sample(voxel_size=voxel, positions=positions, metadata=meta, **volumes)
