@@ -58,7 +58,6 @@ def measure(labels: np.ndarray, voxel_size: tuple[float, float, float]) -> dict[
         "cells": int(ids.size),
         "interior_cells": int(interior.size),
         "foreground_fraction": round(float((labels > 0).mean()), 3),
-        "cells_per_1000_um3_of_foreground": round(float(ids.size / ((labels > 0).sum() * voxel_volume) * 1000.0), 3),
     }
     if interior.size:
         counts = ndimage.sum_labels(np.ones_like(labels), labels, interior)
@@ -70,6 +69,8 @@ def measure(labels: np.ndarray, voxel_size: tuple[float, float, float]) -> dict[
             "interior_diameter_um_std": round(float(diameters.std()), 3),
             "interior_extent_um_zyx": [round(float(e), 2) for e in extents.mean(axis=0)],
             "interior_extent_vox_zyx": [round(float(e / v), 1) for e, v in zip(extents.mean(axis=0), voxel_size)],
+            # cut cells make a plain count per volume too high: use the labelled fraction instead
+            "cells_per_1000_um3": float(f"{stats['foreground_fraction'] / (counts.mean() * voxel_volume) * 1000:.4g}"),
         })
     changes = sum(np.count_nonzero(np.diff(labels, axis=a) != 0) for a in range(3))
     length_um = sum(labels.size * v for v in voxel_size)
