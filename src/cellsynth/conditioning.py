@@ -41,11 +41,15 @@ def signed_distance_um(foreground: np.ndarray, voxel_size: VoxelSize) -> np.ndar
     inside = np.ascontiguousarray(np.asarray(foreground) != 0)
     if not inside.any():
         raise CellsynthError("the organism foreground is empty; check the foreground mask")
-    dist_in = edt.edt(inside, anisotropy=voxel, black_border=False)
     if inside.all():
-        return dist_in.astype(np.float32)
-    dist_out = edt.edt(~inside, anisotropy=voxel, black_border=False)
-    return np.where(inside, dist_in, -dist_out).astype(np.float32)
+        return np.full(inside.shape, np.inf, dtype=np.float32)
+    # One EDT over two labels (1 inside, 2 outside) gives every voxel its distance to the
+    # nearest voxel of the other region: 5 bytes per voxel instead of two transforms.
+    regions = inside.view(np.uint8)
+    np.subtract(2, regions, out=regions)
+    dist = edt.edt(regions, anisotropy=voxel, black_border=False)
+    np.negative(dist, out=dist, where=regions == 2)
+    return dist.astype(np.float32, copy=False)
 
 
 def positional_map(
@@ -73,11 +77,19 @@ def positional_map(
     >>> positional_map(fg, (1, 1, 1), alpha=1, beta=1).round(2)[0, 0]
     array([-0.96, -0.76,  0.76,  0.96,  1.  ,  0.96,  0.76, -0.76, -0.96], dtype=float32)
     """
+    return positional_map_from_distance(signed_distance_um(foreground, voxel_size), alpha, beta)
+
+
+def positional_map_from_distance(dist_um: np.ndarray, alpha: float = 100.0, beta: float = 100.0) -> np.ndarray:
+    """Eq. 1 applied to a signed distance in µm (see :func:`signed_distance_um`).
+
+    Works on any part of the distance map, so large volumes can be converted slab by slab.
+    """
     for name, value in (("alpha", alpha), ("beta", beta)):
         if not (np.isfinite(value) and value > 0):
             raise CellsynthError(f"{name} must be a positive length in µm, got {value}")
-    dist = signed_distance_um(foreground, voxel_size)
-    return np.where(dist > 0, np.tanh(dist / alpha), np.tanh(dist / beta)).astype(np.float32)
+    dist = np.asarray(dist_um, dtype=np.float32)
+    return np.where(dist > 0, np.tanh(dist / np.float32(alpha)), np.tanh(dist / np.float32(beta))).astype(np.float32)
 
 
 def foreground_from_image(
@@ -104,11 +116,13 @@ def foreground_from_image(
         raise CellsynthError("the image is constant; there is no organism to find")
     smooth = ndimage.gaussian_filter(image, sigma=smoothing_um / voxel)
     mask = smooth > threshold_otsu(smooth)
-    radius = np.maximum(np.round(closing_um / voxel).astype(int), 0)
-    if radius.any():
-        grid = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
-        ball = sum((g / max(r, 1)) ** 2 for g, r in zip(grid, radius)) <= 1.0
-        mask = ndimage.binary_closing(np.pad(mask, radius[:, None]), structure=ball)
+    if closing_um > 0:
+        # closing with a ball of radius closing_um (µm) via two distance transforms: much faster
+        # than ndimage.binary_closing with a large anisotropic structuring element
+        radius = np.ceil(closing_um / voxel).astype(int) + 1
+        padded = np.pad(mask, radius[:, None])
+        dilated = edt.edt(np.ascontiguousarray(~padded), anisotropy=tuple(voxel), black_border=False) <= closing_um
+        mask = edt.edt(np.ascontiguousarray(dilated), anisotropy=tuple(voxel), black_border=False) > closing_um
         mask = mask[tuple(slice(r, r + s) for r, s in zip(radius, image.shape))]
     mask = ndimage.binary_fill_holes(mask)
     labels, n = ndimage.label(mask)
