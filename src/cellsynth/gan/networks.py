@@ -1,0 +1,200 @@
+"""Generator and discriminator of the conditional GAN (section 2 of Eschweiler et al. 2021).
+
+The generator is a 3D U-Net whose decoder upsamples by a 3D pixel shuffle. Its input is
+the structure mask and the positional map (Eq. 1); its output is one image channel with a
+sigmoid. The discriminator is a 3D PatchGAN that sees an image and the positional map.
+
+Normalisation (design pitfall 7): the generator has **no normalisation layers**. Instance
+or group norm compute statistics over the patch, so a voxel's value would depend on which
+tile it falls in and stitched volumes would show seams. Without them every output voxel
+is a fixed function of the inputs inside its receptive field (:attr:`UNetGenerator.halo`):
+tiles cropped by the halo stitch exactly. A small network with Kaiming initialisation,
+LeakyReLU and RAdam trains stably without normalisation.
+
+Optional noise injection (as in StyleGAN): a standard normal noise volume, scaled per
+channel by learned weights (initialised to zero), is added at full resolution before the
+last decoder block. It lets the generator draw camera-like noise texture. At inference
+:class:`cellsynth.render.gan.GeneratorModel` draws that noise per global voxel, so it too
+is independent of the tiling.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def pixel_shuffle_3d(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """Rearrange ``(N, C*f**3, Z, Y, X)`` into ``(N, C, Z*f, Y*f, X*f)``.
+
+    The 3D analogue of :func:`torch.nn.functional.pixel_shuffle`: channel
+    ``c*f**3 + (i*f + j)*f + k`` becomes the sub-voxel ``(i, j, k)`` of output channel ``c``.
+    """
+    n, c, z, y, x_ = x.shape
+    f = factor
+    if c % f**3:
+        raise ValueError(f"channels ({c}) must be a multiple of factor**3 ({f**3})")
+    out = x.reshape(n, c // f**3, f, f, f, z, y, x_)
+    out = out.permute(0, 1, 5, 2, 6, 3, 7, 4)
+    return out.reshape(n, c // f**3, z * f, y * f, x_ * f)
+
+
+class PixelShuffle3d(nn.Module):
+    """Module form of :func:`pixel_shuffle_3d`."""
+
+    def __init__(self, factor: int = 2) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return pixel_shuffle_3d(x, self.factor)
+
+
+def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    """Two 3x3x3 convolutions with LeakyReLU (no normalisation; see module notes)."""
+    return nn.Sequential(
+        nn.Conv3d(c_in, c_out, 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv3d(c_out, c_out, 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
+    )
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Conv3d):
+        nn.init.kaiming_normal_(module.weight, a=0.2, nonlinearity="leaky_relu")
+        nn.init.zeros_(module.bias)
+
+
+class UNetGenerator(nn.Module):
+    """3D U-Net with pixel-shuffle upsampling and a sigmoid output.
+
+    Parameters
+    ----------
+    in_channels
+        Input channels: structure mask and positional map (2).
+    width
+        Channels of the first level; level ``l`` has ``width * 2**l``.
+    depth
+        Number of 2x downsamplings. Patch sides must be multiples of ``2**depth``.
+    out_channels
+        Output image channels (1).
+    noise
+        Inject learned-scale Gaussian noise at full resolution (see module notes).
+
+    Examples
+    --------
+    >>> g = UNetGenerator(width=4, depth=2)
+    >>> g(torch.zeros(1, 2, 8, 16, 16)).shape
+    torch.Size([1, 1, 8, 16, 16])
+    """
+
+    def __init__(self, in_channels: int = 2, width: int = 16, depth: int = 3, out_channels: int = 1,
+                 noise: bool = False) -> None:
+        super().__init__()
+        if depth < 1 or width < 1:
+            raise ValueError(f"depth and width must be positive, got depth={depth}, width={width}")
+        self.config = {"in_channels": in_channels, "width": width, "depth": depth,
+                       "out_channels": out_channels, "noise": noise}
+        self.depth = depth
+        widths = [width * 2**level for level in range(depth + 1)]
+        self.encoders = nn.ModuleList([_conv_block(in_channels, widths[0])])
+        self.downs = nn.ModuleList()
+        for level in range(depth):
+            self.downs.append(nn.Sequential(nn.Conv3d(widths[level], widths[level], 2, stride=2),
+                                            nn.LeakyReLU(0.2, inplace=True)))
+            self.encoders.append(_conv_block(widths[level], widths[level + 1]))
+        self.ups = nn.ModuleList()
+        self.decoders = nn.ModuleList()
+        for level in reversed(range(depth)):
+            self.ups.append(nn.Sequential(nn.Conv3d(widths[level + 1], widths[level] * 8, 1), PixelShuffle3d(2),
+                                          nn.LeakyReLU(0.2, inplace=True)))
+            self.decoders.append(_conv_block(2 * widths[level], widths[level]))
+        self.head = nn.Conv3d(widths[0], out_channels, 1)
+        self.apply(_init_weights)
+        self.noise_weight = nn.Parameter(torch.zeros(2 * widths[0])) if noise else None
+
+    @property
+    def size_multiple(self) -> int:
+        """Each patch side must be a multiple of this."""
+        return 2**self.depth
+
+    @property
+    def halo(self) -> int:
+        """Receptive-field radius in voxels (exact for this architecture, per axis).
+
+        Level ``l`` works on a grid of spacing ``2**l``: each 3x3x3 convolution there
+        widens the field by ``2**l`` voxels on each side, each 2x2x2 strided downsampling
+        by up to ``2**l``; the 1x1x1 convolution and the pixel shuffle add nothing beyond
+        the sub-voxel offset, counted with the downsampling.
+        """
+        encoder = sum(2 * 2**level + 2**level for level in range(self.depth))
+        bottleneck = 2 * 2**self.depth
+        decoder = sum(2 * 2**level for level in range(self.depth))
+        return encoder + bottleneck + decoder
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Map ``(N, in_channels, Z, Y, X)`` to ``(N, out_channels, Z, Y, X)`` in (0, 1).
+
+        ``noise`` (``(N, 1, Z, Y, X)``, standard normal) is used where the network was built
+        with ``noise=True``; it is drawn from torch's generator when omitted.
+        """
+        m = self.size_multiple
+        if any(s % m for s in x.shape[2:]):
+            raise ValueError(f"patch sides {tuple(x.shape[2:])} must be multiples of {m} (2**depth)")
+        skips = []
+        h = x
+        for level in range(self.depth):
+            h = self.encoders[level](h)
+            skips.append(h)
+            h = self.downs[level](h)
+        h = self.encoders[self.depth](h)
+        for up, decoder, skip in zip(self.ups, self.decoders, reversed(skips)):
+            h = torch.cat([up(h), skip], dim=1)
+            if decoder is self.decoders[-1] and self.noise_weight is not None:
+                if noise is None:
+                    noise = torch.randn((h.shape[0], 1, *h.shape[2:]), device=h.device, dtype=h.dtype)
+                h = h + self.noise_weight.view(1, -1, 1, 1, 1).to(h.dtype) * noise.to(h.dtype)
+            h = decoder(h)
+        return torch.sigmoid(self.head(h))
+
+
+class PatchGAN3D(nn.Module):
+    """3D PatchGAN discriminator (pix2pix style) on an image and its positional map.
+
+    Each output voxel scores one overlapping patch of the input as real (> 0) or fake
+    (< 0); the scores are raw (no sigmoid), as the ADA statistic needs.
+
+    Parameters
+    ----------
+    in_channels
+        Image and positional map (2).
+    width
+        Channels of the first layer, doubled at each strided layer (capped at 8x).
+    layers
+        Number of strided (stride 2) layers.
+    norm
+        ``"instance"`` or ``"none"``. Only the discriminator may normalise over the
+        patch: it is not used at inference.
+    """
+
+    def __init__(self, in_channels: int = 2, width: int = 16, layers: int = 3, norm: str = "instance") -> None:
+        super().__init__()
+        if norm not in ("instance", "none"):
+            raise ValueError(f"norm must be 'instance' or 'none', got {norm!r}")
+        self.config = {"in_channels": in_channels, "width": width, "layers": layers, "norm": norm}
+        blocks: list[nn.Module] = [nn.Conv3d(in_channels, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
+        c = width
+        for i in range(1, layers + 1):
+            c_out = width * min(2**i, 8)
+            stride = 2 if i < layers else 1
+            blocks.append(nn.Conv3d(c, c_out, 4, stride=stride, padding=1))
+            if norm == "instance":
+                blocks.append(nn.InstanceNorm3d(c_out, affine=True))
+            blocks.append(nn.LeakyReLU(0.2, True))
+            c = c_out
+        blocks.append(nn.Conv3d(c, 1, 4, stride=1, padding=1))
+        self.model = nn.Sequential(*blocks)
+        self.apply(_init_weights)
+
+    def forward(self, image: torch.Tensor, positional: torch.Tensor) -> torch.Tensor:
+        """Raw patch scores for ``image`` (N, 1, ...) conditioned on ``positional`` (N, 1, ...)."""
+        return self.model(torch.cat([image, positional], dim=1))

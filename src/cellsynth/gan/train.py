@@ -1,0 +1,426 @@
+"""The GAN training loop: steps, checkpoints, logs, previews and data parallelism.
+
+A run lives in one folder::
+
+    RUN/
+      run.json         format, the training configuration and the data files
+      checkpoint.pt    full state: networks, optimisers, ADA, RNG states, step (atomic)
+      generator.pt     the generator alone (fp16), for ``cellsynth synthesize --model``
+      log.csv          one row per logged step: losses, r, p, data and step times
+      previews/        PNGs of mask | real | generated centre slices
+
+A checkpoint holds everything that influences later steps, so a resumed run continues
+exactly: on CPU it ends with the same weights as an uninterrupted run. A killed run loses
+at most the steps since its last checkpoint.
+
+Data parallelism follows stylegan2-ada-pytorch: each process draws its own patches, and
+after every backward pass the gradients are averaged over processes with
+``torch.distributed.all_reduce``; the ADA statistic is summed over processes too, so the
+networks and ``p`` stay identical everywhere. Start it with
+``torchrun --nproc_per_node N -m cellsynth train ...`` (gloo on CPU, NCCL on GPUs).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from cellsynth.errors import CellsynthError
+from cellsynth.gan.augment import AdaptiveAugment
+from cellsynth.gan.data import PatchSampler, TrainingVolume
+from cellsynth.gan.losses import discriminator_loss, generator_adversarial_loss, l1_loss
+from cellsynth.gan.networks import PatchGAN3D, UNetGenerator
+from cellsynth.io import atomic_path
+
+CHECKPOINT_FORMAT = "cellsynth-gan-checkpoint"
+GENERATOR_FORMAT = "cellsynth-generator"
+RUN_FORMAT = "cellsynth-train-run"
+LOG_COLUMNS = ("step", "epoch", "loss_d", "loss_g_adv", "loss_identity", "loss_paired", "r_batch", "r", "p",
+               "data_s", "step_s")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (the keys of ``--config`` files and ``run.json``).
+
+    Loss weights: ``w_adv`` (adversarial), ``w_identity`` (the paper's identity loss) and
+    ``w_paired`` (paired L1; only used when ``paired``). ADA: ``p`` starts at ``ada_p``
+    and moves by ``ada_delta`` every ``ada_epochs`` epochs towards r = ``ada_target``;
+    an epoch is ``patches_per_image`` patches of every training image.
+    """
+
+    kind: str = "nuclei"
+    patch: tuple[int, int, int] = (32, 64, 64)
+    width: int = 16
+    depth: int = 3
+    noise: bool = True
+    d_width: int = 16
+    d_layers: int = 3
+    d_norm: str = "instance"
+    batch: int = 1
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    loss: str = "lsgan"
+    w_adv: float = 1.0
+    w_identity: float = 1.0
+    w_paired: float = 10.0
+    paired: bool = True
+    ada_target: float = 0.6
+    ada_delta: float = 0.05
+    ada_epochs: float = 1.0
+    ada_p: float = 0.0
+    patches_per_image: int = 1
+    foreground_bias: float = 0.5
+    flips: bool = True
+    rotations: bool = True
+    alpha: float = 100.0
+    beta: float = 100.0
+    percentiles: tuple[float, float] = (1.0, 99.9)
+    holdout: float = 0.25
+    holdout_axis: str = "y"
+    voxel_size: tuple[float, float, float] | None = None
+    membrane_thickness: float | None = None
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a dict, ignoring unknown keys and turning lists into tuples."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names})
+
+
+def _distributed() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _all_reduce_gradients(module: torch.nn.Module, world: int) -> None:
+    """Average the gradients of ``module`` over all processes (one flat all-reduce)."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if world == 1 or not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+class Trainer:
+    """Networks, optimisers, ADA and the patch sampler of one training process.
+
+    Parameters
+    ----------
+    config
+        The run's configuration.
+    volumes
+        Prepared training volumes (:func:`cellsynth.gan.data.load_volumes`).
+    device
+        Torch device of this process.
+    amp
+        bf16 autocast (used on GPUs).
+    """
+
+    def __init__(self, config: TrainConfig, volumes: Sequence[TrainingVolume], device: str | torch.device = "cpu",
+                 amp: bool = False) -> None:
+        self.config, self.device, self.amp = config, torch.device(device), amp
+        self.rank, self.world = _distributed()
+        torch.manual_seed(config.seed)  # identical initial networks in every process
+        self.generator = UNetGenerator(2, config.width, config.depth, noise=config.noise).to(self.device)
+        self.discriminator = PatchGAN3D(2, config.d_width, config.d_layers, config.d_norm).to(self.device)
+        self.ada = AdaptiveAugment(p=config.ada_p, target=config.ada_target, delta=config.ada_delta).to(self.device)
+        for p in config.patch:
+            if p % self.generator.size_multiple:
+                raise CellsynthError(f"--patch sides must be multiples of {self.generator.size_multiple} "
+                                     f"(2**depth), got {' '.join(map(str, config.patch))}")
+        if min(config.patch) < 2 ** (config.d_layers + 1):
+            raise CellsynthError(f"--patch sides must be at least {2 ** (config.d_layers + 1)} for the "
+                                 f"discriminator with {config.d_layers} layers")
+        betas = (0.5, 0.999)
+        self.opt_g = torch.optim.RAdam(self.generator.parameters(), lr=config.lr_g, betas=betas)
+        self.opt_d = torch.optim.RAdam(self.discriminator.parameters(), lr=config.lr_d, betas=betas)
+        self.sampler = PatchSampler(volumes, config.patch, np.random.default_rng([config.seed, self.rank]),
+                                    paired=config.paired, foreground_bias=config.foreground_bias,
+                                    flips=config.flips, rotations=config.rotations)
+        self.steps_per_epoch = max(1, math.ceil(len(self.sampler.volumes) * config.patches_per_image
+                                                / (config.batch * self.world)))
+        self.ada_interval = max(1, round(config.ada_epochs * self.steps_per_epoch))
+        self.step, self.last_r = 0, float("nan")
+        if self.world > 1:
+            for tensor in [*self.generator.state_dict().values(), *self.discriminator.state_dict().values()]:
+                dist.broadcast(tensor, src=0)
+        # per-process randomness (noise, augmentation) after the shared initialisation
+        torch.manual_seed(config.seed * 7919 + 1 + self.rank)
+        random.seed(config.seed * 7919 + 1 + self.rank)
+
+    # ------------------------------------------------------------------ one step
+
+    def _autocast(self) -> Any:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+
+    def train_step(self) -> dict[str, float]:
+        """Draw a batch and update the discriminator, then the generator; return the step's figures."""
+        c = self.config
+        t0 = time.perf_counter()
+        batch = {k: torch.from_numpy(v).to(self.device) for k, v in self.sampler.sample(c.batch).items()}
+        data_s = time.perf_counter() - t0
+        mask, pos, real, real_pos = batch["mask"], batch["positional"], batch["image"], batch["image_positional"]
+
+        self.discriminator.requires_grad_(True)
+        with self._autocast():
+            fake = self.generator(torch.cat([mask, pos], 1))
+            scores = self.discriminator(self.ada(torch.cat([real, fake.detach()])), torch.cat([real_pos, pos]))
+            real_scores, fake_scores = scores.chunk(2)
+            loss_d = discriminator_loss(real_scores, fake_scores, c.loss)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        _all_reduce_gradients(self.discriminator, self.world)
+        self.opt_d.step()
+        self.ada.accumulate(real_scores)
+
+        self.discriminator.requires_grad_(False)
+        with self._autocast():
+            loss_adv = generator_adversarial_loss(self.discriminator(self.ada(fake), pos), c.loss)
+            loss = c.w_adv * loss_adv
+            loss_id = loss_paired = torch.zeros((), device=self.device)
+            if c.w_identity > 0:
+                loss_id = l1_loss(real, self.generator(torch.cat([real, real_pos], 1)))
+                loss = loss + c.w_identity * loss_id
+            if c.paired and c.w_paired > 0:
+                loss_paired = l1_loss(real, fake)
+                loss = loss + c.w_paired * loss_paired
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        _all_reduce_gradients(self.generator, self.world)
+        self.opt_g.step()
+
+        self.step += 1
+        if self.step % self.ada_interval == 0:
+            self.last_r = self.ada.update()
+        return {"step": self.step, "epoch": self.step / self.steps_per_epoch, "loss_d": float(loss_d),
+                "loss_g_adv": float(loss_adv), "loss_identity": float(loss_id), "loss_paired": float(loss_paired),
+                "r_batch": float(torch.sign(real_scores.detach().float()).mean()), "r": self.last_r,
+                "p": float(self.ada.p), "data_s": data_s, "step_s": time.perf_counter() - t0,
+                "_preview": (mask, real, fake)}
+
+    # ------------------------------------------------------------------ state
+
+    def _rng_state(self) -> dict[str, Any]:
+        state = {"torch": torch.get_rng_state(), "numpy": self.sampler.rng.bit_generator.state,
+                 "python": random.getstate()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def state_dict(self) -> dict[str, Any]:
+        """The full training state (call on every process: RNG states are gathered)."""
+        rng = [self._rng_state()]
+        if self.world > 1:
+            rng = [None] * self.world
+            dist.all_gather_object(rng, self._rng_state())
+        return {"format": CHECKPOINT_FORMAT, "version": 1, "config": asdict(self.config), "step": self.step,
+                "last_r": self.last_r, "world_size": self.world, "generator": self.generator.state_dict(),
+                "discriminator": self.discriminator.state_dict(), "ada": self.ada.state_dict(),
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "rng": rng}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict` (same configuration, same number of processes)."""
+        if state.get("world_size", 1) != self.world:
+            raise CellsynthError(f"the checkpoint was written by {state.get('world_size')} processes; "
+                                 f"resume it with the same number (now {self.world})")
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.ada.load_state_dict(state["ada"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.step, self.last_r = int(state["step"]), float(state["last_r"])
+        rng = state["rng"][self.rank]
+        torch.set_rng_state(rng["torch"])
+        self.sampler.rng.bit_generator.state = rng["numpy"]
+        random.setstate(_as_tuple(rng["python"]))
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+
+    def generator_state(self, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The generator alone in fp16, with what is needed to use it (:func:`cellsynth.render.gan.load_generator`)."""
+        weights = {k: v.detach().to("cpu", torch.float16) for k, v in self.generator.state_dict().items()}
+        c = self.config
+        return {"format": GENERATOR_FORMAT, "version": 1, "kind": c.kind, "network": self.generator.config,
+                "state_dict": weights, "step": self.step, "alpha": c.alpha, "beta": c.beta,
+                "training": asdict(c), **(meta or {})}
+
+
+def _as_tuple(value: Any) -> Any:
+    """``random.setstate`` needs tuples; a checkpoint round trip may give lists."""
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+# ---------------------------------------------------------------------- files of a run
+
+
+def save_torch(obj: dict[str, Any], path: Path) -> None:
+    """``torch.save`` atomically (a killed process never leaves a half-written file)."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_checkpoint(path: str | Path, expected: str = CHECKPOINT_FORMAT) -> dict[str, Any]:
+    """Load a checkpoint or generator file, with a one-line error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise CellsynthError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises pickle, zip and runtime errors for damaged files
+        raise CellsynthError(f"{path} is not a readable cellsynth checkpoint ({type(err).__name__}); "
+                             "give a file written by `cellsynth train`") from None
+    if not isinstance(state, dict) or state.get("format") != expected:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CellsynthError(f"{path} is not a {expected} file (found {found!r}); "
+                             "give a file written by `cellsynth train`")
+    return state
+
+
+def _write_preview(path: Path, mask: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> None:
+    """Save the centre z slices of mask | real | generated (first sample) as one PNG."""
+    import matplotlib.image
+
+    z = mask.shape[2] // 2
+    row = [t[0, 0, z].detach().float().cpu().numpy() for t in (mask, real, fake)]
+    with atomic_path(path) as tmp:
+        matplotlib.image.imsave(tmp, np.concatenate(row, axis=1), cmap="gray", vmin=0, vmax=1, format="png")
+
+
+class RunLog:
+    """The CSV log of a run; on resume, rows after the checkpoint's step are dropped."""
+
+    def __init__(self, path: Path, resume_step: int) -> None:
+        self.path = path
+        rows = []
+        if resume_step and path.is_file():
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, LOG_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def write(self, row: dict[str, Any]) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, LOG_COLUMNS, extrasaction="ignore").writerow(
+                {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def check_run_folder(out: Path, run_info: dict[str, Any], resume: bool) -> None:
+    """Refuse to start a new run in a used folder, or to resume a different run."""
+    from cellsynth.io import read_json
+
+    run_file = out / "run.json"
+    if not resume:
+        if out.exists() and any(out.iterdir()):
+            what = "a training run" if run_file.is_file() else "other files"
+            raise CellsynthError(f"{out} already holds {what}; pass --resume to continue it or choose another --out")
+        return
+    if not run_file.is_file():
+        if out.exists() and any(out.iterdir()):
+            raise CellsynthError(f"{out} does not hold a training run (no run.json); choose another --out")
+        return
+    old = read_json(run_file)
+    if old.get("format") != RUN_FORMAT:
+        raise CellsynthError(f"{run_file} is not a cellsynth training run; choose another --out")
+    differ = sorted(k for k in set(old.get("config", {})) | set(run_info["config"])
+                    if _jsonable(old.get("config", {}).get(k)) != _jsonable(run_info["config"].get(k)))
+    if differ:
+        raise CellsynthError(f"{out} holds a different run (options {', '.join(differ)} differ); "
+                             "use the same options to resume, or choose another --out")
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def train(config: TrainConfig, volumes: Sequence[TrainingVolume], out: str | Path, steps: int, *,
+          device: str = "cpu", amp: bool = False, resume: str | Path | None = None,
+          checkpoint_every: int = 200, preview_every: int = 500, log_every: int = 10,
+          data_files: Sequence[str] = (), progress: bool = True) -> Trainer:
+    """Train (or continue training) until ``steps`` steps in the run folder ``out``.
+
+    Parameters
+    ----------
+    config
+        The run's configuration.
+    volumes
+        Prepared training volumes.
+    out
+        Run folder (see the module notes).
+    steps
+        Total number of steps of the run (a resumed run continues up to it).
+    device
+        Torch device (``cuda:N`` per process under torchrun).
+    amp
+        bf16 autocast.
+    resume
+        A checkpoint to continue from (usually ``out/checkpoint.pt``), or None.
+    checkpoint_every, preview_every, log_every
+        Intervals in steps (0 disables previews).
+    data_files
+        Names of the training files, recorded in ``run.json``.
+    progress
+        Show a progress bar (on the first process).
+    """
+    from cellsynth import __version__
+    from cellsynth.io import write_json
+
+    out = Path(out)
+    trainer = Trainer(config, volumes, device, amp)
+    rank = trainer.rank
+    run_info = {"format": RUN_FORMAT, "cellsynth_version": __version__, "config": asdict(config),
+                "data": list(data_files)}
+    check_run_folder(out, run_info, resume is not None)
+    if resume is not None:
+        state = load_checkpoint(resume)
+        if TrainConfig.from_dict(state["config"]) != config:
+            raise CellsynthError(f"{resume} was trained with other options; resume with the same options")
+        trainer.load_state_dict(state)
+        del state
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "run.json", run_info)
+        log = RunLog(out / "log.csv", trainer.step)
+
+    def checkpoint() -> None:
+        state = trainer.state_dict()  # collective under torchrun: every process calls it
+        if rank == 0:
+            save_torch(state, out / "checkpoint.pt")
+            save_torch(trainer.generator_state({"data": list(data_files)}), out / "generator.pt")
+
+    bar = tqdm(total=steps, initial=trainer.step, disable=None if (progress and rank == 0) else True,
+               desc="train", unit="step")
+    while trainer.step < steps:
+        row = trainer.train_step()
+        bar.update(1)
+        preview = row.pop("_preview")
+        if rank == 0:
+            if trainer.step % log_every == 0 or trainer.step == steps:
+                log.write(row)
+                bar.set_postfix(d=f"{row['loss_d']:.3f}", g=f"{row['loss_g_adv']:.3f}", p=f"{row['p']:.2f}")
+            if preview_every and trainer.step % preview_every == 0:
+                _write_preview(out / "previews" / f"step_{trainer.step:07d}.png", *preview)
+        if trainer.step % checkpoint_every == 0 or trainer.step == steps:
+            checkpoint()
+    bar.close()
+    return trainer
