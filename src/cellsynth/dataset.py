@@ -179,11 +179,13 @@ def validate_parameters(data: Mapping[str, Any], source: str = "parameters") -> 
                 f"{source}: unknown {section} parameters {', '.join(bad)}; allowed: {', '.join(allowed)}")
         data[section] = dict(values)
     synth = data["synthesize"]
-    synth["alpha"] = parse_alphas(synth.get("alpha", [100.0]))
     synth.setdefault("model", "default")
+    synth["alpha"] = parse_alphas(synth.get("alpha", [100.0]))
     if "seed" in data:
         data["seed"] = _check_seed(data["seed"])
-    return data
+    # one canonical key order, so that files do not depend on how the parameters were written
+    data["simulate"], data["synthesize"] = dict(sorted(data["simulate"].items())), dict(sorted(synth.items()))
+    return {k: data[k] for k in (*PRESET_KEYS, "seed") if k in data}
 
 
 def parse_alphas(value: Any) -> list[float]:
