@@ -383,12 +383,11 @@ def inside_sh(
 
 @functools.lru_cache(maxsize=16)
 def _grid_tables(l_max: int, n_theta: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Legendre values (with sin^m) at cell-centred polar angles and trig tables in phi."""
+    """Cell-centred polar angles' cosines, ``sin(theta)**m`` and the half-cell phase shifts."""
     theta = (np.arange(n_theta) + 0.5) * (np.pi / n_theta)
-    phi = (np.arange(2 * n_theta) + 0.5) * (np.pi / n_theta)
-    sin_pow = np.sin(theta)[None, :] ** np.arange(l_max + 1)[:, None]
-    m = np.arange(l_max + 1)[:, None]
-    return np.cos(theta), sin_pow, np.concatenate([np.cos(m * phi), np.sin(m * phi)])
+    m = np.arange(l_max + 1)
+    sin_pow = np.sin(theta)[None, :] ** m[:, None]
+    return np.cos(theta), sin_pow, np.exp(0.5j * (np.pi / n_theta) * m)
 
 
 def _lipschitz(coeffs: np.ndarray, l_max: int) -> tuple[float, float]:
@@ -406,11 +405,19 @@ def _lipschitz(coeffs: np.ndarray, l_max: int) -> tuple[float, float]:
 
 
 def _radius_grid(coeffs: np.ndarray, l_max: int, n_theta: int) -> np.ndarray:
-    """``r`` on the (n_theta, 2 n_theta) cell-centred angular grid (matrix products)."""
-    x, sin_pow, trig = _grid_tables(l_max, n_theta)
+    """``r`` on the cell-centred (n_theta, 2 n_theta) angular grid.
+
+    Each row in phi is a trigonometric series, summed by an inverse real FFT (single
+    threaded, so it does not stall when the cores are busy).
+    """
+    x, sin_pow, shift = _grid_tables(l_max, n_theta)
     ccos, csin = _split(coeffs, l_max)
     sum_cos, sum_sin = _legendre_sums(ccos, csin, x)
-    return np.concatenate([sum_cos * sin_pow, sum_sin * sin_pow]).T @ trig
+    n_phi = 2 * n_theta
+    spectrum = np.zeros((n_theta, n_phi // 2 + 1), dtype=np.complex128)
+    spectrum[:, : l_max + 1] = (((sum_cos - 1j * sum_sin) * sin_pow) * shift[:, None]).T * (n_phi / 2)
+    spectrum[:, 0] = sum_cos[0] * n_phi
+    return np.fft.irfft(spectrum, n=n_phi, axis=1)
 
 
 def voxelize_sh(
@@ -461,7 +468,7 @@ def voxelize_sh(
     else:
         # Finer grids narrow the band that needs the exact radius; their cost grows as
         # n_theta**2. Multiples of 64 keep the cached tables few.
-        n_theta = 64 * int(np.clip(math.ceil(math.pi * gradient / (0.3 * voxel.min()) / 64), 1, 5))
+        n_theta = 64 * int(np.clip(math.ceil(math.pi * gradient / (0.5 * voxel.min()) / 64), 1, 5))
         r_grid = _radius_grid(coeffs, l_max, n_theta)
         margin = gradient * (math.pi / n_theta) * (1 + 1e-6) + slack
     r_max = float(r_grid.max()) + margin
