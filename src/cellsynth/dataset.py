@@ -438,6 +438,8 @@ class RunReport:
         Wall-clock seconds of the run.
     timings
         Index -> per-stage seconds of the samples made by this run.
+    startup_s
+        Seconds spent starting or connecting to a Dask cluster.
     """
 
     root: Path
@@ -447,6 +449,7 @@ class RunReport:
     failed: dict[int, str] = field(default_factory=dict)
     wall_s: float = 0.0
     timings: dict[int, dict[str, float]] = field(default_factory=dict)
+    startup_s: float = 0.0
 
 
 def default_workers() -> int:
@@ -630,7 +633,9 @@ def _run_tasks(root: Path, parameters: dict[str, Any], todo: list[int], count: i
     bar = tqdm(total=count, initial=count - len(todo), unit="sample", desc="dataset", disable=None
                if progress is None else not progress)
     try:
+        t0 = time.perf_counter()
         with open(root / "log.jsonl", "a") as log, _executor(root, workers, scheduler, timeout) as execute:
+            report.startup_s = time.perf_counter() - t0
             start_failures = 0
             for index, result, error in execute(parameters, todo):
                 if error is None:
