@@ -112,7 +112,7 @@ def test_save_load_round_trip_and_corrupt_files(training, tmp_path):
 def test_fewer_than_three_shapes_is_an_error(training):
     with pytest.raises(CellsynthError, match="at least 3"):
         fit_shape_model(training[:2], VOXEL)
-    labels = np.where(training[1], 2, training[0]).astype(np.uint16)
+    labels = np.concatenate([training[0], 2 * training[1]]).astype(np.uint16)
     assert len(shapes_from_labels(labels)) == 2
     with pytest.raises(CellsynthError, match="at least 3"):
         fit_shape_model(shapes_from_labels(labels), VOXEL)
