@@ -20,6 +20,7 @@ from scipy import ndimage
 
 from cellsynth.errors import CellsynthError
 from cellsynth.io import Sample, VoxelSize, check_voxel_size, label_dtype
+from cellsynth.shapes.ellipsoid import random_rotation
 from cellsynth.shapes.harmonics import LAWS, check_order, random_coefficients, voxelize_sh
 from cellsynth.simulate.positions import check_positions
 
@@ -41,11 +42,6 @@ def axis_rotation(axis: Sequence[float], roll: float = 0.0) -> np.ndarray:
     c = np.cross(a, b)
     b, c = np.cos(roll) * b + np.sin(roll) * c, -np.sin(roll) * b + np.cos(roll) * c
     return np.stack([a, b, c], axis=1)
-
-
-def random_rotation(rng: np.random.Generator) -> np.ndarray:
-    """A uniformly random rotation (random axis direction and roll)."""
-    return axis_rotation(rng.standard_normal(3), rng.uniform(0.0, 2 * np.pi))
 
 
 def elongation_scale(elongation: float) -> np.ndarray:
@@ -184,10 +180,10 @@ def simulate_nuclei(
         "kind": "nuclei",
         "nuclei_requested": len(centers),
         "nuclei_placed": n,
-        "nuclei": {"radius_um": radius_um, "radius_std_um": radius_std_um, "smoothness": smoothness,
+        "parameters": {"radius_um": radius_um, "radius_std_um": radius_std_um, "smoothness": smoothness,
                    "sh_order": sh_order, "law": law, "elongation": elongation,
                    "orientation": None if orientation is None else list(map(float, orientation))},
-        "timings_s": {"nuclei": round(time.perf_counter() - start, 4)},
+        "timings": {"nuclei_s": round(time.perf_counter() - start, 4)},
     }
     return Sample(
         labels=labels, mask=(labels > 0).astype(np.uint8), foreground=inside.astype(np.uint8),

@@ -170,7 +170,23 @@ def depth_um(foreground: np.ndarray, voxel_size: VoxelSize) -> np.ndarray:
     import edt
 
     inside = np.ascontiguousarray(_check_foreground(foreground))
-    return edt.edt(inside.view(np.uint8), anisotropy=check_voxel_size(voxel_size), black_border=bool(inside.all()))
+    voxel = check_voxel_size(voxel_size)
+    if inside.all():  # distance to the nearest face, as an EDT with a black border gives it
+        depth = np.full(inside.shape, np.inf, dtype=np.float32)
+        for axis, (n, v) in enumerate(zip(inside.shape, voxel)):
+            index = np.arange(n, dtype=np.float32)
+            face = (np.minimum(index + 1, n - index) * np.float32(v)).reshape([-1 if a == axis else 1 for a in range(3)])
+            np.minimum(depth, face, out=depth)
+        return depth
+    return edt.edt(inside.view(np.uint8), anisotropy=voxel)
+
+
+def _between(depth: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Flat indices of organism voxels (depth > 0) with ``low <= depth <= high``."""
+    band = depth >= low if low > 0 else depth > 0
+    if np.isfinite(high):
+        band &= depth <= high
+    return np.flatnonzero(band)
 
 
 def layered_positions(
@@ -220,9 +236,9 @@ def layered_positions(
     while count is None or placed < count:
         centre = spacing / 2 + layer * spacing
         if centre - half_band < deepest:
-            flat = np.flatnonzero(inside & (np.abs(depth - centre) <= half_band))
+            flat = _between(depth, centre - half_band, centre + half_band)
         else:  # the next nominal layer lies too deep: one last layer in the remaining core
-            flat = np.flatnonzero(inside & (depth > centre - spacing + half_band))
+            flat = _between(depth, centre - spacing + half_band, np.inf)
         if flat.size == 0:
             break
         added = _fill(flat, inside.shape, voxel, spacing, rng, accepted, None if count is None else count - placed)

@@ -1,0 +1,147 @@
+"""``cellsynth simulate nuclei|membranes``: write a simulated annotation sample folder."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from cellsynth.errors import CellsynthError
+
+# Defaults shown in the help; they mirror cellsynth.simulate.pipeline and
+# cellsynth.simulate.membranes (not imported here so that the command starts fast).
+# tests/test_simulate_cli.py checks that they agree.
+HELP_DEFAULTS = {
+    "radius": 9.0, "radius_std": 1.0, "smoothness": 5.0, "sh_order": 20, "membrane_cell_size": 10.0,
+    "membrane_thickness": 2.0, "weight_spread": 0.2, "nucleus_spacing_factor": 2.5,
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``simulate nuclei`` and ``simulate membranes``."""
+    parser = subparsers.add_parser(
+        "simulate", help="simulate annotation masks: SH nuclei or weighted-Voronoi membranes",
+        description="Simulate a fully annotated sample folder (labels.tif, mask.tif, foreground.tif, "
+                    "positions.csv, sample.json): an organism, cell positions inside it, and nuclei or "
+                    "membranes at those positions. Arrays are (Z, Y, X); sizes are in µm.",
+    )
+    kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
+    nuclei = kinds.add_parser(
+        "nuclei", help="spherical-harmonic nuclei (Eq. 5-7)",
+        description="Random star-convex nuclei from real spherical harmonics at layer-wise, uniform or "
+                    "given positions. Nuclei never overlap; each label is one connected piece.",
+    )
+    membranes = kinds.add_parser(
+        "membranes", help="whole cells by a weighted Voronoi tessellation (Eq. 3) and their membranes",
+        description="Cells filling the organism as a multiplicatively weighted Voronoi tessellation; "
+                    "labels are whole cells, the mask is their walls.",
+    )
+    for sub, kind in ((nuclei, "nuclei"), (membranes, "membranes")):
+        _add_common(sub, kind)
+        sub.set_defaults(func=run)
+    d = HELP_DEFAULTS
+    g = nuclei.add_argument_group("nuclei")
+    g.add_argument("--radius", type=float, default=d["radius"], metavar="UM",
+                   help="mean nucleus radius in µm (default %(default)s; the paper's r ~ N(9, 1))")
+    g.add_argument("--radius-std", type=float, default=d["radius_std"], metavar="UM",
+                   help="standard deviation of the nucleus radius in µm (default %(default)s)")
+    g.add_argument("--smoothness", type=float, default=d["smoothness"], metavar="GAMMA",
+                   help="SH smoothness gamma >= 0: small is irregular, large near-spherical (default %(default)s)")
+    g.add_argument("--sh-order", type=int, default=d["sh_order"], metavar="L",
+                   help="spherical-harmonic order l, 0-100 (default %(default)s)")
+    g.add_argument("--law", choices=("power", "exponential"), default="power",
+                   help="decay of the SH power with order l: power l^-gamma (default) or exponential "
+                        "exp(-gamma (l-1))")
+    g.add_argument("--elongation", type=float, default=1.0, metavar="RATIO",
+                   help="long-to-short axis ratio of the nuclei, volume preserving (default 1: no elongation)")
+    g.add_argument("--orientation", type=float, nargs=3, metavar=("Z", "Y", "X"),
+                   help="long-axis direction of all elongated nuclei (default: random per nucleus)")
+    g.add_argument("--cell-size", type=float, metavar="UM",
+                   help=f"distance between nucleus centres in µm (default {d['nucleus_spacing_factor']:g} x --radius)")
+    g = membranes.add_argument_group("membranes")
+    g.add_argument("--cell-size", type=float, default=d["membrane_cell_size"], metavar="UM",
+                   help="mean cell diameter in µm: the distance between cell centres (default %(default)s)")
+    g.add_argument("--membrane-thickness", type=float, default=d["membrane_thickness"], metavar="UM",
+                   help="membrane wall thickness in µm, symmetric about the wall (default %(default)s)")
+    g.add_argument("--weight-spread", type=float, default=d["weight_spread"], metavar="S",
+                   help="Voronoi weights gamma_j ~ U(1-S, 1+S); 0 gives flat walls (default %(default)s)")
+
+
+def _add_common(sub: argparse.ArgumentParser, kind: str) -> None:
+    g = sub.add_argument_group("volume and output")
+    g.add_argument("--out", metavar="DIR", help="sample folder to write (required)")
+    g.add_argument("--shape", type=int, nargs=3, default=[64, 192, 192], metavar=("Z", "Y", "X"),
+                   help="volume shape in voxels (default 64 192 192)")
+    g.add_argument("--voxel-size", type=float, nargs=3, default=[1.0, 1.0, 1.0], metavar=("Z", "Y", "X"),
+                   help="voxel size in µm (default 1 1 1)")
+    g.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same files (default 0)")
+    g.add_argument("--format", choices=("tif", "zarr"), default="tif",
+                   help="volume format: ImageJ TIFF or OME-Zarr for volumes too large for memory (default tif)")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing sample folder")
+    g = sub.add_argument_group("organism and positions")
+    g.add_argument("--organism", default="ellipsoid", metavar="SPEC",
+                   help="organism: box (the whole volume), ellipsoid, sh (embryo-like blob), a foreground mask "
+                        "file or a shape model .npz (default ellipsoid)")
+    g.add_argument("--semi-axes", type=float, nargs=3, metavar=("Z", "Y", "X"),
+                   help="semi-axes of the ellipsoid organism in µm (default: fit the volume)")
+    g.add_argument("--placement", choices=("layered", "uniform"), default="layered",
+                   help="cell positions: layers from the organism surface inwards (default) or uniform "
+                        "Poisson-disk in the whole organism")
+    g.add_argument("--positions", metavar="CSV",
+                   help="use these cell positions instead: columns z_um,y_um,x_um (µm) or z_px,y_px,x_px / "
+                        "z,y,x (voxels); every point must lie in the organism")
+    g.add_argument("--count", type=int, metavar="N",
+                   help=f"number of {kind} (default: as many as fit; a warning says when fewer fit)")
+
+
+def _check_output(out: str | None, overwrite: bool) -> Path:
+    if not out:
+        raise CellsynthError("give the output sample folder with --out DIR")
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise CellsynthError(f"{path} exists and is not a folder; choose another --out")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise CellsynthError(f"{path} already exists and is not empty; choose another --out or pass --overwrite")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CellsynthError(f"cannot write to {parent}; choose a writable --out")
+    return path
+
+
+def run(args: argparse.Namespace) -> None:
+    """Simulate the sample and write it atomically; print a one-line summary."""
+    import warnings
+
+    import numpy as np
+
+    from cellsynth.cli import resolved_config
+    from cellsynth.io import write_sample
+    from cellsynth.simulate.pipeline import simulate_sample
+
+    start = time.perf_counter()
+    out = _check_output(args.out, args.overwrite)
+    params = dict(organism=args.organism, semi_axes=args.semi_axes, placement=args.placement,
+                  positions=args.positions, count=args.count, cell_size=args.cell_size)
+    if args.kind == "nuclei":
+        params.update(radius=args.radius, radius_std=args.radius_std, smoothness=args.smoothness,
+                      sh_order=args.sh_order, law=args.law, elongation=args.elongation, orientation=args.orientation)
+    else:
+        params.update(membrane_thickness=args.membrane_thickness, weight_spread=args.weight_spread)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sample = simulate_sample(args.kind, args.shape, args.voxel_size, np.random.default_rng(args.seed), **params)
+    for warning in caught:
+        if issubclass(warning.category, UserWarning):
+            print(f"cellsynth: warning: {warning.message}", file=sys.stderr)
+    sample.metadata = {**sample.metadata, "seed": args.seed, "command": "simulate " + args.kind,
+                       "config": resolved_config(args)}
+    write_sample(out, sample, file_format=args.format, overwrite=args.overwrite)
+    cells = int(len(sample.positions.get("label", ())))
+    shape = "x".join(str(s) for s in np.shape(sample.labels))
+    voxel = "x".join(f"{v:g}" for v in sample.voxel_size)
+    print(f"wrote {cells} {args.kind} in a {shape} volume ({voxel} µm voxels) to {out} "
+          f"in {time.perf_counter() - start:.1f} s")

@@ -1,0 +1,212 @@
+"""One simulated annotation sample: organism -> cell positions -> nuclei or membranes.
+
+:func:`simulate_sample` is what ``cellsynth simulate`` and the dataset runner call; its
+defaults are the command's defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from cellsynth.errors import CellsynthError
+from cellsynth.io import Sample, VoxelSize, check_voxel_size
+
+KINDS = ("nuclei", "membranes")
+PLACEMENTS = ("layered", "uniform")
+
+DEFAULT_ORGANISM = "ellipsoid"
+DEFAULT_PLACEMENT = "layered"
+DEFAULT_RADIUS_UM = 9.0
+DEFAULT_RADIUS_STD_UM = 1.0
+DEFAULT_SMOOTHNESS = 5.0
+DEFAULT_SH_ORDER = 20
+DEFAULT_LAW = "power"
+DEFAULT_MEMBRANE_CELL_SIZE_UM = 10.0
+NUCLEUS_SPACING_FACTOR = 2.5
+"""Default centre spacing of nuclei, in units of their mean radius."""
+
+_BYTES_PER_VOXEL = 12  # labels, mask, foreground, depth and temporaries at peak
+
+
+def check_memory(shape: Sequence[int]) -> None:
+    """Refuse volumes whose simulation would not fit in this machine's memory."""
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    voxels = int(np.prod(shape, dtype=np.int64))
+    if voxels * _BYTES_PER_VOXEL > memory:
+        raise CellsynthError(
+            f"a {'x'.join(map(str, shape))} volume needs about {voxels * _BYTES_PER_VOXEL / 2**30:.0f} GiB of "
+            f"memory, more than this machine has ({memory / 2**30:.0f} GiB); choose a smaller --shape"
+        )
+
+
+def _positive(value: float | None, name: str) -> float | None:
+    if value is None:
+        return None
+    if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
+        raise CellsynthError(f"{name} must be a positive length in µm, got {value!r}")
+    return float(value)
+
+
+def simulate_sample(
+    kind: str,
+    shape: Sequence[int],
+    voxel_size: VoxelSize,
+    rng: np.random.Generator,
+    *,
+    organism: str | os.PathLike = DEFAULT_ORGANISM,
+    semi_axes: Sequence[float] | None = None,
+    placement: str = DEFAULT_PLACEMENT,
+    positions: str | os.PathLike | None = None,
+    count: int | None = None,
+    cell_size: float | None = None,
+    radius: float = DEFAULT_RADIUS_UM,
+    radius_std: float = DEFAULT_RADIUS_STD_UM,
+    smoothness: float = DEFAULT_SMOOTHNESS,
+    sh_order: int = DEFAULT_SH_ORDER,
+    law: str = DEFAULT_LAW,
+    elongation: float = 1.0,
+    orientation: Sequence[float] | None = None,
+    membrane_thickness: float | None = None,
+    weight_spread: float | None = None,
+    progress: bool | None = None,
+) -> Sample:
+    """Simulate one annotated sample (Sec. 3 of the paper).
+
+    Parameters
+    ----------
+    kind
+        ``"nuclei"`` or ``"membranes"``.
+    shape
+        Volume shape (Z, Y, X) in voxels.
+    voxel_size
+        Voxel size (z, y, x) in µm.
+    rng
+        Random generator; the same seed gives the same sample.
+    organism
+        ``"box"``, ``"ellipsoid"``, ``"sh"``, a foreground mask file or a shape model
+        ``.npz`` (see :func:`cellsynth.simulate.organism.make_organism`).
+    semi_axes
+        Ellipsoid semi-axes (z, y, x) in µm (default: the organism's own default).
+    placement
+        ``"layered"`` (layers from the surface inwards, Sec. 3.1) or ``"uniform"``
+        (Poisson-disk in the whole organism). Ignored when ``positions`` is given.
+    positions
+        CSV file of cell positions (see
+        :func:`cellsynth.simulate.positions.positions_from_csv`); each must lie in the
+        organism.
+    count
+        Number of cells; ``None`` places as many as fit. Ignored with ``positions``.
+    cell_size
+        Distance between neighbouring cell centres in µm (the mean cell diameter).
+        Default: 10 µm for membranes, ``2.5 * radius`` for nuclei.
+    radius, radius_std
+        Nuclei: mean and standard deviation of the mean radius (µm).
+    smoothness, sh_order, law
+        Nuclei: SH smoothness ``gamma``, order ``l`` and coefficient law.
+    elongation, orientation
+        Nuclei: long-to-short axis ratio and long-axis direction (z, y, x); ``None``
+        orients each nucleus at random.
+    membrane_thickness
+        Membranes: wall thickness in µm (default of :mod:`cellsynth.simulate.membranes`).
+    weight_spread
+        Membranes: spread of the Voronoi weights (default of
+        :mod:`cellsynth.simulate.membranes`).
+    progress
+        Progress bars (``None``: only on a terminal).
+
+    Returns
+    -------
+    cellsynth.io.Sample
+        The sample; ``metadata`` holds ``kind``, all ``parameters`` and ``timings``.
+    """
+    start = time.perf_counter()
+    if kind not in KINDS:
+        raise CellsynthError(f"unknown kind {kind!r}; use nuclei or membranes")
+    if placement not in PLACEMENTS:
+        raise CellsynthError(f"unknown placement {placement!r}; use layered or uniform")
+    from cellsynth.simulate.organism import check_shape, make_organism
+    from cellsynth.simulate.positions import (
+        check_positions, layered_positions, poisson_disk_positions, positions_from_csv,
+    )
+
+    shape = check_shape(shape)
+    check_memory(shape)
+    voxel = check_voxel_size(voxel_size)
+    cell_size = _positive(cell_size, "cell size")
+    if kind == "nuclei":
+        _positive(radius, "radius")
+        spacing = cell_size if cell_size is not None else NUCLEUS_SPACING_FACTOR * radius
+    else:
+        spacing = cell_size if cell_size is not None else DEFAULT_MEMBRANE_CELL_SIZE_UM
+    parameters: dict[str, Any] = {
+        "organism": str(organism), "semi_axes": None if semi_axes is None else list(map(float, semi_axes)),
+        "placement": placement, "positions": None if positions is None else str(positions),
+        "count": None if positions is not None else count, "cell_size": spacing,
+    }
+    timings: dict[str, float] = {}
+
+    tick = time.perf_counter()
+    organism_params = {} if semi_axes is None else {"semi_axes_um": tuple(float(a) for a in semi_axes)}
+    foreground = make_organism(organism, shape, voxel, rng, **organism_params)
+    if tuple(foreground.shape) != shape:
+        raise CellsynthError(
+            f"the organism mask has shape {tuple(foreground.shape)} but --shape is {shape}; make them equal"
+        )
+    if not np.any(foreground):
+        raise CellsynthError("the organism foreground is empty; choose another organism or mask")
+    timings["organism_s"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    if positions is not None:
+        centers = positions_from_csv(positions, voxel, shape)
+        check_positions(centers, foreground, voxel)
+    elif placement == "layered":
+        centers = layered_positions(foreground, voxel, spacing, rng, count)
+    else:
+        centers = poisson_disk_positions(foreground, voxel, spacing, rng, count)
+    if len(centers) == 0:
+        raise CellsynthError("no cell fits in the organism; lower the cell size or enlarge the organism")
+    timings["positions_s"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    if kind == "nuclei":
+        from cellsynth.simulate.nuclei import simulate_nuclei
+
+        parameters.update(radius=radius, radius_std=radius_std, smoothness=smoothness, sh_order=sh_order,
+                          law=law, elongation=elongation,
+                          orientation=None if orientation is None else list(map(float, orientation)))
+        sample = simulate_nuclei(
+            foreground, voxel, centers, rng, radius_um=radius, radius_std_um=radius_std, smoothness=smoothness,
+            sh_order=sh_order, law=law, elongation=elongation, orientation=orientation, progress=progress,
+        )
+    else:
+        from cellsynth.simulate import membranes
+
+        thickness = membranes.DEFAULT_MEMBRANE_THICKNESS_UM if membrane_thickness is None else membrane_thickness
+        spread = membranes.DEFAULT_WEIGHT_SPREAD if weight_spread is None else weight_spread
+        parameters.update(membrane_thickness=thickness, weight_spread=spread)
+        sample = membranes.simulate_membranes(
+            foreground, voxel, centers, rng, weight_spread=spread, membrane_thickness_um=thickness,
+            progress=progress is not False,
+        )
+    timings[f"{kind}_s"] = time.perf_counter() - tick
+    timings["total_s"] = time.perf_counter() - start
+
+    inner = dict(sample.metadata)
+    stage_timings = inner.pop("timings", {})
+    inner.pop("parameters", None)
+    sample.metadata = {
+        "kind": kind,
+        "parameters": parameters,
+        **{k: v for k, v in inner.items() if k != "kind"},
+        "timings": {**{k: round(v, 4) for k, v in timings.items()}, "stages": stage_timings},
+    }
+    return sample
