@@ -1,0 +1,208 @@
+"""`cellsynth simulate` end to end, the pipeline, and its error paths."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cellsynth.cli import main
+from cellsynth.cli.simulate import HELP_DEFAULTS
+from cellsynth.errors import CellsynthError
+from cellsynth.io import read_sample, write_positions, write_tiff
+from cellsynth.simulate import pipeline
+
+SMALL = ["--shape", "24", "48", "48"]
+VOLUMES = ("labels.tif", "mask.tif", "foreground.tif", "positions.csv")
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _leftovers(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_nuclei_end_to_end(tmp_path, capsys):
+    out = tmp_path / "s"
+    code, stdout, err = _run(capsys, "simulate", "nuclei", *SMALL, "--voxel-size", "2", "1", "1", "--radius", "4",
+                             "--sh-order", "8", "--out", str(out))
+    assert code == 0, err
+    assert stdout.count("\n") == 1 and stdout.startswith("wrote ") and "nuclei" in stdout
+    sample = read_sample(out)
+    assert sample.voxel_size == (2.0, 1.0, 1.0)
+    assert sample.labels.dtype == np.uint16 and sample.labels.max() == len(sample.positions["label"]) > 0
+    np.testing.assert_array_equal(sample.mask, sample.labels > 0)
+    meta = sample.metadata
+    assert meta["kind"] == "nuclei" and meta["seed"] == 0 and meta["parameters"]["radius"] == 4.0
+    assert {"organism_s", "positions_s", "nuclei_s", "total_s"} <= set(meta["timings"])
+    assert meta["config"]["sh_order"] == 8
+
+
+def test_membranes_end_to_end(tmp_path, capsys):
+    out = tmp_path / "m"
+    code, stdout, err = _run(capsys, "simulate", "membranes", *SMALL, "--cell-size", "12", "--organism", "box",
+                             "--out", str(out))
+    assert code == 0, err
+    sample = read_sample(out)
+    assert sample.labels.min() >= 1  # cells fill the box
+    assert sample.mask.any() and sample.metadata["parameters"]["cell_size"] == 12.0
+    assert sample.metadata["parameters"]["membrane_thickness"] == HELP_DEFAULTS["membrane_thickness"]
+
+
+@pytest.mark.parametrize("kind", ["nuclei", "membranes"])
+def test_same_seed_same_bytes(tmp_path, capsys, kind):
+    extra = ["--sh-order", "8", "--radius", "4"] if kind == "nuclei" else ["--cell-size", "10"]
+    for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
+        assert _run(capsys, "simulate", kind, *SMALL, *extra, "--seed", seed, "--out", str(tmp_path / name))[0] == 0
+    for file in VOLUMES:
+        assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes(), file
+    assert (tmp_path / "a" / "labels.tif").read_bytes() != (tmp_path / "c" / "labels.tif").read_bytes()
+
+
+def test_zarr_format(tmp_path, capsys):
+    out = tmp_path / "z"
+    code, _, err = _run(capsys, "simulate", "nuclei", *SMALL, "--radius", "4", "--sh-order", "6", "--format", "zarr",
+                        "--out", str(out))
+    assert code == 0, err
+    assert (out / "labels.ome.zarr").is_dir()
+    assert read_sample(out).labels.max() > 0
+
+
+def test_given_positions_and_uniform_placement(tmp_path, capsys):
+    write_positions(tmp_path / "p.csv", {"z_px": np.array([12, 12]), "y_px": np.array([12, 36]),
+                                         "x_px": np.array([24, 24])})
+    out = tmp_path / "p"
+    code, _, err = _run(capsys, "simulate", "nuclei", *SMALL, "--organism", "box", "--positions",
+                        str(tmp_path / "p.csv"), "--radius", "4", "--sh-order", "6", "--out", str(out))
+    assert code == 0, err
+    positions = read_sample(out).positions
+    np.testing.assert_array_equal(positions["y_px"], [12, 36])
+    code, _, err = _run(capsys, "simulate", "nuclei", *SMALL, "--placement", "uniform", "--count", "5",
+                        "--radius", "3", "--sh-order", "6", "--out", str(tmp_path / "u"))
+    assert code == 0, err
+    assert len(read_sample(tmp_path / "u").positions["label"]) == 5
+
+
+def test_too_many_cells_warn_in_one_line(tmp_path, capsys):
+    code, _, err = _run(capsys, "simulate", "nuclei", *SMALL, "--count", "500", "--radius", "4", "--sh-order", "4",
+                        "--out", str(tmp_path / "w"))
+    assert code == 0
+    assert err.startswith("cellsynth: warning: only ") and "of 500" in err and "Traceback" not in err
+
+
+def test_config_file(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("shape: [20, 40, 40]\nradius: 3.5\nsh-order: 5\nseed: 9\n")
+    code, _, err = _run(capsys, "simulate", "nuclei", "--config", str(tmp_path / "c.yaml"), "--out",
+                        str(tmp_path / "s"))
+    assert code == 0, err
+    meta = read_sample(tmp_path / "s").metadata
+    assert meta["seed"] == 9 and meta["parameters"]["sh_order"] == 5 and meta["shape"] == [20, 40, 40]
+
+
+def _bad_files(tmp_path):
+    (tmp_path / "corrupt.tif").write_bytes(b"this is not a tiff")
+    write_tiff(tmp_path / "empty.tif", np.zeros((24, 48, 48), np.uint8), (1, 1, 1))
+    (tmp_path / "outside.csv").write_text("z,y,x\n12,24,24\n30,24,24\n")
+    (tmp_path / "a_file").write_text("x")
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "something").write_text("x")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--shape", "0", "48", "48"], "shape"),
+    (["--shape", "-4", "48", "48"], "shape"),
+    (["--shape", "100000", "100000", "100000"], "voxels"),
+    (["--voxel-size", "1", "0", "1"], "voxel size"),
+    (["--radius", "40"], "do not fit"),
+    (["--radius", "-1"], "radius"),
+    (["--sh-order", "500"], "SH order"),
+    (["--organism", "{tmp}/empty.tif"], "empty"),
+    (["--organism", "{tmp}/corrupt.tif"], "corrupt.tif"),
+    (["--organism", "{tmp}/missing.tif"], "not found"),
+    (["--organism", "box", "--positions", "{tmp}/outside.csv"], "outside"),
+    (["--positions", "{tmp}/missing.csv"], "not found"),
+    (["--out", "{tmp}/a_file/sub"], "a_file"),
+    (["--out", "{tmp}/full"], "--overwrite"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, message):
+    _bad_files(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    argv = ["simulate", "nuclei", *SMALL, "--radius", "4", "--sh-order", "6", "--out", str(tmp_path / "new")]
+    argv += [a.replace("{tmp}", str(tmp_path)) for a in args]
+    code, stdout, err = _run(capsys, *argv)
+    assert code == 2
+    assert err.startswith("cellsynth: error:") and err.count("\n") == 1 and message in err, err
+    assert "Traceback" not in err and stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing new, no temporary folder
+    assert _leftovers(tmp_path / "full") == []
+
+
+def test_failure_during_write_leaves_no_sample(tmp_path, capsys, monkeypatch):
+    import cellsynth.io as io
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(io, "write_positions", broken)
+    code, _, err = _run(capsys, "simulate", "nuclei", *SMALL, "--radius", "4", "--sh-order", "4", "--out",
+                        str(tmp_path / "s"))
+    assert code == 2 and "No space left" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_out_is_an_error(capsys):
+    code, _, err = _run(capsys, "simulate", "membranes", *SMALL)
+    assert code == 2 and "--out" in err
+
+
+def test_startup_does_not_import_torch():
+    code = ("import sys, cellsynth.cli as c; c.build_parser(); "
+            "heavy = [m for m in ('torch', 'dask', 'scipy', 'skimage') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "torch" not in out.stdout, out.stdout
+
+
+def test_simulate_does_not_import_torch(tmp_path):
+    code = ("import sys; from cellsynth.cli import main; "
+            f"main(['simulate', 'nuclei', '--shape', '16', '32', '32', '--radius', '3', '--sh-order', '4', "
+            f"'--out', {str(tmp_path / 's')!r}]); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().endswith("False")
+
+
+def test_help_defaults_match_the_code():
+    from cellsynth.simulate import membranes
+
+    assert HELP_DEFAULTS["radius"] == pipeline.DEFAULT_RADIUS_UM
+    assert HELP_DEFAULTS["radius_std"] == pipeline.DEFAULT_RADIUS_STD_UM
+    assert HELP_DEFAULTS["smoothness"] == pipeline.DEFAULT_SMOOTHNESS
+    assert HELP_DEFAULTS["sh_order"] == pipeline.DEFAULT_SH_ORDER
+    assert HELP_DEFAULTS["membrane_cell_size"] == pipeline.DEFAULT_MEMBRANE_CELL_SIZE_UM
+    assert HELP_DEFAULTS["nucleus_spacing_factor"] == pipeline.NUCLEUS_SPACING_FACTOR
+    assert HELP_DEFAULTS["membrane_thickness"] == membranes.DEFAULT_MEMBRANE_THICKNESS_UM
+    assert HELP_DEFAULTS["weight_spread"] == membranes.DEFAULT_WEIGHT_SPREAD
+
+
+def test_help_names_units():
+    out = subprocess.run([sys.executable, "-m", "cellsynth", "simulate", "nuclei", "--help"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0
+    for flag in ("--shape", "--voxel-size", "--radius", "--smoothness", "--sh-order", "--organism", "--positions"):
+        assert flag in out.stdout
+    assert "µm" in out.stdout
+
+
+def test_pipeline_defaults_and_errors():
+    sample = pipeline.simulate_sample("membranes", (20, 40, 40), (1, 1, 1), np.random.default_rng(0))
+    assert sample.metadata["kind"] == "membranes" and sample.labels.max() > 1
+    with pytest.raises(CellsynthError, match="kind"):
+        pipeline.simulate_sample("cells", (20, 40, 40), (1, 1, 1), np.random.default_rng(0))
+    with pytest.raises(CellsynthError, match="placement"):
+        pipeline.simulate_sample("nuclei", (20, 40, 40), (1, 1, 1), np.random.default_rng(0), placement="grid")
+    with pytest.raises(CellsynthError, match="cell size"):
+        pipeline.simulate_sample("nuclei", (20, 40, 40), (1, 1, 1), np.random.default_rng(0), cell_size=-3)
