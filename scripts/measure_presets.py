@@ -4,9 +4,13 @@ The presets in ``src/cellsynth/presets/`` that mimic a real volume family take t
 size and cell sizes from here (the values are copied into the preset files with a comment).
 Cells touching the volume border are cut off, so sizes are measured on the others only.
 
+With ``--check`` each preset of a real family is also simulated (3 seeds) and measured the
+same way, side by side with the real volume: this is how the presets' ``cell_size`` (the
+spacing of cell centres, which the simulation needs) was calibrated to the measured sizes.
+
 Usage::
 
-    python scripts/measure_presets.py [DATA_DIR]     # default: ../shared/data beside the checkout
+    python scripts/measure_presets.py [--check] [DATA_DIR]     # default: ../shared/data beside the checkout
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from cellsynth import io
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-# file, dataset, voxel size to assume where the file records none
+# preset: file, dataset, voxel size to assume where the file records none
 VOLUMES = {
     "arabidopsis_ovule_nuclei": ("nuclei/arabidopsis_ovule_nuclei_1135.h5", "label", None),
     "lateral_root_membranes": ("membranes/lateral_root_membranes_train.h5", "label", (1.0, 1.0, 1.0)),
@@ -79,7 +83,25 @@ def measure(labels: np.ndarray, voxel_size: tuple[float, float, float]) -> dict[
     return stats
 
 
-def main(data: Path) -> None:
+KEYS = ("cells", "interior_diameter_um_mean", "interior_diameter_um_std", "interior_extent_um_zyx",
+        "cells_per_1000_um3", "foreground_fraction", "chord_diameter_um")
+
+
+def simulated_stats(preset: str, seeds: int = 3) -> dict[str, object]:
+    """Mean statistics of ``seeds`` samples simulated with a preset (its shape and voxel size)."""
+    from cellsynth import dataset
+    from cellsynth.simulate.pipeline import simulate_sample
+
+    params = dataset.load_preset(preset)
+    runs = []
+    for seed in range(seeds):
+        sample = simulate_sample(params["kind"], params["shape"], tuple(params["voxel_size"]),
+                                 np.random.default_rng(seed), progress=False, **params["simulate"])
+        runs.append(measure(sample.labels, tuple(params["voxel_size"])))
+    return {k: np.round(np.mean([r[k] for r in runs], axis=0), 3).tolist() for k in KEYS if k in runs[0]}
+
+
+def main(data: Path, check: bool = False) -> None:
     for name, (fname, dataset, assumed) in VOLUMES.items():
         path = data / fname
         labels, voxel = io.read_volume(path, dataset or "raw")
@@ -89,9 +111,11 @@ def main(data: Path) -> None:
         stats = measure(labels, voxel)
         print(f"{name}: {fname}")
         print(f"  shape {labels.shape}, voxel size {tuple(round(v, 4) for v in voxel)} µm ({note})")
+        simulated = simulated_stats(name) if check else {}
         for key, value in stats.items():
-            print(f"  {key}: {value}")
+            print(f"  {key}: {value}" + (f"    simulated: {simulated[key]}" if key in simulated else ""))
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else DATA)
+    args = [a for a in sys.argv[1:] if a != "--check"]
+    main(Path(args[0]) if args else DATA, check="--check" in sys.argv[1:])

@@ -58,8 +58,8 @@ MANIFEST_INTERVAL_S = 5.0
 PRESET_KEYS = ("description", "source", "kind", "shape", "voxel_size", "simulate", "synthesize")
 SYNTHESIZE_KEYS = ("model", "alpha", "beta", "patch", "overlap", "crop", "batch_size", "device")
 SIMULATE_KEYS = (
-    "organism", "count", "radius", "radius_std", "smoothness", "sh_order", "cell_size",
-    "membrane_thickness", "weight_spread", "positions", "elongation", "semi_axes",
+    "organism", "semi_axes", "placement", "positions", "count", "cell_size", "radius", "radius_std",
+    "smoothness", "sh_order", "law", "elongation", "orientation", "membrane_thickness", "weight_spread",
 )
 """Simulation parameters a preset may set when ``simulate_sample`` accepts ``**params``
 (otherwise its own keyword arguments are the authority)."""
@@ -141,7 +141,7 @@ def simulate_keys() -> tuple[str, ...]:
     params = inspect.signature(simulate_sample).parameters.values()
     if any(p.kind is p.VAR_KEYWORD for p in params):
         return SIMULATE_KEYS
-    return tuple(p.name for p in params if p.name not in ("kind", "shape", "voxel_size", "rng"))
+    return tuple(p.name for p in params if p.name not in ("kind", "shape", "voxel_size", "rng", "progress"))
 
 
 def validate_parameters(data: Mapping[str, Any], source: str = "parameters") -> dict[str, Any]:
@@ -319,7 +319,8 @@ def make_sample(out: str | os.PathLike, index: int, parameters: Mapping[str, Any
     alphas = synth.pop("alpha")
     simulation_seed, synthesis_seed = sample_seeds(parameters["seed"], index)
     t0 = time.perf_counter()
-    sample = simulate_sample(kind, shape, voxel, np.random.default_rng(simulation_seed), **parameters["simulate"])
+    sample = simulate_sample(kind, shape, voxel, np.random.default_rng(simulation_seed), progress=False,
+                             **parameters["simulate"])
     t1 = time.perf_counter()
     images = {
         image_name(alpha, alphas): synthesize_image(
