@@ -147,9 +147,9 @@ class Trainer:
             if p % self.generator.size_multiple:
                 raise CellsynthError(f"--patch sides must be multiples of {self.generator.size_multiple} "
                                      f"(2**depth), got {' '.join(map(str, config.patch))}")
-        if min(config.patch) < 2 ** (config.d_layers + 1):
-            raise CellsynthError(f"--patch sides must be at least {2 ** (config.d_layers + 1)} for the "
-                                 f"discriminator with {config.d_layers} layers")
+        if min(config.patch) < 3 * 2**config.d_layers:
+            raise CellsynthError(f"--patch sides must be at least {3 * 2**config.d_layers} for the "
+                                 f"discriminator with {config.d_layers} layers; use a larger --patch or fewer --d-layers")
         betas = (0.5, 0.999)
         self.opt_g = torch.optim.RAdam(self.generator.parameters(), lr=config.lr_g, betas=betas)
         self.opt_d = torch.optim.RAdam(self.discriminator.parameters(), lr=config.lr_d, betas=betas)
@@ -211,8 +211,9 @@ class Trainer:
         self.step += 1
         if self.step % self.ada_interval == 0:
             self.last_r = self.ada.update()
-        return {"step": self.step, "epoch": self.step / self.steps_per_epoch, "loss_d": float(loss_d),
-                "loss_g_adv": float(loss_adv), "loss_identity": float(loss_id), "loss_paired": float(loss_paired),
+        return {"step": self.step, "epoch": self.step / self.steps_per_epoch, "loss_d": float(loss_d.detach()),
+                "loss_g_adv": float(loss_adv.detach()), "loss_identity": float(loss_id.detach()),
+                "loss_paired": float(loss_paired.detach()),
                 "r_batch": float(torch.sign(real_scores.detach().float()).mean()), "r": self.last_r,
                 "p": float(self.ada.p), "data_s": data_s, "step_s": time.perf_counter() - t0,
                 "_preview": (mask, real, fake)}

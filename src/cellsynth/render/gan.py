@@ -1,0 +1,162 @@
+"""Apply a trained generator as a synthesis model (:class:`cellsynth.render.model.SynthesisModel`).
+
+A generator file is written by ``cellsynth train`` (``RUN/generator.pt``) and the package
+ships one per kind in ``cellsynth/models/<kind>.pt``. :func:`load_generator` also accepts
+a full training checkpoint (``RUN/checkpoint.pt``).
+
+The generator has no normalisation layers, so each output voxel depends only on the inputs
+within :attr:`GeneratorModel.halo` voxels of it. Its injected noise is drawn per *global*
+voxel from a counter-based hash of the voxel's coordinates and a seed
+(:func:`voxel_noise`), so the synthesised volume does not depend on how it is tiled.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cellsynth.errors import CellsynthError
+
+_MASK32 = 0xFFFFFFFF
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash (xorshift-multiply rounds) on int64 tensors holding values < 2**32.
+
+    The multipliers are below 2**31, so no product overflows int64.
+    """
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _MASK32
+    x = x ^ (x >> 15)
+    x = (x * 0x2C1B3C6D) & _MASK32
+    return x ^ (x >> 16)
+
+
+def voxel_noise(origins: torch.Tensor, shape: tuple[int, int, int], seed: int = 0,
+                device: torch.device | str = "cpu") -> torch.Tensor:
+    """Standard normal noise ``(N, 1, Z, Y, X)`` that is a fixed function of each global voxel.
+
+    Parameters
+    ----------
+    origins
+        ``(N, 3)`` corner of each patch in the whole volume, in voxels.
+    shape
+        Patch shape (Z, Y, X).
+    seed
+        Different seeds give independent noise.
+
+    Examples
+    --------
+    >>> a = voxel_noise(torch.tensor([[0, 0, 0]]), (2, 4, 4))
+    >>> b = voxel_noise(torch.tensor([[1, 2, 2]]), (1, 2, 2))
+    >>> bool((a[0, 0, 1:, 2:, 2:] == b[0, 0]).all())
+    True
+    """
+    origins = torch.as_tensor(origins, dtype=torch.int64, device=device).reshape(-1, 3)
+    axes = [origins[:, i].view(-1, 1, 1, 1) + torch.arange(s, device=device).view([-1 if j == i else 1
+                                                                                      for j in range(3)])
+            for i, s in enumerate(shape)]
+    uniforms = []
+    for salt in (0, 1):
+        h = _mix32(torch.full((1, 1, 1, 1), (2 * int(seed) + salt) & _MASK32, dtype=torch.int64, device=device))
+        for coordinate in axes:
+            h = _mix32((h + (coordinate & _MASK32)) & _MASK32)
+        uniforms.append((h.double() + 0.5) / 2.0**32)
+    normal = torch.sqrt(-2.0 * torch.log(uniforms[0])) * torch.cos(2.0 * math.pi * uniforms[1])
+    return normal.float().unsqueeze(1)
+
+
+class GeneratorModel:
+    """A trained :class:`cellsynth.gan.networks.UNetGenerator` as a synthesis model.
+
+    Parameters
+    ----------
+    generator
+        The network (put in eval mode and on ``device``).
+    kind
+        ``"nuclei"`` or ``"membranes"``: what it was trained on.
+    device
+        Torch device.
+    seed
+        Seed of the injected noise.
+    amp
+        bf16 autocast (faster on GPUs and recent CPUs; slightly less precise).
+    info
+        Training information from the file (steps, alpha, beta, data, ...).
+    """
+
+    def __init__(self, generator: torch.nn.Module, kind: str | None = None, device: str | torch.device = "cpu",
+                 seed: int = 0, amp: bool = False, info: dict[str, Any] | None = None) -> None:
+        self.device = torch.device(device)
+        self.generator = generator.to(self.device).eval()
+        self.kind, self.seed, self.amp = kind, int(seed), amp
+        self.info = dict(info or {})
+        m, h = generator.size_multiple, generator.halo
+        self.size_multiple: tuple[int, int, int] = (m, m, m)
+        self.halo: tuple[int, int, int] = (h, h, h)
+
+    def __call__(self, inputs: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
+        """Map ``(N, 2, Z, Y, X)`` mask + positional map patches to ``(N, 1, Z, Y, X)`` images in [0, 1]."""
+        inputs = inputs.to(self.device, torch.float32)
+        noise = None
+        if getattr(self.generator, "noise_weight", None) is not None:
+            noise = voxel_noise(origins, tuple(inputs.shape[2:]), self.seed, self.device)
+        with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.amp):
+            return self.generator(inputs, noise).float()
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu", kind: str | None = None,
+                   seed: int = 0) -> GeneratorModel:
+    """Load a generator file (or a training checkpoint) as a :class:`GeneratorModel`.
+
+    Parameters
+    ----------
+    path
+        ``generator.pt`` / ``checkpoint.pt`` written by ``cellsynth train``, or a shipped model.
+    device
+        Torch device to run on.
+    kind
+        If given, the model must have been trained for this kind.
+    seed
+        Seed of the injected noise.
+
+    Raises
+    ------
+    CellsynthError
+        For a missing file, a file that is not a cellsynth generator or checkpoint, or a
+        model of another kind.
+    """
+    from cellsynth.gan.networks import UNetGenerator
+    from cellsynth.gan.train import CHECKPOINT_FORMAT, GENERATOR_FORMAT, load_checkpoint
+
+    path = Path(path)
+    if not path.is_file():
+        raise CellsynthError(f"model file not found: {path}; give a generator.pt from `cellsynth train`")
+    try:
+        state = load_checkpoint(path, GENERATOR_FORMAT)
+    except CellsynthError:
+        state = None
+    if state is None:
+        try:
+            ckpt = load_checkpoint(path, CHECKPOINT_FORMAT)
+        except CellsynthError:
+            raise CellsynthError(f"{path} is neither a cellsynth generator nor a training checkpoint; "
+                                 "give a generator.pt or checkpoint.pt from `cellsynth train`") from None
+        c = ckpt["config"]
+        state = {"kind": c["kind"], "network": {"in_channels": 2, "width": c["width"], "depth": c["depth"],
+                                                "out_channels": 1, "noise": c["noise"]},
+                 "state_dict": ckpt["generator"], "step": ckpt["step"], "alpha": c["alpha"], "beta": c["beta"]}
+    if kind is not None and state.get("kind") != kind:
+        raise CellsynthError(f"{path} is a {state.get('kind')} model; use it for {state.get('kind')} "
+                             f"or give a {kind} model")
+    generator = UNetGenerator(**state["network"])
+    weights = {k: v.float() for k, v in state["state_dict"].items()}
+    try:
+        generator.load_state_dict(weights)
+    except RuntimeError as err:
+        raise CellsynthError(f"{path}: weights do not match the recorded network ({str(err).splitlines()[0]})") from None
+    info = {k: v for k, v in state.items() if k not in ("state_dict", "format")}
+    return GeneratorModel(generator, state.get("kind"), device, seed=seed, info=info)
