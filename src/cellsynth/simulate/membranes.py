@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 from cellsynth.errors import CellsynthError
 from cellsynth.io import Sample, VoxelSize, check_volume, check_voxel_size, label_dtype
-from cellsynth.simulate.annotations import DEFAULT_MEMBRANE_THICKNESS_UM, boundary_map, label_centroids_um
+from cellsynth.simulate.annotations import DEFAULT_MEMBRANE_THICKNESS_UM, boundary_map
 
 DEFAULT_WEIGHT_SPREAD = 0.2
 """Default spread of the Voronoi weights: ``gamma_j ~ Uniform(0.8, 1.2)``."""
@@ -269,14 +269,14 @@ def connect_cells(labels: np.ndarray) -> tuple[np.ndarray, int]:
     order = np.argsort(-sizes[1:], kind="stable") + 1
     kept = np.zeros(count + 1, dtype=bool)  # per piece; piece 0 is the background
     kept[order[np.unique(owner[order], return_index=True)[1]]] = True
-    boxes = ndimage.find_objects(pieces)
+    boxes = _piece_boxes(pieces, np.flatnonzero(~kept[1:]) + 1)
     face = ndimage.generate_binary_structure(3, 1)
     pending = [int(k) for k in np.flatnonzero(~kept[1:]) + 1]
     moved = 0
     while pending:
         left = []
         for k in pending:
-            grown = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in boxes[k - 1])
+            grown = boxes[k]
             local = pieces[grown]
             piece = local == k
             ring = ndimage.binary_dilation(piece, structure=face) & ~piece & kept[local]
@@ -290,11 +290,26 @@ def connect_cells(labels: np.ndarray) -> tuple[np.ndarray, int]:
             moved += int(sizes[k])
         if len(left) == len(pending):  # no kept cell reaches these pieces: each is a cell of its own
             for k in left:
-                grown = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in boxes[k - 1])
+                grown = boxes[k]
                 labels[grown][pieces[grown] == k] = labels.max() + 1
             break
         pending = left
     return labels, moved
+
+
+def _piece_boxes(pieces: np.ndarray, ids: np.ndarray) -> dict[int, tuple[slice, slice, slice]]:
+    """Bounding boxes, grown by one voxel, of the pieces ``ids`` (few and small)."""
+    wanted = np.zeros(int(pieces.max()) + 1, dtype=bool)
+    wanted[ids] = True
+    coords = np.nonzero(wanted[pieces])
+    order = np.argsort(pieces[coords], kind="stable")
+    coords = [c[order] for c in coords]
+    found, starts = np.unique(pieces[tuple(coords)], return_index=True)
+    ends = np.append(starts[1:], len(order))
+    boxes = {}
+    for k, a, b in zip(found, starts, ends):
+        boxes[int(k)] = tuple(slice(max(int(c[a:b].min()) - 1, 0), int(c[a:b].max()) + 2) for c in coords)
+    return boxes
 
 
 # --------------------------------------------------------------------------- simulation
@@ -338,8 +353,9 @@ def simulate_membranes(
     Sample
         ``labels``: whole cells 1..N (uint16, uint32 above 65535), each one connected
         piece, filling the foreground; ``mask``: the membranes; ``foreground``;
-        ``positions``: label, seed position (µm and voxels), weight, centroid (µm) and
-        volume (µm³) per cell; ``metadata``: parameters, counts and timings.
+        ``positions``: label, seed position (µm and voxels; NaN for a piece of the organism
+        that no seed reached), weight and volume (µm³) per cell; ``metadata``:
+        parameters, counts and timings.
 
     Examples
     --------
@@ -376,24 +392,23 @@ def simulate_membranes(
     mask = membrane_mask(labels, voxel, membrane_thickness_um)
     timings["membranes_s"] = time.perf_counter() - start
 
-    ids, centroids, counts = label_centroids_um(labels, voxel)
+    counts = np.bincount(labels.ravel(), minlength=len(present) + 1)[1:]
     source = present - 1  # seed index, or >= len(seeds) for pieces no seed reached
     from_seed = source < len(seeds)
-    origin = np.where(from_seed[:, None], seeds[np.minimum(source, len(seeds) - 1)], centroids)
-    positions: dict[str, Any] = {"label": ids}
+    seed_of = np.minimum(source, len(seeds) - 1)
+    origin = np.where(from_seed[:, None], seeds[seed_of], np.nan)
+    positions: dict[str, Any] = {"label": np.arange(1, len(present) + 1)}
     for k, axis in enumerate("zyx"):
         positions[f"{axis}_um"] = origin[:, k]
     for k, axis in enumerate("zyx"):
         positions[f"{axis}_px"] = origin[:, k] / voxel[k]
-    positions["weight"] = np.where(from_seed, weights[np.minimum(source, len(seeds) - 1)], np.nan)
-    for k, axis in enumerate("zyx"):
-        positions[f"centroid_{axis}_um"] = centroids[:, k]
+    positions["weight"] = np.where(from_seed, weights[seed_of], np.nan)
     positions["volume_um3"] = counts * float(np.prod(voxel))
     metadata = {
         "kind": "membranes",
         "parameters": {"weight_spread": float(weight_spread), "membrane_thickness_um": float(membrane_thickness_um)},
         "cells_requested": int(len(seeds)),
-        "cells": int(len(ids)),
+        "cells": int(len(present)),
         "seeds_without_cell": int(len(seeds) - from_seed.sum()),
         "voxels_reassigned_for_connectivity": int(moved),
         "timings": {k: round(v, 4) for k, v in timings.items()},
