@@ -183,7 +183,8 @@ def test_help_defaults_match_the_code():
     assert HELP_DEFAULTS["smoothness"] == pipeline.DEFAULT_SMOOTHNESS
     assert HELP_DEFAULTS["sh_order"] == pipeline.DEFAULT_SH_ORDER
     assert HELP_DEFAULTS["membrane_cell_size"] == pipeline.DEFAULT_MEMBRANE_CELL_SIZE_UM
-    assert HELP_DEFAULTS["nucleus_spacing_factor"] == pipeline.NUCLEUS_SPACING_FACTOR
+    assert HELP_DEFAULTS["nucleus_cell_size_factor"] == pipeline.NUCLEUS_CELL_SIZE_FACTOR
+    assert HELP_DEFAULTS["packing_ratio"] == pipeline.PACKING_RATIO
     assert HELP_DEFAULTS["membrane_thickness"] == membranes.DEFAULT_MEMBRANE_THICKNESS_UM
     assert HELP_DEFAULTS["weight_spread"] == membranes.DEFAULT_WEIGHT_SPREAD
 
@@ -195,6 +196,14 @@ def test_help_names_units():
     for flag in ("--shape", "--voxel-size", "--radius", "--smoothness", "--sh-order", "--organism", "--positions"):
         assert flag in out.stdout
     assert "µm" in out.stdout
+
+
+@pytest.mark.parametrize("organism, placement", [("box", "layered"), ("ellipsoid", "uniform")])
+def test_cell_size_is_the_mean_cell_diameter(organism, placement):
+    sample = pipeline.simulate_sample("membranes", (40, 80, 80), (1.0, 1.0, 1.0), np.random.default_rng(1),
+                                      organism=organism, placement=placement, cell_size=12.0)
+    volumes = np.bincount(sample.labels.ravel())[1:]
+    assert (6 * volumes.mean() / np.pi) ** (1 / 3) == pytest.approx(12.0, rel=0.1)
 
 
 def test_pipeline_defaults_and_errors():

@@ -15,7 +15,7 @@ from cellsynth.errors import CellsynthError
 # tests/test_simulate_cli.py checks that they agree.
 HELP_DEFAULTS = {
     "radius": 9.0, "radius_std": 1.0, "smoothness": 5.0, "sh_order": 20, "membrane_cell_size": 10.0,
-    "membrane_thickness": 2.0, "weight_spread": 0.2, "nucleus_spacing_factor": 2.5,
+    "membrane_thickness": 2.0, "weight_spread": 0.2, "nucleus_cell_size_factor": 4.0, "packing_ratio": 1.47,
 }
 
 
@@ -59,10 +59,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--orientation", type=float, nargs=3, metavar=("Z", "Y", "X"),
                    help="long-axis direction of all elongated nuclei (default: random per nucleus)")
     g.add_argument("--cell-size", type=float, metavar="UM",
-                   help=f"distance between nucleus centres in µm (default {d['nucleus_spacing_factor']:g} x --radius)")
+                   help=f"mean diameter of the cell around each nucleus in µm; centres are at least "
+                        f"cell-size/{d['packing_ratio']:g} apart (default {d['nucleus_cell_size_factor']:g} x --radius)")
     g = membranes.add_argument_group("membranes")
     g.add_argument("--cell-size", type=float, default=d["membrane_cell_size"], metavar="UM",
-                   help="mean cell diameter in µm: the distance between cell centres (default %(default)s)")
+                   help=f"mean cell diameter in µm (volume-equivalent); centres are at least "
+                        f"cell-size/{d['packing_ratio']:g} apart (default %(default)s)")
     g.add_argument("--membrane-thickness", type=float, default=d["membrane_thickness"], metavar="UM",
                    help="membrane wall thickness in µm, symmetric about the wall (default %(default)s)")
     g.add_argument("--weight-spread", type=float, default=d["weight_spread"], metavar="S",
