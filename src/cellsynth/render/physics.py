@@ -1,0 +1,301 @@
+"""An optical forward model of a fluorescence microscope: the built-in synthesis model.
+
+It follows the image formation of the paper's Fig. 2 (signal, point spread function,
+noise) and uses the positional map (Eq. 1) for the depth dependence, so the conditioning
+parameter alpha acts as image quality as in the paper's section 4.4:
+
+1. **Fluorophores.** The structure mask is filled with dye whose brightness varies
+   smoothly over cell-sized distances (``brightness_variation`` over
+   ``brightness_scale_um``) and carries a finer texture (``texture`` over
+   ``texture_scale_um``). The organism interior (positional map > 0) adds a weak
+   autofluorescence.
+2. **Depth.** With ``depth = max(positional map, 0)`` (0 at the organism surface, towards 1
+   deep inside), the emitted signal is attenuated by ``1 - attenuation * depth`` and the
+   image is blurred further by up to ``depth_blur_um`` (scattering).
+3. **Optics.** An anisotropic Gaussian PSF from the numerical aperture, emission wavelength
+   and refractive index (Zhang et al., Appl. Opt. 46:1819, 2007: widefield
+   sigma_xy = 0.21 lambda / NA, sigma_z = 0.66 lambda n / NA^2; a confocal PSF is the
+   product of excitation and emission PSFs, i.e. these divided by sqrt 2).
+4. **Camera.** Expected photons ``signal_photons * optical + background_photons``;
+   Poisson-Gaussian noise in its heteroscedastic normal approximation (Foi et al., IEEE
+   TIP 17:1737, 2008): ``ADU = offset + gain * photons + sqrt(gain^2 photons + read^2) * n``;
+   the image is ``ADU / white_adu`` clipped to [0, 1].
+
+All randomness (brightness, texture, noise) is a function of the seed and the **global**
+voxel coordinate, computed with a counter-based hash, so the image does not depend on how
+the volume is tiled: with a crop of at least :attr:`PhysicsRenderer.halo`, tiled and
+whole-volume synthesis agree to float rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from cellsynth.errors import CellsynthError
+from cellsynth.io import VoxelSize, check_voxel_size
+
+@dataclass(frozen=True)
+class PhysicsParameters:
+    """Parameters of the optical forward model (units in the names; defaults: a confocal
+    microscope with a water-immersion objective imaging GFP)."""
+
+    numerical_aperture: float = 1.0
+    wavelength_um: float = 0.52
+    refractive_index: float = 1.33
+    confocal: bool = True
+    depth_blur_um: float = 0.6
+    attenuation: float = 0.7
+    brightness_variation: float = 0.35
+    brightness_scale_um: float = 5.0
+    texture: float = 0.25
+    texture_scale_um: float = 0.8
+    autofluorescence: float = 0.06
+    signal_photons: float = 60.0
+    background_photons: float = 4.0
+    gain: float = 2.0
+    read_noise_adu: float = 4.0
+    offset_adu: float = 20.0
+    white_adu: float = 260.0
+
+    def validate(self) -> PhysicsParameters:
+        """Check ranges; raise CellsynthError naming the parameter to change."""
+        positive = ("numerical_aperture", "wavelength_um", "refractive_index", "brightness_scale_um",
+                    "texture_scale_um", "gain", "white_adu")
+        nonnegative = ("depth_blur_um", "brightness_variation", "texture", "autofluorescence", "signal_photons",
+                       "background_photons", "read_noise_adu", "offset_adu")
+        for name, value in asdict(self).items():
+            if name == "confocal":
+                continue
+            if not np.isfinite(value) or (name in positive and value <= 0) or (name in nonnegative and value < 0):
+                raise CellsynthError(f"physics parameter {name} must be {'positive' if name in positive else '>= 0'}, "
+                                     f"got {value}")
+        if not 0 <= self.attenuation < 1:
+            raise CellsynthError(f"physics parameter attenuation must be in [0, 1), got {self.attenuation}")
+        if self.numerical_aperture >= self.refractive_index:
+            raise CellsynthError(f"numerical aperture {self.numerical_aperture} must be below the refractive index "
+                                 f"{self.refractive_index}")
+        return self
+
+
+def psf_sigma_um(params: PhysicsParameters) -> tuple[float, float, float]:
+    """Gaussian PSF standard deviations (z, y, x) in µm (Zhang et al. 2007, paraxial)."""
+    lam, na, n = params.wavelength_um, params.numerical_aperture, params.refractive_index
+    lateral, axial = 0.21 * lam / na, 0.66 * lam * n / na**2
+    if params.confocal:
+        lateral, axial = lateral / math.sqrt(2), axial / math.sqrt(2)
+    return (axial, lateral, lateral)
+
+
+class PhysicsRenderer:
+    """The optical forward model as a :class:`~cellsynth.render.model.SynthesisModel`.
+
+    Parameters
+    ----------
+    voxel_size
+        Voxel size in µm (z, y, x): the PSF and all scales are converted with it.
+    seed
+        Seed of all random fields and of the noise.
+    params
+        Model parameters; keyword arguments override single fields.
+    device
+        Torch device of the computation.
+
+    Examples
+    --------
+    >>> model = PhysicsRenderer((1.0, 0.25, 0.25), seed=1)
+    >>> x = torch.zeros(1, 2, 8, 32, 32); x[:, 0, 2:6, 8:24, 8:24] = 1; x[:, 1] = 0.1
+    >>> model(x, torch.zeros(1, 3, dtype=torch.int64)).shape
+    torch.Size([1, 1, 8, 32, 32])
+    """
+
+    size_multiple = (1, 1, 1)
+    default_patch = (32, 512, 512)
+
+    def __init__(self, voxel_size: VoxelSize = (1.0, 1.0, 1.0), seed: int = 0,
+                 params: PhysicsParameters | None = None, device: Any = "cpu", **overrides: Any) -> None:
+        unknown = set(overrides) - set(PhysicsParameters.__dataclass_fields__)
+        if unknown:
+            raise CellsynthError(f"unknown physics parameters: {', '.join(sorted(unknown))}")
+        self.params = replace(params or PhysicsParameters(), **overrides).validate()
+        self.voxel_size = check_voxel_size(voxel_size)
+        self.seed = int(seed)
+        self.device = torch.device(device)
+        voxel = np.asarray(self.voxel_size)
+        psf = np.asarray(psf_sigma_um(self.params)) / voxel
+        self.blur_surface = _Blur(psf)
+        self.blur_deep = _Blur(np.hypot(psf, self.params.depth_blur_um / voxel))
+        self.halo = self.blur_deep.radius
+        self.brightness_cells = tuple(max(1, round(self.params.brightness_scale_um / v)) for v in voxel)
+        self.texture_cells = tuple(max(1, round(self.params.texture_scale_um / v)) for v in voxel)
+
+    def description(self) -> dict[str, Any]:
+        """Everything that determines the output, for recording in metadata."""
+        return {"model": "physics", "seed": self.seed, "voxel_size_um": list(self.voxel_size),
+                "psf_sigma_um": list(psf_sigma_um(self.params)), **asdict(self.params)}
+
+    def __call__(self, inputs: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
+        """Render ``(N, 2, Z, Y, X)`` inputs (mask, positional map) to ``(N, 1, Z, Y, X)`` images.
+
+        ``origins`` ``(N, 3)`` are the patches' corners in the volume (voxels).
+        """
+        return torch.stack([self._render(inputs[i], [int(v) for v in origins[i]]) for i in range(inputs.shape[0])])
+
+    def _render(self, x: torch.Tensor, origin: list[int]) -> torch.Tensor:
+        p = self.params
+        x = x.to(self.device, torch.float32)
+        mask, pos = x[0], x[1]
+        shape = tuple(mask.shape)
+        depth = pos.clamp(min=0.0)
+        dye = _value_noise(self.seed, 1, origin, shape, self.brightness_cells, p.brightness_variation,
+                           smooth=True, device=self.device).add_(1.0).clamp_(min=0.0)
+        dye.mul_(_value_noise(self.seed, 2, origin, shape, self.texture_cells, p.texture,
+                              smooth=False, device=self.device).add_(1.0).clamp_(min=0.0))
+        density = dye.mul_(mask).add_(pos > 0, alpha=p.autofluorescence)
+        density.mul_(depth * -p.attenuation + 1.0)
+        optical = torch.lerp(self.blur_surface(density), self.blur_deep(density), depth)
+        # Camera, in units of the white level: photons -> ADU / white_adu.
+        photons = optical.mul_(p.signal_photons).add_(p.background_photons)
+        scale = p.gain / p.white_adu
+        sd = (photons * scale**2).add_((p.read_noise_adu / p.white_adu) ** 2).sqrt_()
+        image = photons.mul_(scale).add_(p.offset_adu / p.white_adu)
+        return image.addcmul_(sd, _normal(self.seed, origin, shape, self.device)).clamp_(0.0, 1.0)[None]
+
+
+# --------------------------------------------------------------------------- blur
+
+
+def _gaussian_kernel(sigma: float) -> np.ndarray:
+    """Normalised 1D Gaussian of radius ceil(3 sigma) (a single 1 for sigma below 0.1 voxel)."""
+    radius = int(math.ceil(3 * sigma)) if sigma >= 0.1 else 0
+    t = np.arange(-radius, radius + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (t / max(sigma, 1e-6)) ** 2)
+    return k / k.sum()
+
+
+def _blur_matrix(kernel: np.ndarray, size: int) -> np.ndarray:
+    """Convolution with edge replication along an axis of ``size`` as a (size, size) matrix."""
+    r = len(kernel) // 2
+    matrix = np.zeros((size, size))
+    rows = np.arange(size)
+    for t, weight in enumerate(kernel):
+        np.add.at(matrix, (rows, np.clip(rows + t - r, 0, size - 1)), weight)
+    return matrix
+
+
+class _Blur:
+    """Separable Gaussian blur, one banded matrix product per axis (faster than conv3d with
+    1D kernels on CPU). Edges are replicated alike at patch and volume borders."""
+
+    def __init__(self, sigma_voxels: Any) -> None:
+        self.kernels = [_gaussian_kernel(s) for s in sigma_voxels]
+        self.radius = tuple(len(k) // 2 for k in self.kernels)
+        self._cache: dict[tuple[int, int, str], torch.Tensor] = {}
+
+    def _matrix(self, axis: int, size: int, device: torch.device) -> torch.Tensor:
+        key = (axis, size, str(device))
+        if key not in self._cache:
+            self._cache[key] = torch.as_tensor(_blur_matrix(self.kernels[axis], size), dtype=torch.float32,
+                                               device=device)
+        return self._cache[key]
+
+    def __call__(self, volume: torch.Tensor) -> torch.Tensor:
+        z, y, x = volume.shape
+        out = volume
+        if self.radius[0]:
+            out = (self._matrix(0, z, volume.device) @ out.reshape(z, y * x)).reshape(z, y, x)
+        if self.radius[1]:
+            out = self._matrix(1, y, volume.device) @ out
+        if self.radius[2]:
+            out = out @ self._matrix(2, x, volume.device).T
+        return out
+
+
+# --------------------------------------------------------------------------- counter-based randomness
+# 32-bit arithmetic in int32 tensors: products wrap modulo 2**32 and right shifts are made
+# logical by masking (tests compare with numpy uint32).
+
+
+def _srl(x: torch.Tensor, k: int) -> torch.Tensor:
+    return (x >> k) & ((1 << (32 - k)) - 1)
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """The "lowbias32" integer hash (C. Wellons) on int32 tensors."""
+    x = x ^ _srl(x, 16)
+    x = x * 0x7FEB352D
+    x = x ^ _srl(x, 15)
+    x = x * (0x846CA68B - (1 << 32))
+    return x ^ _srl(x, 16)
+
+
+def _as_int32(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def _hash_grid(seed: int, stream: int, coords: list[torch.Tensor]) -> torch.Tensor:
+    """Hash of (seed, stream, z, y, x) over the grid spanned by three coordinate vectors."""
+    keys = []
+    for axis, c in enumerate(coords):
+        salt = _as_int32(seed * 0x9E3779B1 + stream * 0x85EBCA77 + (axis + 1) * 0xC2B2AE3D)
+        keys.append(_mix32(_mix32(c.to(torch.int32) ^ salt)))
+    zy = _mix32(keys[0][:, None] ^ keys[1][None, :])
+    return _mix32(zy[:, :, None] ^ keys[2][None, None, :])
+
+
+def _unit(bits: torch.Tensor, n_bits: int) -> torch.Tensor:
+    """Uniform floats in (0, 1) from non-negative integers below 2**n_bits."""
+    return (bits.to(torch.float32) + 0.5) * (1.0 / (1 << n_bits))
+
+
+def _coords(origin: list[int], shape: tuple[int, ...], device: Any) -> list[torch.Tensor]:
+    return [torch.arange(o, o + s, dtype=torch.int64, device=device) for o, s in zip(origin, shape)]
+
+
+def _normal(seed: int, origin: list[int], shape: tuple[int, ...], device: Any) -> torch.Tensor:
+    """Standard normal per global voxel.
+
+    One hash per pair of voxels (x = 2j, 2j + 1) gives two 16-bit uniforms and, by
+    Box-Muller, the pair's two normals (tails are cut at 4.8 sigma).
+    """
+    coords = _coords(origin, shape, device)
+    x0 = origin[2] // 2
+    pairs = torch.arange(x0, (origin[2] + shape[2] - 1) // 2 + 1, dtype=torch.int64, device=device)
+    h = _hash_grid(seed, 0, [coords[0], coords[1], pairs])
+    radius = torch.sqrt(-2.0 * torch.log(_unit(_srl(h, 16), 16)))
+    angle = (2.0 * math.pi) * _unit(h & 0xFFFF, 16)
+    normal = torch.stack([radius * torch.cos(angle), radius * torch.sin(angle)], dim=-1).reshape(*h.shape[:2], -1)
+    start = origin[2] - 2 * x0
+    return normal[:, :, start:start + shape[2]]
+
+
+def _value_noise(seed: int, stream: int, origin: list[int], shape: tuple[int, ...], cells: tuple[int, ...],
+                 amplitude: float, *, smooth: bool, device: Any) -> torch.Tensor:
+    """``amplitude * v`` with ``v`` value noise in [-1, 1] on a lattice of ``cells`` voxels.
+
+    Lattice values are hashed from global lattice indices and interpolated (smoothstep or
+    linear) axis by axis; a voxel's weights depend only on its global coordinate modulo
+    the cell size, so every tiling gives the same field.
+    """
+    first = [o // s for o, s in zip(origin, cells)]
+    last = [(o + n - 1) // s + 1 for o, n, s in zip(origin, shape, cells)]
+    lattice = [torch.arange(f, l + 1, dtype=torch.int64, device=device) for f, l in zip(first, last)]
+    values = _unit(_srl(_hash_grid(seed, stream, lattice), 8), 24) * (2.0 * amplitude) - amplitude
+    for axis in (2, 1, 0):
+        s = cells[axis]
+        if s > 1:
+            t = torch.arange(s, dtype=torch.float32, device=device) / s
+            weight = (t * t * (3 - 2 * t) if smooth else t).view([s if a == axis + 1 else 1 for a in range(4)])
+            n = values.shape[axis] - 1
+            lo = values.narrow(axis, 0, n).unsqueeze(axis + 1)
+            hi = values.narrow(axis, 1, n).unsqueeze(axis + 1)
+            merged = list(values.shape)
+            merged[axis] = n * s
+            values = torch.lerp(lo, hi, weight).reshape(merged)
+        values = values.narrow(axis, origin[axis] - first[axis] * s, shape[axis])
+    return values

@@ -1,0 +1,537 @@
+"""Seamless patch-wise inference over volumes of any size (paper section 2).
+
+A volume is covered by a grid of patches. Neighbouring patches overlap; each model output
+patch is first cropped by ``crop`` voxels on every side that faces another patch (its
+border depends on padding), and the kept regions, which overlap by at least ``overlap``
+voxels, are averaged with a blending weight. Sides on the volume border are not cropped,
+so with ``crop`` at least the model's halo the stitched result equals the model applied to
+the whole volume at once.
+
+Along each axis the patch step is ``patch - 2 * crop - overlap``; the work done relative
+to the volume (the *redundancy*) is about ``prod(patch / step)``. The paper's setting,
+patch (64, 128, 128) with overlap = crop = (15, 30, 30), computes about 38 times the
+volume; :data:`DEFAULT_OVERLAP` and :data:`DEFAULT_CROP` are seamless by
+:func:`seam_metric` at about 3 times (see ``benchmarks/bench_tiling.py``).
+
+Inputs and output may be numpy arrays or on-disk (zarr) arrays. Patches are processed in
+z-rows; the input is read one slab of patch height at a time and finished output planes are
+written as soon as no later patch touches them, so memory stays bounded by a few slabs
+whatever the volume size.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import product
+from typing import Any, Literal
+
+import numpy as np
+
+from cellsynth.errors import CellsynthError
+from cellsynth.io import image_to_uint16
+
+Triple = tuple[int, int, int]
+Blend = Literal["linear", "gaussian", "hann", "constant"]
+
+BLENDS = ("linear", "gaussian", "hann", "constant")
+"""Blending weights: the paper's linear (concentric) ramps over the overlaps, a Gaussian
+(sigma 1/8 of the kept region, as MONAI), a Hann window, or none (for comparison)."""
+
+DEFAULT_PATCH: Triple = (64, 128, 128)
+"""Patch size (z, y, x) in voxels used when neither the user nor the model chooses one."""
+
+DEFAULT_OVERLAP: Triple = (4, 8, 8)
+"""Default overlap of the kept regions: 1/16 of the default patch per axis."""
+
+DEFAULT_CROP: Triple = (8, 16, 16)
+"""Default (largest) crop: 1/8 of the default patch per axis, less where the model's halo is smaller."""
+
+PAPER_OVERLAP: Triple = (15, 30, 30)
+PAPER_CROP: Triple = (15, 30, 30)
+
+
+def per_axis(value: Any, name: str, *, minimum: int = 0) -> Triple:
+    """Turn an int or three ints into a (z, y, x) triple, checking the minimum."""
+    values = (value,) * 3 if np.ndim(value) == 0 else tuple(value)
+    try:
+        ints = tuple(int(v) for v in values)
+    except (TypeError, ValueError):
+        raise CellsynthError(f"{name} must be one or three whole numbers of voxels (z y x), got {value!r}") from None
+    if len(ints) != 3 or any(i != v for i, v in zip(ints, values)) or min(ints) < minimum:
+        raise CellsynthError(f"{name} must be one or three whole numbers >= {minimum} (z y x), got {value!r}")
+    return ints  # type: ignore[return-value]
+
+
+def nominal_redundancy(patch: Any, overlap: Any, crop: Any) -> float:
+    """Voxels computed per output voxel in the interior of a large volume: ``prod(patch / step)``.
+
+    Examples
+    --------
+    >>> round(nominal_redundancy((64, 128, 128), (15, 30, 30), (15, 30, 30)), 1)  # the paper's setting
+    38.2
+    """
+    patch, overlap, crop = per_axis(patch, "patch", minimum=1), per_axis(overlap, "overlap"), per_axis(crop, "crop")
+    steps = [p - 2 * c - o for p, o, c in zip(patch, overlap, crop)]
+    if min(steps) < 1:
+        raise CellsynthError(f"overlap {overlap} + 2 x crop {crop} must be smaller than the patch {patch}")
+    return float(np.prod([p / s for p, s in zip(patch, steps)]))
+
+
+# --------------------------------------------------------------------------- the grid
+
+
+@dataclass(frozen=True)
+class PatchGrid:
+    """Where the patches of a volume lie and which part of each is kept.
+
+    Attributes
+    ----------
+    shape
+        Volume shape (z, y, x).
+    patch
+        Patch size fed to the model (a multiple of its size multiple); smaller than the
+        requested patch along axes where the volume itself is smaller.
+    overlap, crop
+        Minimum overlap of kept regions and crop of patch sides facing another patch.
+    starts
+        Per axis, the patch origins along that axis; the grid is their product.
+    pad
+        Voxels of padding after the volume's end per axis (volumes smaller than a patch).
+    """
+
+    shape: Triple
+    patch: Triple
+    overlap: Triple
+    crop: Triple
+    starts: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+    pad: Triple
+
+    @property
+    def n_patches(self) -> int:
+        """Number of patches."""
+        return math.prod(len(s) for s in self.starts)
+
+    @property
+    def origins(self) -> np.ndarray:
+        """Patch corners, ``(n_patches, 3)`` int64, in z-row order (z slowest)."""
+        return np.array(list(product(*self.starts)), dtype=np.int64).reshape(-1, 3)
+
+    @property
+    def redundancy(self) -> float:
+        """Voxels the model computes for this volume per output voxel."""
+        return self.n_patches * math.prod(self.patch) / math.prod(self.shape)
+
+    def kept(self, axis: int, index: int) -> tuple[int, int]:
+        """Kept region ``[lo, hi)`` of the ``index``-th patch along ``axis``, in patch coordinates."""
+        starts = self.starts[axis]
+        lo = 0 if index == 0 else self.crop[axis]
+        hi = self.shape[axis] - starts[index] if index == len(starts) - 1 else self.patch[axis] - self.crop[axis]
+        return lo, min(hi, self.patch[axis])
+
+    def borders(self, axis: int) -> np.ndarray:
+        """Planes where a kept region starts or ends inside the volume: a seam lies before each."""
+        planes = set()
+        for i, s in enumerate(self.starts[axis]):
+            lo, hi = self.kept(axis, i)
+            planes.update({s + lo, s + hi})
+        return np.array(sorted(p for p in planes if 0 < p < self.shape[axis]), dtype=np.int64)
+
+    def weights_1d(self, axis: int, blend: Blend) -> list[np.ndarray]:
+        """Blending weight of each patch along ``axis``: length ``patch``, zero outside the kept region."""
+        starts = self.starts[axis]
+        result = []
+        for i, s in enumerate(starts):
+            lo, hi = self.kept(axis, i)
+            n = hi - lo
+            ramp_lo = starts[i - 1] + self.kept(axis, i - 1)[1] - (s + lo) if i > 0 else 0
+            ramp_hi = s + hi - (starts[i + 1] + self.kept(axis, i + 1)[0]) if i < len(starts) - 1 else 0
+            w = np.zeros(self.patch[axis], np.float64)
+            w[lo:hi] = _window(n, ramp_lo, ramp_hi, blend)
+            result.append(w)
+        return result
+
+    def weight_sum_1d(self, axis: int, blend: Blend) -> np.ndarray:
+        """Sum of all patches' weights along ``axis`` over the volume (length ``shape[axis]``)."""
+        total = np.zeros(self.shape[axis] + self.pad[axis], np.float64)
+        for s, w in zip(self.starts[axis], self.weights_1d(axis, blend)):
+            total[s:s + self.patch[axis]] += w
+        return total[: self.shape[axis]]
+
+
+def _window(n: int, ramp_lo: int, ramp_hi: int, blend: Blend) -> np.ndarray:
+    """A 1D weight over a kept region of ``n`` voxels; flat towards sides without a neighbour."""
+    j = np.arange(n) + 0.5
+    if blend == "constant":
+        return np.ones(n)
+    if blend == "linear":
+        # Complementary ramps across each overlap: neighbouring weights sum to exactly 1.
+        w = np.ones(n)
+        if ramp_lo > 0:
+            w = np.minimum(w, j / ramp_lo)
+        if ramp_hi > 0:
+            w = np.minimum(w, (n - j) / ramp_hi)
+        return w
+    if blend == "gaussian":
+        w = np.exp(-0.5 * ((j - n / 2) / (0.125 * n)) ** 2)
+    elif blend == "hann":
+        w = 0.5 - 0.5 * np.cos(2 * np.pi * j / n)
+    else:
+        raise CellsynthError(f"unknown blend {blend!r}; use one of {', '.join(BLENDS)}")
+    half = n // 2
+    if ramp_lo == 0:  # volume border: no neighbour to hand over to, keep full weight
+        w[:half] = w[half]
+    if ramp_hi == 0:
+        w[half:] = w[half]
+    return w
+
+
+def make_grid(
+    shape: Any, patch: Any = DEFAULT_PATCH, overlap: Any = DEFAULT_OVERLAP, crop: Any = DEFAULT_CROP,
+    size_multiple: Any = 1,
+) -> PatchGrid:
+    """Lay out patches over a volume.
+
+    Parameters
+    ----------
+    shape
+        Volume shape (z, y, x).
+    patch
+        Patch size in voxels. A side that is not a multiple of ``size_multiple`` is rounded
+        down to one, with a warning. Along axes where the volume is smaller, the patch
+        shrinks to the volume rounded up to the multiple and the input is padded.
+    overlap
+        Minimum overlap of the kept regions of neighbouring patches, in voxels.
+    crop
+        Voxels dropped from every patch side that faces another patch.
+    size_multiple
+        The model's size multiple (int or per axis). Patch origins are multiples of it where
+        possible, which keeps strided networks' outputs identical across tilings.
+
+    Raises
+    ------
+    CellsynthError
+        If ``overlap + 2 * crop`` does not leave a positive step inside the patch.
+
+    Examples
+    --------
+    >>> grid = make_grid((20, 100, 100), patch=(16, 64, 64), overlap=2, crop=4)
+    >>> grid.starts
+    ((0, 4), (0, 36), (0, 36))
+    """
+    shape = per_axis(shape, "volume shape", minimum=1)
+    patch = per_axis(patch, "patch", minimum=1)
+    overlap = per_axis(overlap, "overlap")
+    crop = per_axis(crop, "crop")
+    multiple = per_axis(size_multiple, "size multiple", minimum=1)
+    adjusted = tuple(max(m, p // m * m) for p, m in zip(patch, multiple))
+    if adjusted != patch:
+        warnings.warn(f"patch {patch} adjusted to {adjusted}: the model needs sides that are multiples of "
+                      f"{multiple}", UserWarning, stacklevel=2)
+        patch = adjusted  # type: ignore[assignment]
+    for p, o, c in zip(patch, overlap, crop):
+        if o + 2 * c >= p:
+            raise CellsynthError(f"overlap {overlap} + 2 x crop {crop} must be smaller than the patch {patch} "
+                                 "on every axis; reduce --overlap or --crop, or enlarge --patch")
+    eff, starts, pad = [], [], []
+    for length, p, o, c, m in zip(shape, patch, overlap, crop, multiple):
+        if length <= p:
+            size = -(-length // m) * m
+            eff.append(size)
+            starts.append((0,))
+            pad.append(size - length)
+        else:
+            eff.append(p)
+            starts.append(_axis_starts(length, p, p - 2 * c - o, m))
+            pad.append(0)
+    return PatchGrid(shape, tuple(eff), overlap, crop, tuple(starts), tuple(pad))  # type: ignore[arg-type]
+
+
+def _axis_starts(length: int, patch: int, step: int, multiple: int) -> tuple[int, ...]:
+    """Evenly spread patch origins from 0 to ``length - patch``, multiples of ``multiple``, gaps <= ``step``."""
+    span = length - patch
+    n = -(-span // step) + 1
+    while True:
+        starts = [min(span, int(round(i * span / (n - 1))) // multiple * multiple) for i in range(n)]
+        starts[-1] = span
+        if all(0 < b - a <= step for a, b in zip(starts, starts[1:])):
+            return tuple(starts)
+        n += 1
+
+
+# --------------------------------------------------------------------------- seam metric
+
+
+def seam_metric(image: Any, grid: PatchGrid | None = None, *, neighbours: int = 3) -> float:
+    """How much stronger intensity steps are on patch borders than beside them.
+
+    Along each axis, the mean absolute difference between adjacent planes is taken across
+    every plane where a patch's kept region starts or ends (a possible seam), and across
+    the ``neighbours`` planes on either side of it. The result is the ratio of the two,
+    pooled over axes: about 1 where tiling leaves no trace, clearly above 1 where seams
+    show. Comparing with nearby planes keeps the image's own structure out of the ratio.
+
+    Parameters
+    ----------
+    image
+        The stitched output (Z, Y, X).
+    grid
+        The grid that produced it; by default :func:`make_grid` with the default patch,
+        overlap and crop for this shape.
+    neighbours
+        Planes on each side of a border used as the reference.
+
+    Returns
+    -------
+    float
+        The ratio; 1.0 when the grid has no interior borders.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    grid = grid or make_grid(image.shape)
+    if tuple(image.shape) != grid.shape:
+        raise CellsynthError(f"image shape {image.shape} does not match the grid's volume shape {grid.shape}")
+    sums = np.zeros(2)
+    counts = np.zeros(2)
+    for axis in range(3):
+        borders = grid.borders(axis)
+        if borders.size == 0:
+            continue
+        step = np.abs(np.diff(image, axis=axis))
+        per_plane = step.mean(axis=tuple(a for a in range(3) if a != axis), dtype=np.float64)
+        seam = np.zeros(step.shape[axis], bool)
+        seam[borders - 1] = True
+        near = np.zeros_like(seam)
+        for d in range(1, neighbours + 1):
+            near[np.clip(borders - 1 - d, 0, None)] = True
+            near[np.clip(borders - 1 + d, None, seam.size - 1)] = True
+        near &= ~seam
+        sums += per_plane[seam].sum(), per_plane[near].sum()
+        counts += seam.sum(), near.sum()
+    if counts.min() == 0:
+        return 1.0
+    on, off = sums / counts
+    if off == 0:
+        return 1.0 if on == 0 else math.inf
+    return float(on / off)
+
+
+# --------------------------------------------------------------------------- inference
+
+
+def default_tiling(model: Any, patch: Any = None) -> tuple[Triple, Triple, Triple]:
+    """Patch, overlap and crop for ``model``.
+
+    The patch is ``patch``, else the model's ``default_patch``, else :data:`DEFAULT_PATCH`.
+    Per axis, where the model's halo is at most 1/4 of the patch, the crop is the halo:
+    stitching is then exact and needs no overlap. Otherwise (a large receptive field such
+    as a U-Net's) the crop is 1/8 of the patch and the kept regions overlap by 1/16 of it,
+    which is seamless by :func:`seam_metric` (``benchmarks/bench_tiling.py``); for the
+    default patch this gives :data:`DEFAULT_OVERLAP` and :data:`DEFAULT_CROP`.
+    """
+    if patch is None:
+        patch = getattr(model, "default_patch", DEFAULT_PATCH)
+    patch = per_axis(patch, "patch", minimum=1)
+    halo = per_axis(getattr(model, "halo", 0), "halo")
+    exact = [4 * h <= p for h, p in zip(halo, patch)]
+    crop = tuple(h if e else p // 8 for h, p, e in zip(halo, patch, exact))
+    overlap = tuple(0 if e else max(1, p // 16) for p, e in zip(patch, exact))
+    return patch, overlap, crop  # type: ignore[return-value]
+
+
+def tile_grid(model: Any, shape: Any, patch: Any = None, overlap: Any = None, crop: Any = None) -> PatchGrid:
+    """The grid :func:`synthesize_tiled` uses: given sizes, or :func:`default_tiling` for the rest."""
+    default_patch, default_overlap, default_crop = default_tiling(model, patch)
+    return make_grid(shape, default_patch, default_overlap if overlap is None else overlap,
+                     default_crop if crop is None else crop, getattr(model, "size_multiple", 1))
+
+
+def synthesize_tiled(
+    model: Any, mask: Any, positional: Any, *,
+    patch: Any = None, overlap: Any = None, crop: Any = None, blend: Blend = "linear",
+    batch_size: int = 4, device: Any = "cpu", stitch_device: Any = None, autocast: bool = False,
+    out: Any = None, progress: bool | None = True,
+) -> Any:
+    """Run ``model`` patch by patch over a volume and stitch the outputs seamlessly.
+
+    Parameters
+    ----------
+    model
+        A :class:`cellsynth.render.model.SynthesisModel` (torch modules are put in eval mode).
+    mask, positional
+        Structure mask (0/1) and positional map (Eq. 1), (Z, Y, X); numpy or zarr arrays.
+    patch, overlap, crop
+        Per-axis sizes in voxels; None takes :func:`default_tiling`.
+    blend
+        One of :data:`BLENDS`.
+    batch_size
+        Patches per forward pass. The result does not depend on it.
+    device
+        Where the model runs (``"cpu"``, ``"cuda"``, ...).
+    stitch_device
+        Where the output is accumulated; by default ``device``.
+    autocast
+        Run the model under bfloat16 autocast.
+    out
+        Array (numpy or zarr) of the volume's shape to write into, float (values in [0, 1])
+        or uint8/uint16 (scaled to the full range); by default a new float32 numpy array.
+    progress
+        Show a progress bar (None: only on a terminal).
+
+    Returns
+    -------
+    The output array (``out`` if given), values in [0, 1].
+    """
+    import torch
+
+    shape = tuple(int(s) for s in mask.shape)
+    if tuple(positional.shape) != shape:
+        raise CellsynthError(f"mask {shape} and positional map {tuple(positional.shape)} must have the same shape")
+    if batch_size < 1:
+        raise CellsynthError(f"batch size must be at least 1, got {batch_size}")
+    if blend not in BLENDS:
+        raise CellsynthError(f"unknown blend {blend!r}; use one of {', '.join(BLENDS)}")
+    grid = tile_grid(model, shape, patch, overlap, crop)
+    if out is None:
+        out = np.zeros(shape, np.float32)
+    elif tuple(out.shape) != shape:
+        raise CellsynthError(f"output array shape {tuple(out.shape)} does not match the volume {shape}")
+    device = torch.device(device)
+    stitch = torch.device(stitch_device) if stitch_device is not None else device
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    stitcher = _Stitcher(grid, blend, out, stitch)
+    origins = grid.origins
+    with _Prefetcher(grid, mask, positional) as slabs, \
+            torch.inference_mode(), _progress(grid.n_patches, progress) as bar:
+        for batch in _batches(grid, batch_size):
+            inputs = torch.stack([slabs.patch(row, iy, ix) for row, iy, ix in batch]).to(device, non_blocking=True)
+            corners = torch.as_tensor(origins[[_flat(grid, b) for b in batch]], device=device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                pred = model(inputs, corners)
+            if tuple(pred.shape) != (len(batch), 1, *grid.patch):
+                raise CellsynthError(f"the model returned shape {tuple(pred.shape)} for input {tuple(inputs.shape)}; "
+                                     "it must return (N, 1, Z, Y, X)")
+            pred = pred.to(stitch, torch.float32)
+            for k, index in enumerate(batch):
+                stitcher.add(index, pred[k, 0])
+            bar.update(len(batch))
+        stitcher.finish()
+    return out
+
+
+def _flat(grid: PatchGrid, index: tuple[int, int, int]) -> int:
+    return (index[0] * len(grid.starts[1]) + index[1]) * len(grid.starts[2]) + index[2]
+
+
+def _batches(grid: PatchGrid, batch_size: int):
+    indices = list(product(*(range(len(s)) for s in grid.starts)))
+    for i in range(0, len(indices), batch_size):
+        yield indices[i:i + batch_size]
+
+
+def _progress(total: int, progress: bool | None):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="synthesis", unit="patch", disable=None if progress else True)
+
+
+class _Prefetcher:
+    """Reads the input slab of each z-row (mask and positional map), one row ahead, in a thread."""
+
+    def __init__(self, grid: PatchGrid, mask: Any, positional: Any) -> None:
+        self.grid, self.mask, self.positional = grid, mask, positional
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.futures: dict[int, Any] = {}
+        self.row, self.slab = -1, None
+
+    def __enter__(self) -> _Prefetcher:
+        self.futures[0] = self.pool.submit(self._read, 0)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _read(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        g = self.grid
+        z0 = g.starts[0][row]
+        z1 = min(z0 + g.patch[0], g.shape[0])
+        mask = np.asarray(self.mask[z0:z1])
+        pos = np.asarray(self.positional[z0:z1], dtype=np.float32)
+        if any(g.pad):  # a volume smaller than the patch: mirror it into the padding
+            widths = [(0, p) for p in g.pad]
+            mask, pos = np.pad(mask, widths, mode="reflect"), np.pad(pos, widths, mode="reflect")
+        return mask, pos
+
+    def patch(self, row: int, iy: int, ix: int) -> Any:
+        import torch
+
+        if row != self.row:
+            self.slab = self.futures.pop(row).result()
+            self.row = row
+            if row + 1 < len(self.grid.starts[0]):
+                self.futures[row + 1] = self.pool.submit(self._read, row + 1)
+        g = self.grid
+        y0, x0 = g.starts[1][iy], g.starts[2][ix]
+        region = (slice(None), slice(y0, y0 + g.patch[1]), slice(x0, x0 + g.patch[2]))
+        mask, pos = self.slab
+        return torch.stack([torch.from_numpy(np.ascontiguousarray(mask[region], dtype=np.float32)),
+                            torch.from_numpy(np.ascontiguousarray(pos[region]))])
+
+
+class _Stitcher:
+    """Accumulates weighted patch outputs in a window of ``patch[0]`` planes and writes
+    finished planes to the output, normalised by the (separable) weight sum."""
+
+    def __init__(self, grid: PatchGrid, blend: Blend, out: Any, device: Any) -> None:
+        import torch
+
+        self.grid, self.out, self.device = grid, out, device
+        w1 = [[torch.as_tensor(w, dtype=torch.float32, device=device) for w in grid.weights_1d(a, blend)]
+              for a in range(3)]
+        self.w1 = w1
+        self.norm_z = torch.as_tensor(1.0 / grid.weight_sum_1d(0, blend), dtype=torch.float32, device=device)
+        self.norm_yx = torch.as_tensor(np.outer(1.0 / grid.weight_sum_1d(1, blend), 1.0 / grid.weight_sum_1d(2, blend)),
+                                       dtype=torch.float32, device=device)
+        self.acc = torch.zeros((grid.patch[0], *grid.shape[1:]), dtype=torch.float32, device=device)
+        self.base = 0  # volume plane held in acc[0]
+        self.row = 0
+
+    def add(self, index: tuple[int, int, int], pred: Any) -> None:
+        g = self.grid
+        row, iy, ix = index
+        if row != self.row:
+            self._flush(g.starts[0][row] + g.kept(0, row)[0])
+            self.row = row
+        (zl, zh), (yl, yh), (xl, xh) = (g.kept(a, i) for a, i in enumerate(index))
+        z0, y0, x0 = g.starts[0][row], g.starts[1][iy], g.starts[2][ix]
+        weight = (self.w1[0][row][zl:zh, None, None] * self.w1[1][iy][None, yl:yh, None]
+                  * self.w1[2][ix][None, None, xl:xh])
+        self.acc[z0 + zl - self.base:z0 + zh - self.base, y0 + yl:y0 + yh, x0 + xl:x0 + xh] += \
+            pred[zl:zh, yl:yh, xl:xh] * weight
+
+    def _flush(self, until: int) -> None:
+        """Write planes ``[base, until)`` to the output and shift the window."""
+        k = until - self.base
+        if k <= 0:
+            return
+        planes = self.acc[:k] * self.norm_z[self.base:until, None, None] * self.norm_yx
+        _write(self.out, slice(self.base, until), planes.clamp_(0.0, 1.0).cpu().numpy())
+        self.acc[:-k] = self.acc[k:].clone()
+        self.acc[-k:] = 0.0
+        self.base = until
+
+    def finish(self) -> None:
+        self._flush(self.grid.shape[0])
+
+
+def _write(out: Any, planes: slice, values: np.ndarray) -> None:
+    dtype = np.dtype(out.dtype)
+    if dtype == np.uint16:
+        values = image_to_uint16(values)
+    elif dtype == np.uint8:
+        values = np.round(values * 255.0).astype(np.uint8)
+    elif dtype.kind != "f":
+        raise CellsynthError(f"cannot write an image into a {dtype} array; use float32, uint16 or uint8")
+    out[planes] = values
