@@ -36,8 +36,11 @@ DEFAULT_FILL = 0.45
 DEFAULT_SH_ORDER = 6
 """Default SH order of ``"sh"`` organisms (low: smooth, embryo-like)."""
 
-DEFAULT_SH_SMOOTHNESS = 4.0
+DEFAULT_SH_SMOOTHNESS = 6.0
 """Default smoothness gamma (power law) of ``"sh"`` organisms."""
+
+_SLAB_VOXELS = 1 << 20
+"""Voxels per slab when voxelising an SH organism (bounds its memory)."""
 
 _MAX_VOXELS = 4 * 1024**3
 """Volumes beyond this many voxels are refused as absurd (16 GiB of uint32 labels)."""
@@ -139,11 +142,17 @@ def _sh_blob(
         raise CellsynthError(f"organism semi-axes must be three positive lengths in µm (z y x), got {axes.tolist()}")
     coeffs = random_coefficients(sh_order, 1.0, smoothness, rng)
     theta, phi, _ = sphere_quadrature(max(2 * sh_order + 2, 16))
-    coeffs = coeffs / radius_at(coeffs, theta, phi).max()
+    # In µm with the largest semi-axis as unit stretch, so voxelize_sh sizes its grid to the voxels.
+    largest = float(axes.max())
+    coeffs = coeffs * (largest / radius_at(coeffs, theta, phi).max())
     center = (np.array(shape) - 1) * voxel / 2.0 if center_um is None else np.asarray(center_um, dtype=np.float64)
-    box, inside = voxelize_sh(coeffs, center, tuple(voxel), shape, scale=axes, rotation=rotation)
     mask = np.zeros(shape, dtype=np.uint8)
-    mask[box] = inside
+    slab = max(1, _SLAB_VOXELS // (shape[1] * shape[2]))
+    for z0 in range(0, shape[0], slab):  # slab by slab: bounded memory for large organisms
+        part = (min(slab, shape[0] - z0), shape[1], shape[2])
+        shifted = center - np.array([z0 * voxel[0], 0.0, 0.0])
+        box, inside = voxelize_sh(coeffs, shifted, tuple(voxel), part, scale=axes / largest, rotation=rotation)
+        mask[z0 : z0 + part[0]][box] = inside
     return mask
 
 
