@@ -121,6 +121,18 @@ def test_one_and_two_workers_give_identical_files(reference, tmp_path):
     assert files_of(tmp_path / "ds") == files_of(reference)
 
 
+def test_existing_scheduler_gives_identical_files(reference, tmp_path):
+    """--scheduler: a cluster started elsewhere (here a LocalCluster) makes the same samples."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster:
+        report = dataset.generate_dataset(tmp_path, tiny(), 2, seed=7, scheduler=cluster.scheduler_address,
+                                          progress=False)
+    assert sorted(report.made) == [0, 1]
+    for name in ("sample_0000", "sample_0001"):
+        assert files_of(tmp_path / "samples" / name) == files_of(reference / "samples" / name)
+
+
 def _cli(out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "cellsynth", "dataset", "--preset", str(out.parent / "tiny.yaml"), "--count", "4",
             "--seed", "7", "--workers", "1", "--out", str(out), *extra]

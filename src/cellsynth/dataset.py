@@ -411,7 +411,7 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "
         a, b = old.get(key, "<unset>"), new.get(key, "<unset>")
         if isinstance(a, dict) and isinstance(b, dict):
             diffs += _differences(a, b, f"{prefix}{key}.")
-        elif json.dumps(io._jsonable(a)) != json.dumps(io._jsonable(b)):
+        elif a != b:  # by value: 3 and 3.0 are the same radius
             diffs.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return diffs
 
@@ -746,7 +746,7 @@ def _run_on_dask(client: Any, root: Path, parameters: dict, todo: list[int], thr
             kwargs["threads_by_worker"] = threads
         else:
             kwargs["torch_threads"] = threads
-        future = client.submit(_dask_task, str(root), index, parameters, key=f"cellsynth-{sample_name(index)}-"
+        future = client.submit(_dask_task, str(root.resolve()), index, parameters, key=f"cellsynth-{sample_name(index)}-"
                                f"{os.getpid()}-{time.time_ns()}", pure=False, retries=0, **kwargs)
         futures[future] = index
     try:
