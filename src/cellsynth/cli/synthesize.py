@@ -1,0 +1,212 @@
+"""``cellsynth synthesize INPUT``: render the microscope image of an annotation.
+
+INPUT is a sample folder (from ``cellsynth simulate``), or a labels or mask file together
+with ``--kind``. For a file, the structure mask comes from the labels through the
+simulation's own definition (nuclei: labelled voxels; membranes: the cell walls, or the
+file itself where it is already a 0/1 membrane mask). The organism foreground is
+``--foreground FILE``, or else the region around the labelled cells found by the same
+function that finds the organism in real images, closing gaps narrower than about twice
+``--foreground-closing`` µm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cellsynth.errors import CellsynthError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``synthesize``."""
+    p = subparsers.add_parser(
+        "synthesize", help="render a synthetic microscope image from a sample folder or a labels file",
+        description="Render the fluorescence image of an annotation, patch by patch without seams. INPUT is a "
+                    "sample folder (the image goes into it as image.tif and sample.json records the "
+                    "parameters) or a labels/mask file with --kind and --out. Sizes are in voxels (z y x) "
+                    "unless a unit is given.",
+    )
+    p.add_argument("input", metavar="INPUT", help="sample folder, or labels/mask file (.tif, .h5, .npy, .ome.zarr)")
+    p.add_argument("--out", metavar="FILE",
+                   help="output image (.tif or .ome.zarr); default for a sample folder: image.tif in it")
+    p.add_argument("--kind", choices=("nuclei", "membranes"),
+                   help="structure of a labels file (a sample folder records its own)")
+    p.add_argument("--foreground", metavar="FILE", help="organism mask (0/1) for a labels file")
+    p.add_argument("--foreground-closing", type=float, default=5.0, metavar="UM",
+                   help="without --foreground: close gaps between cells up to about twice this in µm (default 5)")
+    p.add_argument("--membrane-thickness", type=float, metavar="UM",
+                   help="membrane wall thickness in µm for a membranes labels file (default: the simulation's)")
+    p.add_argument("--voxel-size", type=float, nargs=3, metavar=("Z", "Y", "X"),
+                   help="voxel size in µm where the file records none")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default="default", metavar="NAME|PATH",
+                   help="physics, default (the best built-in for the kind: the shipped generator where "
+                        "installed, else physics), nuclei, membranes, or a generator file from `cellsynth "
+                        "train` (default: default)")
+    g.add_argument("--alpha", type=float, default=100.0, metavar="UM",
+                   help="positional map decay length inside the organism in µm (Eq. 1); small values render "
+                        "a deeper, poorer image (default 100)")
+    g.add_argument("--beta", type=float, default=100.0, metavar="UM",
+                   help="positional map decay length outside the organism in µm (default 100)")
+    g.add_argument("--seed", type=int, default=0, help="seed of noise and brightness (default 0)")
+    g = p.add_argument_group("tiling")
+    g.add_argument("--patch", type=int, nargs=3, metavar=("Z", "Y", "X"),
+                   help="patch size in voxels (default: the model's, e.g. 64 128 128 for generators)")
+    g.add_argument("--overlap", type=int, nargs=3, metavar=("Z", "Y", "X"),
+                   help="minimum overlap of the kept patch regions in voxels (default: from the model's halo)")
+    g.add_argument("--crop", type=int, nargs=3, metavar=("Z", "Y", "X"),
+                   help="voxels dropped at patch sides facing another patch (default: from the model's halo)")
+    g.add_argument("--blend", choices=("linear", "gaussian", "hann", "constant"), default="linear",
+                   help="blending weights across overlaps (default: linear, the paper's)")
+    g.add_argument("--batch-size", type=int, default=4, help="patches per forward pass (default 4)")
+    g.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    g.add_argument("--bf16", action="store_true", help="run the model under bfloat16 autocast")
+    g = p.add_argument_group("output")
+    g.add_argument("--format", choices=("tif", "zarr"),
+                   help="output container (default: from --out, else tif); zarr streams large volumes")
+    g.add_argument("--dtype", choices=("uint16", "float32"), default="uint16",
+                   help="output pixel type: uint16 (0-65535) or float32 in [0, 1] (default uint16)")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing output image")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Run ``cellsynth synthesize``."""
+    import numpy as np
+
+    from cellsynth import io
+    from cellsynth.cli import resolved_config
+    from cellsynth.render.registry import describe_model, load_model
+    from cellsynth.synthesis import synthesize_image
+    from cellsynth.tiling import tile_grid
+
+    started = time.perf_counter()
+    source = Path(args.input)
+    sample_dir = source if (source / "sample.json").is_file() else None
+    if sample_dir is None and source.is_dir() and not io.is_zarr(source):
+        raise CellsynthError(f"{source} is not a sample folder (no sample.json); give a sample folder or a labels file")
+    if sample_dir is not None:
+        mask, foreground, voxel, kind, meta = _from_sample(sample_dir, args)
+    else:
+        mask, foreground, voxel, kind = _from_file(source, args)
+        meta = None
+    out, file_format = _output(args, sample_dir)
+    if out.exists() and not args.overwrite:
+        raise CellsynthError(f"{out} exists; pass --overwrite to replace it or choose another --out")
+    if args.batch_size < 1:
+        raise CellsynthError(f"--batch-size must be at least 1, got {args.batch_size}")
+
+    model = load_model(args.model, kind, args.device, voxel_size=voxel, seed=args.seed)
+    grid = tile_grid(model, mask.shape, args.patch, args.overlap, args.crop)
+    settings = dict(kind=kind, alpha=args.alpha, beta=args.beta, seed=args.seed, patch=grid.patch,
+                    overlap=grid.overlap, crop=grid.crop, blend=args.blend, batch_size=args.batch_size,
+                    device=args.device, autocast=args.bf16)
+    dtype = np.dtype(args.dtype)
+    if file_format == "zarr":
+        with io.atomic_path(out, directory=True) as tmp:
+            target = io.create_zarr(tmp, tuple(mask.shape), dtype, voxel)
+            synthesize_image(mask, foreground, voxel, model=model, out=target, **settings)
+    else:
+        image = synthesize_image(np.asarray(mask), np.asarray(foreground), voxel, model=model, **settings)
+        io.write_tiff(out, io.image_to_uint16(image) if dtype == np.uint16 else image, voxel)
+
+    record = {
+        "model": describe_model(model), **{k: v for k, v in settings.items() if k not in ("batch_size", "device")},
+        "redundancy": round(grid.redundancy, 3), "patches": grid.n_patches, "dtype": args.dtype,
+        "seconds": round(time.perf_counter() - started, 2), "config": resolved_config(args),
+    }
+    if meta is not None and args.out is None:
+        meta.setdefault("files", {})["image"] = out.name
+        meta["synthesis"] = record
+        io.write_json(sample_dir / "sample.json", meta)
+    else:
+        io.write_json(out.with_name(out.name + ".json"), {"input": str(source), "voxel_size_um": list(voxel), **record})
+    print(f"wrote {out} ({'x'.join(map(str, mask.shape))} voxels, {grid.n_patches} patches, "
+          f"{grid.redundancy:.2f}x the volume) in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+
+
+def _from_sample(folder: Path, args: argparse.Namespace) -> tuple[Any, Any, tuple, str, dict]:
+    from cellsynth import io
+
+    sample = io.read_sample(folder, lazy=True)
+    kind = sample.metadata.get("kind")
+    if args.kind and kind and args.kind != kind:
+        raise CellsynthError(f"{folder} is a {kind} sample; drop --kind {args.kind} or give a {args.kind} sample")
+    kind = args.kind or kind
+    if kind is None:
+        raise CellsynthError(f"{folder}/sample.json records no kind; pass --kind nuclei or --kind membranes")
+    if args.foreground or args.voxel_size:
+        raise CellsynthError("--foreground and --voxel-size apply to a labels file; a sample folder has its own")
+    return sample.mask, sample.foreground, sample.voxel_size, kind, sample.metadata
+
+
+def _from_file(path: Path, args: argparse.Namespace) -> tuple[Any, Any, tuple, str]:
+    import numpy as np
+
+    from cellsynth import io
+    from cellsynth.simulate.annotations import DEFAULT_MEMBRANE_THICKNESS_UM, structure_mask
+    from cellsynth.synthesis import foreground_from_labels
+
+    if args.kind is None:
+        raise CellsynthError("a labels file needs --kind nuclei or --kind membranes")
+    if args.out is None:
+        raise CellsynthError("a labels file needs --out FILE for the image")
+    labels, voxel = io.read_volume(path)
+    voxel = _voxel(voxel, args.voxel_size, path)
+    labels = np.asarray(labels)
+    if labels.dtype.kind == "f":
+        raise CellsynthError(f"{path} holds floating-point values; give integer labels or a 0/1 mask")
+    binary = labels.max() <= 1 and labels.min() >= 0
+    if args.kind == "membranes" and binary:
+        print(f"note: {path} holds only 0 and 1; using it as the membrane mask", file=sys.stderr)
+        mask = labels.astype(np.uint8)
+    else:
+        thickness = args.membrane_thickness or DEFAULT_MEMBRANE_THICKNESS_UM
+        mask = structure_mask(labels, args.kind, voxel, membrane_thickness_um=thickness)
+    if args.foreground:
+        foreground, fg_voxel = io.read_volume(args.foreground)
+        if fg_voxel is not None and not np.allclose(fg_voxel, voxel, rtol=1e-3):
+            raise CellsynthError(f"foreground voxel size {tuple(fg_voxel)} µm differs from the labels' "
+                                 f"{tuple(voxel)} µm; give a foreground of the same grid")
+        if foreground.shape != labels.shape:
+            raise CellsynthError(f"foreground {foreground.shape} and labels {labels.shape} must have the same shape")
+    else:
+        foreground = foreground_from_labels(labels, voxel, args.foreground_closing)
+        if args.kind == "membranes" and binary:  # walls enclose the organism: fill it
+            from scipy import ndimage
+
+            foreground = ndimage.binary_fill_holes(foreground | (mask > 0)).astype(np.uint8)
+    return mask, foreground, voxel, args.kind
+
+
+def _voxel(recorded: Any, given: Any, path: Path) -> tuple[float, float, float]:
+    import numpy as np
+
+    from cellsynth.io import check_voxel_size
+
+    if given is not None:
+        if recorded is not None and not np.allclose(recorded, given, rtol=1e-3):
+            raise CellsynthError(f"--voxel-size {tuple(given)} does not match the {tuple(recorded)} µm recorded in "
+                                 f"{path}; drop --voxel-size or fix the file")
+        return check_voxel_size(given)
+    if recorded is None:
+        raise CellsynthError(f"{path} records no voxel size; pass --voxel-size Z Y X in µm")
+    return check_voxel_size(recorded)
+
+
+def _output(args: argparse.Namespace, sample_dir: Path | None) -> tuple[Path, str]:
+    from cellsynth import io
+
+    if args.out is None:
+        file_format = args.format or "tif"
+        return sample_dir / io.volume_filename("image", file_format), file_format  # type: ignore[operator]
+    out = Path(args.out)
+    suffix_format = "zarr" if io.is_zarr(out) else "tif" if out.suffix.lower() in (".tif", ".tiff") else None
+    if suffix_format is None:
+        raise CellsynthError(f"--out {out} must end in .tif or .ome.zarr")
+    if args.format and args.format != suffix_format:
+        raise CellsynthError(f"--format {args.format} contradicts --out {out}; drop one")
+    return out, suffix_format
