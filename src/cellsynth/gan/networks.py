@@ -12,7 +12,7 @@ tiles cropped by the halo stitch exactly. A small network with Kaiming initialis
 LeakyReLU and RAdam trains stably without normalisation.
 
 Optional noise injection (as in StyleGAN): a standard normal noise volume, scaled per
-channel by learned weights (initialised to zero), is added at full resolution before the
+channel by learned weights (initialised to :data:`NOISE_INIT`), is added at full resolution before the
 last decoder block. It lets the generator draw camera-like noise texture. At inference
 :class:`cellsynth.render.gan.GeneratorModel` draws that noise per global voxel, so it too
 is independent of the tiling.
@@ -22,6 +22,12 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+
+NOISE_INIT = 0.1
+"""Initial per-channel scale of the injected noise. StyleGAN starts at 0; with the few
+thousand steps of a CPU training the scale then grows too slowly (Adam moves a weight by
+about the learning rate per step), so the noise starts small but present."""
 
 
 def pixel_shuffle_3d(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
@@ -62,6 +68,20 @@ def _init_weights(module: nn.Module) -> None:
     if isinstance(module, nn.Conv3d):
         nn.init.kaiming_normal_(module.weight, a=0.2, nonlinearity="leaky_relu")
         nn.init.zeros_(module.bias)
+
+
+def _icnr_(conv: nn.Conv3d, factor: int = 2) -> None:
+    """ICNR initialisation (Aitken et al. 2017) of a convolution followed by a pixel shuffle.
+
+    All ``factor**3`` sub-voxels of an output channel start with the same weights, so the
+    shuffle starts as nearest-neighbour upsampling: no checkerboard artefacts.
+    """
+    out_channels = conv.out_channels // factor**3
+    base = torch.empty(out_channels, *conv.weight.shape[1:])
+    nn.init.kaiming_normal_(base, a=0.2, nonlinearity="leaky_relu")
+    with torch.no_grad():
+        conv.weight.copy_(base.repeat_interleave(factor**3, dim=0))
+        conv.bias.zero_()
 
 
 class UNetGenerator(nn.Module):
@@ -110,7 +130,9 @@ class UNetGenerator(nn.Module):
             self.decoders.append(_conv_block(2 * widths[level], widths[level]))
         self.head = nn.Conv3d(widths[0], out_channels, 1)
         self.apply(_init_weights)
-        self.noise_weight = nn.Parameter(torch.zeros(2 * widths[0])) if noise else None
+        for up in self.ups:
+            _icnr_(up[0])
+        self.noise_weight = nn.Parameter(torch.full((2 * widths[0],), NOISE_INIT)) if noise else None
 
     @property
     def size_multiple(self) -> int:
