@@ -1,0 +1,146 @@
+"""Speed of `cellsynth simulate`: nuclei and membranes, whole commands and stages.
+
+Targets (issue 2, this 2-core machine):
+- 200 nuclei (radius 9 µm, std 1, gamma 5, order 20) in 128x512x512: whole command <= 5 s
+  (the reference code: about 21 s per nucleus, ~4200 s);
+- membranes in a 256^3 box with cell size 40: <= 2 s (reference: 84 s);
+- membranes in 512x512x256 (Z = 256): <= 15 s, time and peak memory linear in voxels.
+
+Each whole command runs in a fresh Python process (start-up, imports and writing the TIFF
+sample folder included); the medians of ``--repeats`` runs are printed. Side by side, in
+one process: the SH voxelisation against two baselines on the same 200 nuclei -- every
+bounding-box voxel tested against the exact radial function (no angular-grid pre-test),
+and every voxel of the volume per nucleus (the reference's cost structure; extrapolated
+from a 1 M voxel slab).
+
+Usage: python benchmarks/bench_simulation.py [--repeats 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+WRAPPER = (
+    "import resource, sys\n"
+    "from cellsynth.cli import main\n"
+    "code = main(sys.argv[1:])\n"
+    "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    "sys.exit(code)\n"
+)
+
+
+def run_command(argv: list[str], out: Path) -> dict:
+    """Run `cellsynth ARGV --out OUT --overwrite` in a new process; wall time, peak RSS, stages."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", WRAPPER, *argv, "--out", str(out), "--overwrite"],
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"command failed: {' '.join(argv)}\n{proc.stderr}")
+    peak = next(int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("PEAK_RSS_KB"))
+    timings = json.loads((out / "sample.json").read_text())["timings"]
+    return {"wall": wall, "peak_mb": peak / 1024, "timings": timings}
+
+
+def medians(runs: list[dict]) -> dict:
+    stages = {k: statistics.median(r["timings"][k] for r in runs)
+              for k in runs[0]["timings"] if isinstance(runs[0]["timings"][k], (int, float))}
+    inner = {k: statistics.median(r["timings"]["stages"][k] for r in runs)
+             for k in runs[0]["timings"].get("stages", {})}
+    return {"wall": statistics.median(r["wall"] for r in runs), "peak_mb": max(r["peak_mb"] for r in runs),
+            "stages": stages, "inner": inner, "n": len(runs)}
+
+
+def fmt_stages(m: dict) -> str:
+    return ", ".join(f"{k[:-2]} {v:.2f}" for k, v in m["stages"].items() if k != "total_s")
+
+
+def bench_commands(repeats: int, quick: bool, tmp: Path) -> None:
+    nuclei = ["simulate", "nuclei", "--shape", "128", "512", "512", "--count", "200", "--radius", "9",
+              "--radius-std", "1", "--smoothness", "5", "--sh-order", "20"]
+    print("\n== whole commands (fresh process each; median of %d) ==" % repeats)
+    print(f"{'command':58s} {'wall s':>7s} {'target':>7s} {'peak MB':>8s}  stages (s)")
+    cases = [
+        ("nuclei 200, 128x512x512, ellipsoid organism", nuclei, 5.0),
+        ("nuclei 200, 128x512x512, box organism", nuclei + ["--organism", "box"], 5.0),
+        ("membranes 256^3 box, cell size 40", ["simulate", "membranes", "--shape", "256", "256", "256",
+                                              "--organism", "box", "--cell-size", "40"], 2.0),
+    ]
+    for name, argv, target in cases:
+        m = medians([run_command(argv, tmp / "s") for _ in range(repeats)])
+        inner = ", ".join(f"{k[:-2]} {v:.2f}" for k, v in m["inner"].items())
+        print(f"{name:58s} {m['wall']:7.2f} {target:7.1f} {m['peak_mb']:8.0f}  {fmt_stages(m)}"
+              + (f" [{inner}]" if inner else ""))
+
+    print("\n== membranes scaling (box, cell size 40; median of %d) ==" % repeats)
+    print(f"{'shape (Z Y X)':18s} {'Mvoxels':>8s} {'wall s':>7s} {'membr. s':>9s} {'ns/voxel':>9s} "
+          f"{'peak MB':>8s} {'B/voxel':>8s}")
+    shapes = [(64, 256, 256), (128, 256, 256), (128, 512, 512)] + ([] if quick else [(256, 512, 512)])
+    for shape in shapes:
+        argv = ["simulate", "membranes", "--shape", *map(str, shape), "--organism", "box", "--cell-size", "40"]
+        m = medians([run_command(argv, tmp / "s") for _ in range(repeats)])
+        voxels = float(np.prod(shape))
+        stage = m["stages"]["membranes_s"]
+        print(f"{' '.join(map(str, shape)):18s} {voxels / 1e6:8.1f} {m['wall']:7.2f} {stage:9.2f} "
+              f"{stage / voxels * 1e9:9.1f} {m['peak_mb']:8.0f} {m['peak_mb'] * 2**20 / voxels:8.1f}")
+
+
+def bench_voxelisation(repeats: int) -> None:
+    from cellsynth.shapes.harmonics import inside_sh, random_coefficients, voxelize_sh
+
+    rng = np.random.default_rng(0)
+    shape, voxel = (128, 512, 512), (1.0, 1.0, 1.0)
+    coeffs = [random_coefficients(20, 9.0 + rng.standard_normal(), 5.0, rng) for _ in range(200)]
+    centers = rng.uniform([15, 15, 15], [113, 497, 497], (200, 3))
+
+    def ours() -> None:
+        for c, x in zip(coeffs, centers):
+            voxelize_sh(c, x, voxel, shape)
+
+    def bbox_exact() -> None:
+        for c, x in zip(coeffs, centers):
+            box, _ = voxelize_sh(c, x, voxel, shape)
+            grid = np.stack(np.meshgrid(*[np.arange(s.start, s.stop) for s in box], indexing="ij"), -1)
+            inside_sh(c, grid.reshape(-1, 3) * voxel, x)
+
+    print("\n== SH voxelisation of 200 nuclei (r ~ N(9, 1), gamma 5, order 20), one process ==")
+    print(f"{'method':60s} {'s (median)':>11s}")
+    for name, fn, reps in (("bbox, angular-grid pre-test + exact band (voxelize_sh)", ours, repeats),
+                           ("bbox, exact radial function at every voxel", bbox_exact, 1)):
+        times = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        print(f"{name:60s} {statistics.median(times):11.2f}")
+    slab = np.stack(np.meshgrid(np.arange(4), np.arange(512), np.arange(512), indexing="ij"), -1).reshape(-1, 3)
+    start = time.perf_counter()
+    inside_sh(coeffs[0], slab * voxel, centers[0])
+    per_nucleus = (time.perf_counter() - start) * np.prod(shape) / len(slab)
+    print(f"{'whole volume per nucleus, exact (extrapolated from 1 M voxels)':60s} {200 * per_nucleus:11.0f}")
+    print(f"{'reference code (design.md: ~21 s per nucleus)':60s} {200 * 21.0:11.0f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="skip the largest membrane volume")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        bench_commands(args.repeats, args.quick, Path(tmp))
+    bench_voxelisation(args.repeats)
+    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"]
+    print(f"\nload average at the end: {' '.join(load)} (2 cores shared with other jobs: timings are noisy)")
+
+
+if __name__ == "__main__":
+    main()
