@@ -56,7 +56,7 @@ MANIFEST_INTERVAL_S = 5.0
 """Minimum time between two rewrites of dataset.json while samples complete."""
 
 PRESET_KEYS = ("description", "source", "kind", "shape", "voxel_size", "simulate", "synthesize")
-SYNTHESIZE_KEYS = ("model", "alpha", "beta", "patch", "overlap", "crop", "batch_size", "device")
+SYNTHESIZE_KEYS = ("model", "alpha", "beta", "patch", "overlap", "crop", "blend", "batch_size", "device", "autocast")
 SIMULATE_KEYS = (
     "organism", "semi_axes", "placement", "positions", "count", "cell_size", "radius", "radius_std",
     "smoothness", "sh_order", "law", "elongation", "orientation", "membrane_thickness", "weight_spread",
@@ -595,7 +595,7 @@ def _resolve_run(root: Path, parameters: Mapping[str, Any] | None, count: int | 
             raise CellsynthError("give --preset to create a data set")
         if count is None or isinstance(count, bool) or count < 1:
             raise CellsynthError(f"--count must be a positive number of samples, got {count}")
-        return validate_parameters({**parameters, "seed": _check_seed(seed)}), int(count)
+        return _resolve_model(validate_parameters({**parameters, "seed": _check_seed(seed)})), int(count)
     manifest = read_manifest(root)
     recorded = manifest["parameters"]
     recorded_count = manifest.get("count")
@@ -607,7 +607,7 @@ def _resolve_run(root: Path, parameters: Mapping[str, Any] | None, count: int | 
     except CellsynthError as err:
         raise CellsynthError(f"{err} (corrupted dataset.json?)") from None
     if parameters is not None:
-        wanted = validate_parameters({**parameters, "seed": _check_seed(seed)})
+        wanted = _resolve_model(validate_parameters({**parameters, "seed": _check_seed(seed)}))
         diffs = _differences(recorded, wanted)
         if diffs:
             raise CellsynthError(f"{root} holds a data set made with other parameters ({'; '.join(diffs[:4])}); "
@@ -623,6 +623,24 @@ def _resolve_run(root: Path, parameters: Mapping[str, Any] | None, count: int | 
         print(f"cellsynth: warning: {root} was made with cellsynth {manifest.get('cellsynth_version')}, this is "
               f"{__version__}; new samples may differ from old ones", file=sys.stderr)
     return recorded, int(count)
+
+
+def _resolve_model(parameters: dict[str, Any]) -> dict[str, Any]:
+    """Record what the model is: ``default`` becomes the model it stands for now (a shipped
+    generator or ``physics``), a checkpoint path becomes absolute (workers may run elsewhere)."""
+    from cellsynth.render.registry import KINDS, default_model_name
+
+    model = str(parameters["synthesize"]["model"])
+    if model == "default":
+        model = default_model_name(parameters["kind"])
+    elif model not in ("physics", *KINDS):
+        path = Path(model)
+        if not path.is_file():
+            raise CellsynthError(f"model {model} not found: give physics, default, nuclei, membranes or the path "
+                                 "of a generator from `cellsynth train`")
+        model = str(path.resolve())
+    parameters["synthesize"]["model"] = model
+    return parameters
 
 
 def _run_tasks(root: Path, parameters: dict[str, Any], todo: list[int], count: int, report: RunReport,
