@@ -148,7 +148,8 @@ def weighted_voronoi(
         int32 volume: the seed index + 1 in the foreground, 0 outside.
     """
     voxel = np.asarray(check_voxel_size(voxel_size))
-    inside = np.asarray(check_volume(foreground, "foreground")) != 0
+    inside = np.asarray(check_volume(foreground, "foreground"))
+    inside = inside if inside.dtype == bool else inside != 0
     seeds = np.asarray(seeds_um, dtype=np.float64)
     if seeds.ndim != 2 or seeds.shape[1] != 3 or len(seeds) == 0 or not np.isfinite(seeds).all():
         raise CellsynthError("seed positions must be a non-empty (N, 3) array of finite µm coordinates (z, y, x)")
@@ -210,7 +211,8 @@ def weighted_voronoi(
         n = len(members)
         tiles[where] = np.take_along_axis(cand, pick.reshape(n, -1), axis=1).reshape(n, *bshape) + 1
     labels = np.ascontiguousarray(padded[: shape[0], : shape[1], : shape[2]])
-    labels[~inside] = 0
+    if not inside.all():
+        labels[~inside] = 0
     return labels
 
 
@@ -249,67 +251,51 @@ def connect_cells(labels: np.ndarray) -> tuple[np.ndarray, int]:
     """Make every labelled cell one face-connected piece, in place.
 
     The largest piece of each label keeps it. Every other piece joins the label it shares
-    the most faces with among the kept pieces (repeated until nothing changes); pieces that
-    touch no kept piece become new labels (numbered after the largest existing one).
+    the most faces with among the settled voxels (repeated until nothing changes); pieces
+    that touch no settled voxel become new labels (numbered after the largest existing one).
+    Works cell by cell in its bounding box; the extra memory is one byte per voxel.
 
     Returns
     -------
     labels, moved
         The labels and the number of voxels that changed label.
     """
-    from skimage.measure import label as face_components
-
-    pieces = face_components(labels, background=0, connectivity=1)
-    count = int(pieces.max())
-    owner = np.zeros(count + 1, dtype=labels.dtype)
-    owner[pieces.ravel()] = labels.ravel()
-    if count == len(np.unique(owner[1:])):
-        return labels, 0
-    sizes = np.bincount(pieces.ravel(), minlength=count + 1)
-    order = np.argsort(-sizes[1:], kind="stable") + 1
-    kept = np.zeros(count + 1, dtype=bool)  # per piece; piece 0 is the background
-    kept[order[np.unique(owner[order], return_index=True)[1]]] = True
-    boxes = _piece_boxes(pieces, np.flatnonzero(~kept[1:]) + 1)
     face = ndimage.generate_binary_structure(3, 1)
-    pending = [int(k) for k in np.flatnonzero(~kept[1:]) + 1]
+    stray: list[tuple[tuple[slice, ...], np.ndarray]] = []  # (grown box, piece mask in that box)
+    for index, box in enumerate(ndimage.find_objects(labels)):
+        if box is None:
+            continue
+        grown = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
+        pieces, count = ndimage.label(labels[grown] == index + 1, structure=face)
+        if count > 1:
+            largest = np.argmax(np.bincount(pieces.ravel())[1:]) + 1
+            stray += [(grown, pieces == k) for k in range(1, count + 1) if k != largest]
+    if not stray:
+        return labels, 0
+    unsettled = np.zeros(labels.shape, dtype=bool)
+    for grown, piece in stray:
+        unsettled[grown] |= piece
     moved = 0
+    pending = stray
     while pending:
         left = []
-        for k in pending:
-            grown = boxes[k]
-            local = pieces[grown]
-            piece = local == k
-            ring = ndimage.binary_dilation(piece, structure=face) & ~piece & kept[local]
-            neighbours = labels[grown][ring]
+        for grown, piece in pending:
+            ring = ndimage.binary_dilation(piece, structure=face) & ~piece
+            local = labels[grown]
+            neighbours = local[ring & ~unsettled[grown] & (local != 0)]
             if neighbours.size == 0:
-                left.append(k)
+                left.append((grown, piece))
                 continue
             values, contacts = np.unique(neighbours, return_counts=True)
-            labels[grown][piece] = values[np.argmax(contacts)]
-            kept[k] = True
-            moved += int(sizes[k])
-        if len(left) == len(pending):  # no kept cell reaches these pieces: each is a cell of its own
-            for k in left:
-                grown = boxes[k]
-                labels[grown][pieces[grown] == k] = labels.max() + 1
+            local[piece] = values[np.argmax(contacts)]
+            unsettled[grown] &= ~piece
+            moved += int(piece.sum())
+        if len(left) == len(pending):  # no settled cell reaches these pieces: each is a cell of its own
+            for grown, piece in left:
+                labels[grown][piece] = labels.max() + 1
             break
         pending = left
     return labels, moved
-
-
-def _piece_boxes(pieces: np.ndarray, ids: np.ndarray) -> dict[int, tuple[slice, slice, slice]]:
-    """Bounding boxes, grown by one voxel, of the pieces ``ids`` (few and small)."""
-    wanted = np.zeros(int(pieces.max()) + 1, dtype=bool)
-    wanted[ids] = True
-    coords = np.nonzero(wanted[pieces])
-    order = np.argsort(pieces[coords], kind="stable")
-    coords = [c[order] for c in coords]
-    found, starts = np.unique(pieces[tuple(coords)], return_index=True)
-    ends = np.append(starts[1:], len(order))
-    boxes = {}
-    for k, a, b in zip(found, starts, ends):
-        boxes[int(k)] = tuple(slice(max(int(c[a:b].min()) - 1, 0), int(c[a:b].max()) + 2) for c in coords)
-    return boxes
 
 
 # --------------------------------------------------------------------------- simulation
