@@ -174,8 +174,8 @@ def _window(n: int, ramp_lo: int, ramp_hi: int, blend: Blend) -> np.ndarray:
         if ramp_hi > 0:
             w = np.minimum(w, (n - j) / ramp_hi)
         return w
-    if blend == "gaussian":
-        w = np.exp(-0.5 * ((j - n / 2) / (0.125 * n)) ** 2)
+    if blend == "gaussian":  # floored like MONAI's importance map, so corners keep a usable weight
+        w = np.maximum(np.exp(-0.5 * ((j - n / 2) / (0.125 * n)) ** 2), 1e-2)
     elif blend == "hann":
         w = 0.5 - 0.5 * np.cos(2 * np.pi * j / n)
     else:

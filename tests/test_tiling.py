@@ -1,0 +1,208 @@
+"""Patch grid, blending weights, stitching, streaming and the seam metric."""
+
+import numpy as np
+import pytest
+import torch
+
+from cellsynth.errors import CellsynthError
+from cellsynth.io import create_zarr
+from cellsynth.tiling import (
+    BLENDS, PAPER_CROP, PAPER_OVERLAP, default_tiling, make_grid, nominal_redundancy, seam_metric, synthesize_tiled,
+)
+
+
+class ConvStack(torch.nn.Module):
+    """Three 3x3x3 convolutions with zero padding: receptive-field radius 3."""
+
+    size_multiple = (1, 1, 1)
+    halo = (3, 3, 3)
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(
+            torch.nn.Conv3d(2, 4, 3, padding=1), torch.nn.Tanh(), torch.nn.Conv3d(4, 4, 3, padding=1), torch.nn.Tanh(),
+            torch.nn.Conv3d(4, 1, 3, padding=1), torch.nn.Sigmoid())
+
+    def forward(self, x, origins):
+        return self.net(x)
+
+
+class PatchNormalised:
+    """A model whose output depends on the patch (per-patch mean removed, like InstanceNorm)."""
+
+    size_multiple = (1, 1, 1)
+    halo = (40, 40, 40)
+
+    def __call__(self, x, origins):
+        v = x[:, 1:2]
+        return (0.5 + 0.5 * (v - v.mean(dim=(2, 3, 4), keepdim=True))).clamp(0, 1)
+
+
+class Channel:
+    """Returns the positional-map channel unchanged."""
+
+    size_multiple = (1, 1, 1)
+    halo = (0, 0, 0)
+
+    def __call__(self, x, origins):
+        return x[:, 1:2]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny convolutions run faster on one thread on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _inputs(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.random(shape) > 0.6).astype(np.uint8), rng.random(shape).astype(np.float32)
+
+
+def _whole(model, mask, pos):
+    with torch.no_grad():
+        return model(torch.from_numpy(np.stack([mask, pos]).astype(np.float32))[None], None)[0, 0].numpy()
+
+
+@pytest.mark.parametrize("shape", [(13, 37, 41), (5, 70, 33), (31, 9, 58), (1, 1, 1)])
+def test_tiled_equals_whole_volume(shape):
+    model = ConvStack()
+    mask, pos = _inputs(shape)
+    reference = _whole(model, mask, pos)
+    for batch_size in (1, 3):
+        out = synthesize_tiled(model, mask, pos, patch=(12, 20, 20), overlap=2, crop=3, batch_size=batch_size,
+                               progress=False)
+        np.testing.assert_allclose(out, reference, atol=2e-6)
+
+
+def test_crop_below_halo_is_not_exact():
+    model = ConvStack()
+    mask, pos = _inputs((13, 37, 41))
+    out = synthesize_tiled(model, mask, pos, patch=(12, 20, 20), overlap=2, crop=0, progress=False)
+    assert np.abs(out - _whole(model, mask, pos)).max() > 1e-4
+
+
+@pytest.mark.parametrize("blend", BLENDS)
+def test_weights_normalise_to_one_without_holes(blend):
+    shape = (23, 50, 61)
+    grid = make_grid(shape, (10, 24, 20), (2, 5, 3), (2, 3, 1))
+    total = np.zeros(shape)
+    for (iz, iy, ix), origin in zip(np.ndindex(*(len(s) for s in grid.starts)), grid.origins):
+        w = np.einsum("i,j,k->ijk", *(grid.weights_1d(a, blend)[i] for a, i in enumerate((iz, iy, ix))))
+        region = tuple(slice(o, o + p) for o, p in zip(origin, grid.patch))
+        total[region] += w[tuple(slice(0, s - o) for s, o in zip(shape, origin))]
+    separable = np.einsum("i,j,k->ijk", *(grid.weight_sum_1d(a, blend) for a in range(3)))
+    np.testing.assert_allclose(total, separable, rtol=1e-12)
+    assert total.min() > 1e-6  # every voxel, volume borders included, is covered
+    ones = np.ones(shape, np.float32)
+    out = synthesize_tiled(Channel(), ones.astype(np.uint8), ones, patch=(10, 24, 20), overlap=(2, 5, 3),
+                           crop=(2, 3, 1), blend=blend, progress=False)
+    np.testing.assert_allclose(out, 1.0, atol=1e-6)
+
+
+def test_linear_weights_are_a_partition_of_unity():
+    grid = make_grid((64, 64, 64), (16, 16, 16), 4, 2)  # steps divide evenly: all overlaps equal
+    assert len(set(np.diff(grid.starts[0]))) == 1
+    for axis in range(3):
+        np.testing.assert_allclose(grid.weight_sum_1d(axis, "linear"), 1.0, atol=1e-12)
+
+
+def test_grid_covers_with_required_overlap():
+    shape, patch, overlap, crop = (100, 77, 300), (24, 32, 64), (3, 4, 7), (2, 5, 6)
+    grid = make_grid(shape, patch, overlap, crop, size_multiple=4)
+    for axis in range(3):
+        starts = grid.starts[axis]
+        assert starts[0] == 0 and starts[-1] == shape[axis] - patch[axis]
+        assert all(s % 4 == 0 for s in starts[:-1])
+        kept = [(s + lo, s + hi) for s, (lo, hi) in zip(starts, (grid.kept(axis, i) for i in range(len(starts))))]
+        assert kept[0][0] == 0 and kept[-1][1] == shape[axis]
+        for (_, end), (begin, _) in zip(kept, kept[1:]):
+            assert end - begin >= overlap[axis]
+
+
+def test_small_volume_is_padded_to_the_size_multiple():
+    grid = make_grid((5, 30, 200), (16, 64, 64), 4, 4, size_multiple=8)
+    assert grid.patch == (8, 32, 64) and grid.pad == (3, 2, 0) and grid.starts[0] == (0,)
+
+
+def test_patch_adjusted_to_size_multiple_with_warning():
+    with pytest.warns(UserWarning, match="adjusted"):
+        grid = make_grid((100, 100, 100), (30, 64, 64), 2, 2, size_multiple=8)
+    assert grid.patch == (24, 64, 64)
+
+
+def test_overlap_plus_crop_larger_than_patch_is_refused():
+    with pytest.raises(CellsynthError, match="smaller than the patch"):
+        make_grid((100, 100, 100), (16, 64, 64), (8, 8, 8), (4, 4, 4))
+    with pytest.raises(CellsynthError):
+        make_grid((100, 100, 100), (16, 64, 64), -1, 0)
+
+
+def test_redundancy_of_the_paper_setting_and_defaults():
+    assert nominal_redundancy((64, 128, 128), PAPER_OVERLAP, PAPER_CROP) == pytest.approx(38.2, abs=0.1)
+    patch, overlap, crop = default_tiling(PatchNormalised(), (64, 128, 128))
+    assert (overlap, crop) == ((4, 8, 8), (8, 16, 16))
+    assert nominal_redundancy(patch, overlap, crop) < 3.2
+    # a model whose halo fits the crop is stitched exactly, without overlap
+    assert default_tiling(ConvStack(), (16, 32, 32)) == ((16, 32, 32), (0, 0, 0), (3, 3, 3))
+
+
+def test_seam_metric_small_for_defaults_large_for_bad_blend():
+    shape = (48, 96, 96)
+    z, y, x = np.meshgrid(*(np.linspace(0, 1, s, dtype=np.float32) for s in shape), indexing="ij")
+    pos = (np.sin(6 * z) * np.cos(5 * y) + x).astype(np.float32)
+    pos += np.random.default_rng(0).normal(0, 0.02, shape).astype(np.float32)
+    mask = np.zeros(shape, np.uint8)
+    model, patch = PatchNormalised(), (32, 64, 64)
+    _, overlap, crop = default_tiling(model, patch)
+    good = synthesize_tiled(model, mask, pos, patch=patch, progress=False)
+    bad = synthesize_tiled(model, mask, pos, patch=patch, overlap=0, crop=0, blend="constant", progress=False)
+    good_score = seam_metric(good, make_grid(shape, patch, overlap, crop))
+    bad_score = seam_metric(bad, make_grid(shape, patch, 0, 0))
+    assert good_score < 1.25 and bad_score > 2.0
+    assert seam_metric(pos, make_grid(shape, patch, 0, 0)) == pytest.approx(1.0, abs=0.1)  # no tiling: no seams
+
+
+def test_seam_metric_checks_the_grid():
+    with pytest.raises(CellsynthError, match="does not match"):
+        seam_metric(np.zeros((10, 10, 10)), make_grid((12, 10, 10), (4, 4, 4), 0, 0))
+    assert seam_metric(np.random.default_rng(0).random((8, 8, 8))) == 1.0  # one patch: no borders
+
+
+def test_zarr_streaming_matches_numpy_and_writes_uint16(tmp_path):
+    shape = (20, 40, 45)
+    mask, pos = _inputs(shape, seed=3)
+    model = ConvStack()
+    expected = synthesize_tiled(model, mask, pos, patch=(12, 20, 20), overlap=2, crop=3, progress=False)
+    zmask = create_zarr(tmp_path / "m.zarr", shape, np.uint8, (1, 1, 1), chunks=(8, 16, 16))
+    zpos = create_zarr(tmp_path / "p.zarr", shape, np.float32, (1, 1, 1), chunks=(8, 16, 16))
+    zmask[...], zpos[...] = mask, pos
+    out = create_zarr(tmp_path / "o.zarr", shape, np.float32, (1, 1, 1), chunks=(8, 16, 16))
+    synthesize_tiled(model, zmask, zpos, patch=(12, 20, 20), overlap=2, crop=3, out=out, progress=False)
+    np.testing.assert_array_equal(out[...], expected)
+    out16 = np.zeros(shape, np.uint16)
+    synthesize_tiled(model, mask, pos, patch=(12, 20, 20), overlap=2, crop=3, out=out16, progress=False)
+    np.testing.assert_array_equal(out16, np.round(expected * 65535).astype(np.uint16))
+
+
+def test_bad_model_output_and_arguments():
+    mask, pos = _inputs((8, 8, 8))
+
+    class Wrong:
+        size_multiple, halo = (1, 1, 1), (0, 0, 0)
+
+        def __call__(self, x, origins):
+            return x
+
+    with pytest.raises(CellsynthError, match="must return"):
+        synthesize_tiled(Wrong(), mask, pos, progress=False)
+    with pytest.raises(CellsynthError, match="same shape"):
+        synthesize_tiled(Channel(), mask, pos[:4], progress=False)
+    with pytest.raises(CellsynthError, match="blend"):
+        synthesize_tiled(Channel(), mask, pos, blend="cubic", progress=False)
+    with pytest.raises(CellsynthError, match="batch size"):
+        synthesize_tiled(Channel(), mask, pos, batch_size=0, progress=False)
