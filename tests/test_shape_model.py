@@ -148,9 +148,11 @@ def test_cli_fit_and_sample(training, tmp_path, capsys):
     assert main(["shape-model", "fit", str(tmp_path / "two.tif"), "--out", str(tmp_path / "x.npz")]) == 2
     assert main(["shape-model", "sample", str(tmp_path / "nope.npz"), "--out", str(tmp_path / "y.tif"),
                  "--shape", "4", "4", "4"]) == 2
+    assert main(["shape-model", "sample", str(model_path), "--out", str(tmp_path / "z.tif"),
+                 "--shape", "4", "4", "4"]) == 2
     err = capsys.readouterr().err
-    assert "at least 3" in err and "not found" in err and "Traceback" not in err
-    assert not (tmp_path / "x.npz").exists() and not (tmp_path / "y.tif").exists()
+    assert "at least 3" in err and "not found" in err and "cut by the border" in err and "Traceback" not in err
+    assert not any((tmp_path / name).exists() for name in ("x.npz", "y.tif", "z.tif"))
 
 
 def test_cli_default_rays_match_the_library():

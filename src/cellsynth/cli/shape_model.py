@@ -101,9 +101,14 @@ def run(args: argparse.Namespace) -> None:
     voxel = io.check_voxel_size(args.voxel_size if args.voxel_size is not None else model.voxel_size)
     rng = np.random.default_rng(args.seed)
     rotation = random_rotation(rng) if args.random_rotation else None
-    mask = model.sample(shape, voxel, rng, n_modes=args.modes, rotation=rotation)
-    if not mask.any():
-        raise CellsynthError(f"the sampled shape does not fit in a {shape} volume; enlarge --shape")
+    weights = model.sample_weights(rng, args.modes)
+    radii = model.radii(weights)
+    mask = model.voxelize(radii, shape, voxel, rotation=rotation)
+    border = [mask[0], mask[-1], mask[:, 0], mask[:, -1], mask[:, :, 0], mask[:, :, -1]]
+    if any(face.any() for face in border):
+        needed = np.ceil(2 * radii.max() / np.asarray(voxel)).astype(int) + 3
+        raise CellsynthError(f"the sampled shape is cut by the border of a {shape} volume; "
+                             f"use --shape {' '.join(map(str, np.maximum(needed, shape)))} or larger")
     io.write_volume(args.out, mask, voxel)
     io.write_json(_config_path(args.out), {"command": "shape-model sample", "config": config,
                                            "voxel_size_um": list(voxel), "voxels_inside": int(mask.sum())})
