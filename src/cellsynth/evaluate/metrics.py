@@ -23,7 +23,7 @@ images, empty masks, images smaller than the SSIM window) raise
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -121,7 +121,9 @@ def _prepare(real: Any, synthetic: Any, mask: Any, percentiles: Any) -> tuple[np
     """Check a pair, then normalise both images (or cast them to float32)."""
     real, synthetic = _check_pair(real, synthetic)
     mask = _check_mask(mask, real.shape)
-    return _normalise(real, percentiles), _normalise(synthetic, percentiles), mask
+    with ThreadPoolExecutor(2) as pool:  # the percentile selections release the GIL
+        real_n, synthetic_n = pool.map(lambda image: _normalise(image, percentiles), (real, synthetic))
+    return real_n, synthetic_n, mask
 
 
 def _normalise(image: np.ndarray, percentiles: Any) -> np.ndarray:
@@ -134,11 +136,70 @@ def _normalise(image: np.ndarray, percentiles: Any) -> np.ndarray:
     return normalize_percentiles(image, low, high)
 
 
-def _std_or_fail(values: np.ndarray, which: str) -> float:
-    std = float(values.std(dtype=np.float64))
-    if std == 0.0:
-        raise CellsynthError(f"the {which} image is constant inside the evaluated region; ZNCC is undefined for it")
-    return std
+def _slabs(real: np.ndarray, synthetic: np.ndarray, mask: np.ndarray | None, voxels: int = 1 << 20):
+    """Yield the voxels of both images (float64, masked) slab by slab along z."""
+    step = max(1, voxels // max(1, real[0].size))
+    for z0 in range(0, real.shape[0], step):
+        r = real[z0:z0 + step].astype(np.float64)
+        s = synthetic[z0:z0 + step].astype(np.float64)
+        if mask is not None:
+            m = mask[z0:z0 + step]
+            r, s = r[m], s[m]
+        yield r.ravel(), s.ravel()
+
+
+def pair_statistics(real: np.ndarray, synthetic: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
+    """Means, centred second moments, squared error and range of a (masked) image pair.
+
+    Two passes over z-slabs in float64 (means first, then centred sums), so large float32
+    volumes need no full float64 copy and the variances do not suffer from cancellation.
+    Keys: ``n``, ``mean_real``, ``mean_synthetic``, ``var_real``, ``var_synthetic``,
+    ``cov``, ``mse``, ``mean_square_real``, ``min_real``, ``max_real``.
+    """
+    with threadpool_limits(1, user_api="blas"):  # BLAS threads on 1M-element dot products only contend
+        return _pair_statistics(real, synthetic, mask)
+
+
+def _pair_statistics(real: np.ndarray, synthetic: np.ndarray, mask: np.ndarray | None) -> dict[str, float]:
+    n = 0
+    sum_r = sum_s = 0.0
+    lo, hi = np.inf, -np.inf
+    for r, s in _slabs(real, synthetic, mask):
+        if r.size:
+            n += r.size
+            sum_r += float(r.sum())
+            sum_s += float(s.sum())
+            lo, hi = min(lo, float(r.min())), max(hi, float(r.max()))
+    mr, ms = sum_r / n, sum_s / n
+    vr = vs = cov = sq = 0.0
+    for r, s in _slabs(real, synthetic, mask):
+        dr, ds = r - mr, s - ms
+        vr += float(dr @ dr)
+        vs += float(ds @ ds)
+        cov += float(dr @ ds)
+        d = r - s
+        sq += float(d @ d)
+    return {"n": n, "mean_real": mr, "mean_synthetic": ms, "var_real": vr / n, "var_synthetic": vs / n,
+            "cov": cov / n, "mse": sq / n, "mean_square_real": vr / n + mr * mr, "min_real": lo, "max_real": hi}
+
+
+def _nrmse_from(stats: Mapping[str, float], normalization: str) -> float:
+    if normalization == "range":
+        denom = stats["max_real"] - stats["min_real"]
+    elif normalization == "euclidean":
+        denom = float(np.sqrt(stats["mean_square_real"]))
+    else:
+        raise CellsynthError(f"unknown NRMSE normalization {normalization!r}; use 'range' or 'euclidean'")
+    if denom == 0.0:
+        raise CellsynthError("the real image is constant (zero) inside the evaluated region; NRMSE is undefined")
+    return float(np.sqrt(stats["mse"]) / denom)
+
+
+def _zncc_from(stats: Mapping[str, float]) -> float:
+    for side in ("real", "synthetic"):
+        if stats[f"var_{side}"] <= 1e-24 * max(1.0, stats[f"mean_{side}"] ** 2):
+            raise CellsynthError(f"the {side} image is constant inside the evaluated region; ZNCC is undefined for it")
+    return float(stats["cov"] / np.sqrt(stats["var_real"] * stats["var_synthetic"]))
 
 
 # --------------------------------------------------------------------------- paired metrics
@@ -167,18 +228,7 @@ def nrmse(real: Any, synthetic: Any, mask: Any = None, *, normalization: str = "
         0 for identical images; lower is better.
     """
     real, synthetic, mask = _prepare(real, synthetic, mask, percentiles)
-    r = (real[mask] if mask is not None else real.ravel()).astype(np.float64)
-    s = (synthetic[mask] if mask is not None else synthetic.ravel()).astype(np.float64)
-    rmse = float(np.sqrt(np.mean((r - s) ** 2)))
-    if normalization == "range":
-        denom = float(r.max() - r.min())
-    elif normalization == "euclidean":
-        denom = float(np.sqrt(np.mean(r * r)))
-    else:
-        raise CellsynthError(f"unknown NRMSE normalization {normalization!r}; use 'range' or 'euclidean'")
-    if denom == 0.0:
-        raise CellsynthError("the real image is constant (zero) inside the evaluated region; NRMSE is undefined")
-    return rmse / denom
+    return _nrmse_from(pair_statistics(real, synthetic, mask), normalization)
 
 
 def zncc(real: Any, synthetic: Any, mask: Any = None, *, percentiles: Any = DEFAULT_PERCENTILES) -> float:
@@ -193,10 +243,7 @@ def zncc(real: Any, synthetic: Any, mask: Any = None, *, percentiles: Any = DEFA
         If either image is constant inside the evaluated region.
     """
     real, synthetic, mask = _prepare(real, synthetic, mask, percentiles)
-    r = (real[mask] if mask is not None else real.ravel()).astype(np.float64)
-    s = (synthetic[mask] if mask is not None else synthetic.ravel()).astype(np.float64)
-    sr, ss = _std_or_fail(r, "real"), _std_or_fail(s, "synthetic")
-    return float(np.mean((r - r.mean()) * (s - s.mean())) / (sr * ss))
+    return _zncc_from(pair_statistics(real, synthetic, mask))
 
 
 def gaussian_taps(sigma: float = SSIM_SIGMA, truncate: float = SSIM_TRUNCATE) -> np.ndarray:
@@ -365,12 +412,20 @@ def ssim(real: Any, synthetic: Any, mask: Any = None, *, percentiles: Any = DEFA
 
 def intensity_histogram(image: Any, mask: Any = None, *, bins: int = 256,
                         percentiles: Any = DEFAULT_PERCENTILES) -> np.ndarray:
-    """Normalised intensity histogram (sums to 1) over [0, 1] in ``bins`` equal bins."""
+    """Normalised intensity histogram (sums to 1) over [0, 1] in ``bins`` equal bins.
+
+    Values outside [0, 1] (possible with ``percentiles=None``) count in the end bins.
+    """
     image = np.asarray(image)
     mask = _check_mask(mask, image.shape)
     values = _normalise(image, percentiles)
     values = values[mask] if mask is not None else values.ravel()
-    hist = np.bincount(np.minimum((values * bins).astype(np.int64), bins - 1), minlength=bins)
+    hist = np.zeros(bins, dtype=np.int64)
+    step = 1 << 20  # cache-sized pieces: bincount wants intp indices
+    for start in range(0, values.size, step):
+        index = (values[start:start + step] * np.float32(bins)).astype(np.intp)
+        np.clip(index, 0, bins - 1, out=index)
+        hist += np.bincount(index, minlength=bins)
     return hist / hist.sum()
 
 
@@ -430,7 +485,8 @@ def radial_power_spectrum(plane: np.ndarray, spacing: Sequence[float], bins: int
     -------
     frequencies, power
         Bin centres in cycles/µm and the mean power per bin (``|FFT|**2 / n_pixels``,
-        the slice mean removed). Bins without any frequency sample are interpolated.
+        the slice mean, i.e. the zero frequency, removed). Bins without any frequency
+        sample are interpolated from their neighbours.
     """
     plane = np.asarray(plane, dtype=np.float32)
     a, b = plane.shape[-2:]
@@ -444,7 +500,7 @@ def radial_power_spectrum(plane: np.ndarray, spacing: Sequence[float], bins: int
     fmax = max_frequency or min(0.5 / da, 0.5 / db)
     edges = np.linspace(0.0, fmax, bins + 1)
     index = np.digitize(radius.ravel(), edges) - 1
-    keep = (index >= 0) & (index < bins)
+    keep = (index >= 0) & (index < bins) & (radius.ravel() > 0)  # the mean (DC) was removed
     sums = np.bincount(index[keep], weights=power.ravel()[keep], minlength=bins)
     counts = np.bincount(index[keep], minlength=bins)
     centres = 0.5 * (edges[1:] + edges[:-1])
@@ -504,9 +560,9 @@ def texture_features(image: Any, *, block: Sequence[int] = (16, 32, 32), max_blo
 
     This is the feature extractor of :func:`kid_score`. It needs no download and no
     network: for each block (drawn with a fixed seed) it records the mean, standard
-    deviation, 10th/50th/90th percentiles, and at each scale in
-    :data:`FEATURE_SCALES_VOXELS` the mean gradient magnitude and mean absolute
-    Laplacian-of-Gaussian response. The features are *not* Inception features: scores are
+    deviation, 10th/50th/90th percentiles, and, after Gaussian smoothing at each scale in
+    :data:`FEATURE_SCALES_VOXELS`, the mean gradient magnitude and mean absolute
+    Laplacian (finite differences). The features are *not* Inception features: scores are
     comparable between runs of this package, not with published KID/FID values.
 
     Parameters
@@ -544,8 +600,9 @@ def texture_features(image: Any, *, block: Sequence[int] = (16, 32, 32), max_blo
         crop = image[tuple(slice(c, c + s) for c, s in zip(corner, size))].astype(np.float32)
         row = [crop.mean(), crop.std(), *np.percentile(crop, [10, 50, 90])]
         for sigma in FEATURE_SCALES_VOXELS:
-            row.append(ndimage.gaussian_gradient_magnitude(crop, sigma, mode="reflect").mean())
-            row.append(np.abs(ndimage.gaussian_laplace(crop, sigma, mode="reflect")).mean())
+            smooth = ndimage.gaussian_filter(crop, sigma, mode="reflect")
+            row.append(np.sqrt(sum(g * g for g in np.gradient(smooth))).mean())
+            row.append(np.abs(ndimage.laplace(smooth, mode="reflect")).mean())
         rows.append(row)
     return np.asarray(rows, dtype=np.float64)
 
@@ -592,14 +649,30 @@ def paired_metrics(real: Any, synthetic: Any, mask: Any = None, *, voxel_size: V
     The images are normalised once. Returns ``nrmse``, ``nrmse_euclidean``, ``ssim``,
     ``zncc``, ``histogram_distance``, ``spectrum_distance`` and ``kid``.
     """
+    return paired_metrics_details(real, synthetic, mask, voxel_size=voxel_size, percentiles=percentiles)[0]
+
+
+def paired_metrics_details(real: Any, synthetic: Any, mask: Any = None, *, voxel_size: VoxelSize = (1.0, 1.0, 1.0),
+                           percentiles: Any = DEFAULT_PERCENTILES) -> tuple[dict[str, float], dict[str, Any]]:
+    """:func:`paired_metrics` plus what the figures need: ``{"histograms": {name: hist},
+    "spectra": {name: (cycles/µm, power)}}`` for ``real`` and ``synthetic``."""
+    voxel = check_voxel_size(voxel_size)
     real, synthetic, mask = _prepare(real, synthetic, mask, percentiles)
-    raw = dict(mask=mask, percentiles=None)
-    return {
-        "nrmse": nrmse(real, synthetic, **raw),
-        "nrmse_euclidean": nrmse(real, synthetic, normalization="euclidean", **raw),
-        "ssim": ssim(real, synthetic, **raw),
-        "zncc": zncc(real, synthetic, **raw),
-        "histogram_distance": histogram_distance(real, synthetic, **raw),
-        "spectrum_distance": spectrum_distance(real, synthetic, voxel_size, percentiles=None),
-        "kid": kid_score(real, synthetic, percentiles=None),
+    fmax = min(0.5 / voxel[1], 0.5 / voxel[2])
+    stats = pair_statistics(real, synthetic, mask)
+    hists = {"real": intensity_histogram(real, mask, percentiles=None),
+             "synthetic": intensity_histogram(synthetic, mask, percentiles=None)}
+    spectra = {"real": xy_power_spectrum(real, voxel, max_frequency=fmax, percentiles=None),
+               "synthetic": xy_power_spectrum(synthetic, voxel, max_frequency=fmax, percentiles=None)}
+    ssim_value = ssim(real, synthetic, mask, percentiles=None)
+    kid_value = kid_score(real, synthetic, percentiles=None)
+    results = {
+        "nrmse": _nrmse_from(stats, "range"),
+        "nrmse_euclidean": _nrmse_from(stats, "euclidean"),
+        "ssim": ssim_value,
+        "zncc": _zncc_from(stats),
+        "histogram_distance": wasserstein_histograms(hists["real"], hists["synthetic"]),
+        "spectrum_distance": log_spectrum_distance(spectra["real"][1], spectra["synthetic"][1]),
+        "kid": kid_value,
     }
+    return results, {"histograms": hists, "spectra": spectra}

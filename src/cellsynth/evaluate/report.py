@@ -1,0 +1,316 @@
+"""Realism reports: metrics.json, PNG figures and a one-page report.html.
+
+:func:`evaluate_pair` compares a synthetic image with the real image it was generated
+for (paired metrics plus distribution metrics). :func:`evaluate_dataset` compares a
+generated data set with a set of real images using the distribution metrics only, which
+need no voxel correspondence.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cellsynth import io
+from cellsynth.errors import CellsynthError
+from cellsynth.evaluate import metrics as M
+from cellsynth.evaluate import plots
+from cellsynth.io import VoxelSize, check_voxel_size
+
+FIGURES = {
+    "slices": ("slices.png", "Centre xy, xz and yz slices (after percentile normalisation)."),
+    "profile_spectrum": ("profile_spectrum.png",
+                         "Fig. 7 of the paper: centre xz slice integrated over z along x, and its power spectrum."),
+    "xy_spectra": ("xy_spectra.png", "Radially averaged power spectra of xy slices (the spectrum distance)."),
+    "histograms": ("histograms.png", "Intensity histograms (the histogram distance)."),
+    "depth_profile": ("depth_profile.png",
+                      "Mean intensity against the distance to the organism surface (positional conditioning)."),
+}
+
+METRIC_NOTES = {
+    "nrmse": "RMSE / range of the real image (lower is better)",
+    "nrmse_euclidean": "||real - synthetic|| / ||real|| (lower is better)",
+    "ssim": "structural similarity, Gaussian window sigma 1.5 voxels (1 is best)",
+    "zncc": "zero-mean normalised cross-correlation (1 is best)",
+    "histogram_distance": "Wasserstein-1 distance of the intensity histograms (0 is best)",
+    "spectrum_distance": "RMS difference of log10 xy power spectra (0 is best)",
+    "kid": "KID-style MMD on hand-crafted texture features, not Inception (0 is best)",
+    "seam_metric": "steps on patch borders / steps elsewhere in the synthetic image (about 1: no seams)",
+}
+
+
+def _seam_metric() -> Any:
+    """H3's tiling seam metric, or None where this installation lacks it."""
+    try:
+        from cellsynth.tiling import seam_metric
+    except ImportError:
+        return None
+    return seam_metric
+
+
+def _depth_inputs(volumes: Mapping[str, np.ndarray], voxel_size: VoxelSize,
+                  foreground: np.ndarray | None) -> tuple[dict[str, np.ndarray], np.ndarray, VoxelSize]:
+    """Block-average large volumes once; estimate the foreground from the first where none is given."""
+    from cellsynth.conditioning import foreground_from_image
+
+    voxel = np.asarray(check_voxel_size(voxel_size))
+    first = next(iter(volumes.values()))
+    factor = plots._block_factor(first.shape, voxel, 1_000_000)
+    small = {name: plots._block_mean(v, factor) for name, v in volumes.items()}
+    small_voxel = tuple(float(v) for v in voxel * factor)
+    if foreground is None:
+        fg = foreground_from_image(next(iter(small.values())), small_voxel)
+    else:
+        fg = plots._block_mean(np.asarray(foreground) != 0, factor) >= 0.5
+    return small, fg, small_voxel  # type: ignore[return-value]
+
+
+def evaluate_pair(real: Any, synthetic: Any, voxel_size: VoxelSize, report_dir: str | os.PathLike | None = None, *,
+                  mask: Any = None, foreground: Any = None, percentiles: Any = M.DEFAULT_PERCENTILES,
+                  inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """All metrics of a synthetic image against its real counterpart, and the report.
+
+    Parameters
+    ----------
+    real, synthetic
+        Volumes of the same shape (Z, Y, X).
+    voxel_size
+        Voxel size (z, y, x) in µm (axes of the figures, spectra, depth profile).
+    report_dir
+        Folder for ``metrics.json``, the PNGs and ``report.html``; None computes only.
+    mask
+        Optional region for the paired and histogram metrics.
+    foreground
+        Organism region for the depth profile; by default estimated from the real image
+        (:func:`cellsynth.conditioning.foreground_from_image`).
+    percentiles
+        Normalisation of both images (None: raw values).
+    inputs
+        Descriptions of the inputs (file names) recorded in the report.
+
+    Returns
+    -------
+    dict
+        The metrics (``nrmse``, ``nrmse_euclidean``, ``ssim``, ``zncc``,
+        ``histogram_distance``, ``spectrum_distance``, ``kid`` and, where
+        :mod:`cellsynth.tiling` provides it, ``seam_metric``).
+    """
+    start = time.perf_counter()
+    voxel = check_voxel_size(voxel_size)
+    real, synthetic, mask = M._prepare(real, synthetic, mask, percentiles)
+    seam = _seam_metric()
+    with ThreadPoolExecutor(1) as background:  # numpy metrics overlap with matplotlib drawing
+        metrics = background.submit(M.paired_metrics_details, real, synthetic, mask, voxel_size=voxel,
+                                    percentiles=None)
+        seams = background.submit(seam, synthetic) if seam is not None else None
+        if report_dir is not None:
+            volumes = {"real": real, "synthetic": synthetic}
+            _volume_figures(report_dir, volumes, voxel)
+            small, fg, small_voxel = _depth_inputs(volumes, voxel, foreground)
+            depth = {name: plots.depth_profile(v, fg, small_voxel, percentiles=None) for name, v in small.items()}
+        results, details = metrics.result()
+        if seams is not None:
+            results["seam_metric"] = float(seams.result())
+    if report_dir is not None:
+        _finish_report(report_dir, results, voxel, volumes, details["histograms"], details["spectra"], depth,
+                       title="Realism report: synthetic vs real (paired)", inputs=inputs or {},
+                       seconds=time.perf_counter() - start)
+    return results
+
+
+def _volume_figures(report_dir: str | os.PathLike, volumes: Mapping[str, np.ndarray],
+                    voxel: VoxelSize | Mapping[str, VoxelSize]) -> None:
+    """The figures drawn from the volumes themselves: slices and the Fig. 7 pair."""
+    out = Path(report_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plots.plot_slices(volumes, voxel, out / FIGURES["slices"][0], percentiles=None)
+    plots.plot_profile_spectrum(volumes, voxel, out / FIGURES["profile_spectrum"][0], percentiles=None)
+
+
+def _finish_report(report_dir: str | os.PathLike, results: Mapping[str, Any],
+                   voxel: VoxelSize | Mapping[str, VoxelSize], volumes: Mapping[str, np.ndarray],
+                   histograms: Mapping[str, np.ndarray], spectra: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                   depth: Mapping[str, tuple[np.ndarray, np.ndarray]], *, title: str,
+                   inputs: Mapping[str, Any], seconds: float) -> None:
+    """The remaining figures, metrics.json and report.html."""
+    out = Path(report_dir)
+    plots.plot_spectra(spectra, out / FIGURES["xy_spectra"][0])
+    plots.plot_histograms(histograms, out / FIGURES["histograms"][0])
+    plots.plot_depth_profile(depth, out / FIGURES["depth_profile"][0])
+    record = {
+        **results,
+        "info": {
+            "inputs": dict(inputs),
+            "voxel_size_um": {k: list(plots.voxel_of(voxel, k)) for k in volumes},
+            "normalisation": "each image mapped by its own 1st and 99.9th percentiles to [0, 1]",
+            "ssim_window": "Gaussian, sigma 1.5 voxels, truncated at 3.5 sigma (11 taps)",
+            "kid_features": "hand-crafted filter bank (cellsynth.evaluate.metrics.texture_features), no download",
+            "depth_profile_um": {k: {"distance": d, "mean": m} for k, (d, m) in depth.items()},
+            "seconds": round(seconds, 3),
+        },
+    }
+    io.write_json(out / "metrics.json", record)
+    with io.atomic_path(out / "report.html") as tmp:
+        tmp.write_text(_html(title, results, inputs), encoding="utf-8")
+
+
+def _html(title: str, results: Mapping[str, Any], inputs: Mapping[str, Any]) -> str:
+    rows = "\n".join(
+        f"<tr><td><b>{html.escape(k)}</b></td><td>{_fmt(v)}</td><td>{html.escape(METRIC_NOTES.get(k, ''))}</td></tr>"
+        for k, v in results.items())
+    given = "".join(f"<li>{html.escape(str(k))}: <code>{html.escape(str(v))}</code></li>" for k, v in inputs.items())
+    figures = "\n".join(
+        f'<figure><img src="{name}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+        for name, caption in FIGURES.values())
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;max-width:1150px;margin:1em auto;}}table{{border-collapse:collapse}}
+td{{border:1px solid #ccc;padding:3px 8px}}img{{max-width:100%}}figure{{margin:1em 0}}</style></head>
+<body><h1>{html.escape(title)}</h1>
+<ul>{given}</ul>
+<table>{rows}</table>
+<p>Images are normalised by their own 1st and 99.9th percentiles before every metric. The KID-style
+score uses hand-crafted texture features (no network download); compare it only between cellsynth runs.</p>
+{figures}
+</body></html>
+"""
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else html.escape(str(value))
+
+
+# --------------------------------------------------------------------------- data sets
+
+
+def dataset_images(dataset_dir: str | os.PathLike, image: str = "image") -> list[Path]:
+    """The sample folders of a generated data set that hold image ``image``.
+
+    Uses ``dataset.json`` when present (every listed sample must be complete), else every
+    ``samples/*/sample.json``.
+
+    Raises
+    ------
+    CellsynthError
+        If the folder holds no samples, or samples are missing or unfinished.
+    """
+    root = Path(dataset_dir)
+    samples_dir = root / "samples"
+    if (root / "dataset.json").is_file():
+        from cellsynth.dataset import read_manifest
+
+        names = [s["name"] for s in read_manifest(root)["samples"]]
+    elif samples_dir.is_dir():
+        names = sorted(p.name for p in samples_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    else:
+        raise CellsynthError(f"{root} is not a data set folder (no dataset.json and no samples/); "
+                             "give the folder written by `cellsynth dataset`")
+    missing = [n for n in names if not (samples_dir / n / "sample.json").is_file()]
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise CellsynthError(f"{len(missing)} of {len(names)} samples of {root} are missing or unfinished ({shown}); "
+                             "finish the data set (re-running `cellsynth dataset` resumes it) and evaluate again")
+    if not names:
+        raise CellsynthError(f"{root} has no samples; generate some with `cellsynth dataset`")
+    paths = [samples_dir / n for n in names]
+    lacking = [p.name for p in paths if image not in io.read_json(p / "sample.json").get("files", {})]
+    if lacking:
+        have = sorted(io.read_json(paths[0] / "sample.json").get("files", {}))
+        raise CellsynthError(f"{len(lacking)} samples have no image {image!r} (e.g. {lacking[0]}, which has "
+                             f"{', '.join(have)}); choose one with --image")
+    return paths
+
+
+def evaluate_dataset(dataset_dir: str | os.PathLike, real_images: Sequence[tuple[np.ndarray, VoxelSize]],
+                     report_dir: str | os.PathLike | None = None, *, image: str = "image",
+                     percentiles: Any = M.DEFAULT_PERCENTILES, max_samples: int | None = None,
+                     inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Distribution metrics of a generated data set against real images.
+
+    Histograms and xy power spectra are pooled over all images of each side; the KID-style
+    score pools block features; the seam metric is averaged over the synthetic images.
+
+    Parameters
+    ----------
+    dataset_dir
+        A folder written by ``cellsynth dataset`` (``samples/*/`` sample folders).
+    real_images
+        ``(volume, voxel size)`` pairs.
+    report_dir
+        Where to write ``metrics.json``, the PNGs and ``report.html`` (None: compute only).
+    image
+        The sample image to evaluate (``image`` or e.g. ``image_alpha100``).
+    max_samples
+        Evaluate only the first samples (default: all).
+
+    Returns
+    -------
+    dict
+        ``histogram_distance``, ``spectrum_distance``, ``kid``, ``seam_metric`` (where
+        available), ``n_real`` and ``n_synthetic``.
+    """
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    if not real_images:
+        raise CellsynthError("no real images given; pass --real FILE or a folder of images")
+    paths = dataset_images(dataset_dir, image)[:max_samples]
+    synthetic = []
+    for path in tqdm(paths, desc="reading samples", disable=None):
+        sample = io.read_sample(path)
+        fname = io.read_json(path / "sample.json")["files"][image]
+        volume, _ = io.read_volume(path / fname)
+        synthetic.append((np.asarray(volume), sample.voxel_size, sample.foreground))
+    voxels = [v for _, v in real_images] + [v for _, v, _ in synthetic]
+    fmax = min(min(0.5 / v[1], 0.5 / v[2]) for v in voxels)
+    blocks = max(8, 256 // max(len(real_images), len(synthetic)))
+    seam = _seam_metric()
+    pools: dict[str, dict[str, list]] = {"real": {}, "synthetic": {}}
+    depth_sources = {"real": [(a, v, None) for a, v in real_images], "synthetic": synthetic}
+    for side, items in depth_sources.items():
+        pool = pools[side]
+        for i, (volume, voxel, _) in enumerate(tqdm(items, desc=f"features ({side})", disable=None)):
+            norm = M._normalise(volume, percentiles)
+            pool.setdefault("hist", []).append(M.intensity_histogram(norm, percentiles=None))
+            pool.setdefault("spectrum", []).append(M.xy_power_spectrum(norm, voxel, max_frequency=fmax,
+                                                                        percentiles=None))
+            pool.setdefault("features", []).append(M.texture_features(norm, max_blocks=blocks, seed=i,
+                                                                      percentiles=None))
+            if side == "synthetic" and seam is not None:
+                pool.setdefault("seam", []).append(float(seam(norm)))
+            if i == 0:
+                pool["first"] = (norm, voxel)
+    hist = {s: np.mean(p["hist"], axis=0) for s, p in pools.items()}
+    spectra = {s: (p["spectrum"][0][0], np.mean([q for _, q in p["spectrum"]], axis=0)) for s, p in pools.items()}
+    results: dict[str, Any] = {
+        "histogram_distance": M.wasserstein_histograms(hist["real"], hist["synthetic"]),
+        "spectrum_distance": M.log_spectrum_distance(spectra["real"][1], spectra["synthetic"][1]),
+        "kid": M.kid_from_features(np.concatenate(pools["real"]["features"]),
+                                   np.concatenate(pools["synthetic"]["features"])),
+    }
+    if "seam" in pools["synthetic"]:
+        results["seam_metric"] = float(np.mean(pools["synthetic"]["seam"]))
+    results["n_real"], results["n_synthetic"] = len(real_images), len(synthetic)
+    if report_dir is not None:
+        volumes = {f"{s} (first)": p["first"][0] for s, p in pools.items()}
+        voxel = {f"{s} (first)": p["first"][1] for s, p in pools.items()}
+        depth = {"real (first)": _profile(*real_images[0], None, percentiles)}
+        depth["synthetic (first)"] = _profile(*synthetic[0], percentiles)
+        _volume_figures(report_dir, volumes, voxel)
+        _finish_report(report_dir, results, voxel, volumes, hist, spectra, depth,
+                       title="Realism report: generated data set vs real images (distribution metrics)",
+                       inputs=inputs or {}, seconds=time.perf_counter() - start)
+    return results
+
+
+def _profile(volume: np.ndarray, voxel: VoxelSize, foreground: np.ndarray | None,
+             percentiles: Any) -> tuple[np.ndarray, np.ndarray]:
+    small, fg, small_voxel = _depth_inputs({"v": volume}, voxel, foreground)
+    return plots.depth_profile(small["v"], fg, small_voxel, percentiles=percentiles)
