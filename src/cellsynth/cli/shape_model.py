@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> None:
                 "mean_radius_um": float(model.mean.mean()),
                 "explained_variance": [float(v / total) for v in model.variances] if total > 0 else []}
         io.write_json(_config_path(args.out), info)
-        print(f"fitted {len(shapes)} shapes: {model.n_modes} modes, mean radius {model.mean.mean():.3g} µm -> {args.out}")
+        print(f"fitted {len(shapes)} shapes: {model.n_modes} modes, "
+              f"mean radius {model.mean.mean():.3g} µm -> {args.out}")
         return
     model = ShapeModel.load(args.model)
     shape = check_shape(args.shape)

@@ -236,14 +236,16 @@ class ShapeModel:
         try:
             with np.load(path, allow_pickle=False) as data:
                 if str(data["format"]) != _FORMAT:
-                    raise CellsynthError(f"{path} is not a cellsynth shape model; fit one with `cellsynth shape-model fit`")
+                    raise CellsynthError(
+                        f"{path} is not a cellsynth shape model; fit one with `cellsynth shape-model fit`")
                 model = cls(mean=data["mean"], modes=data["modes"], variances=data["variances"],
                             directions=data["directions"], voxel_size=check_voxel_size(data["voxel_size"]),
                             sh_order=int(data["sh_order"]))
         except (OSError, ValueError, KeyError, EOFError) as err:
             if isinstance(err, CellsynthError):
                 raise
-            raise CellsynthError(f"cannot read shape model {path}: {err}; fit it again with `cellsynth shape-model fit`") from None
+            raise CellsynthError(
+                f"cannot read shape model {path}: {err}; fit it again with `cellsynth shape-model fit`") from None
         n = len(model.mean)
         if model.directions.shape != (n, 3) or model.modes.shape != (len(model.variances), n):
             raise CellsynthError(f"shape model {path} is inconsistent; fit it again with `cellsynth shape-model fit`")
@@ -276,7 +278,8 @@ def fit_shape_model(
     directions = fibonacci_directions(int(n_rays))
     radii = np.array([ray_radii(s, voxel, directions)[0] for s in shapes]).reshape(-1, len(directions))
     if len(radii) < 3:
-        raise CellsynthError(f"a shape model needs at least 3 training shapes, got {len(radii)}; give more masks or labels")
+        raise CellsynthError(
+            f"a shape model needs at least 3 training shapes, got {len(radii)}; give more masks or labels")
     order = sh_order_for_rays(len(directions)) if sh_order is None else int(sh_order)
     if order < 0 or (order + 1) ** 2 > len(directions):
         raise CellsynthError(f"SH order {sh_order} needs more rays: (order + 1)**2 must not exceed {len(directions)}")

@@ -8,7 +8,6 @@ generator sees is derived from labels, for simulated and for real annotations al
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from cellsynth.conditioning import signed_distance_um
 from cellsynth.errors import CellsynthError

@@ -173,7 +173,8 @@ def weighted_voronoi(
     block_ids, seed_ids = _candidates(lo, hi, seeds, gamma)
 
     padded = np.zeros(tuple(nblocks * bshape), dtype=np.int32)
-    tiles = padded.reshape(nblocks[0], bshape[0], nblocks[1], bshape[1], nblocks[2], bshape[2]).transpose(0, 2, 4, 1, 3, 5)
+    tiles = padded.reshape(nblocks[0], bshape[0], nblocks[1], bshape[1], nblocks[2], bshape[2])
+    tiles = tiles.transpose(0, 2, 4, 1, 3, 5)  # a view: tiles[block index] is one block of `padded`
     counts = np.bincount(block_ids, minlength=len(block_idx))
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     inv_gamma2 = 1.0 / gamma**2

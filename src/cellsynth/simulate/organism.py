@@ -125,7 +125,8 @@ def make_organism(
     elif Path(spec_name).exists() or os.sep in spec_name or "." in Path(spec_name).name:
         mask = _mask_from_file(Path(spec_name), shape, voxel)
     else:
-        raise CellsynthError(f"unknown organism {spec_name!r}; use {', '.join(SHAPES)}, a mask file or a shape model .npz")
+        raise CellsynthError(
+            f"unknown organism {spec_name!r}; use {', '.join(SHAPES)}, a mask file or a shape model .npz")
     if not mask.any():
         raise CellsynthError(f"the organism {spec_name!r} is empty in a {shape} volume; "
                              "enlarge it, move its centre into the volume or use another shape")
@@ -164,6 +165,7 @@ def _mask_from_file(path: Path, shape: tuple[int, int, int], voxel: np.ndarray) 
         raise CellsynthError(f"organism mask {path} has shape {tuple(array.shape)} but the volume is {shape}; "
                              f"pass --shape {' '.join(map(str, array.shape))}")
     if file_voxel is not None and not np.allclose(file_voxel, voxel, rtol=1e-3):
-        raise CellsynthError(f"organism mask {path} has voxel size {tuple(round(v, 6) for v in file_voxel)} µm but "
-                             f"{tuple(voxel.tolist())} was requested; pass --voxel-size {' '.join(f'{v:g}' for v in file_voxel)}")
+        recorded = " ".join(f"{v:g}" for v in file_voxel)
+        raise CellsynthError(f"organism mask {path} has voxel size {recorded} µm but {' '.join(f'{v:g}' for v in voxel)} "
+                             f"was requested; pass --voxel-size {recorded}")
     return (np.asarray(array) != 0).astype(np.uint8)
