@@ -200,7 +200,7 @@ def weighted_voronoi(
         expand = [(slice(None), slice(None), None, None), (slice(None), None, slice(None), None),
                   (slice(None), None, None, slice(None))]
         best = terms[0][:, 0][expand[0]] + terms[1][:, 0][expand[1]] + terms[2][:, 0][expand[2]]
-        pick = np.zeros(best.shape, dtype=np.int16)
+        pick = np.zeros(best.shape, dtype=np.int16 if count <= np.iinfo(np.int16).max else np.int32)
         trial = np.empty_like(best)
         better = np.empty(best.shape, dtype=bool)
         for c in range(1, count):  # strict '<' keeps the lowest seed index on ties, like argmin
