@@ -79,6 +79,9 @@ def test_cells_connected_and_fill_a_non_convex_organism(rng):
     assert sample.metadata["voxels_reassigned_for_connectivity"] > 0
     island_label = sample.labels[3, 3, 3]
     assert (sample.labels == island_label).sum() == 27
+    row = list(sample.positions["label"]).index(island_label)
+    assert [sample.positions[f"{a}_um"][row] for a in "zyx"] == [3.0, 3.0, 3.0]  # its centroid
+    assert np.isnan(sample.positions["weight"][row])
 
 
 def test_connect_cells_moves_a_stray_piece_to_the_neighbour_it_touches_most():

@@ -340,9 +340,9 @@ def simulate_membranes(
     Sample
         ``labels``: whole cells 1..N (uint16, uint32 above 65535), each one connected
         piece, filling the foreground; ``mask``: the membranes; ``foreground``;
-        ``positions``: label, seed position (µm and voxels; NaN for a piece of the organism
-        that no seed reached), weight and volume (µm³) per cell; ``metadata``:
-        parameters, counts and timings.
+        ``positions``: label, seed position (µm and voxels; the centroid for a piece of the
+        organism that no seed reached, whose weight is NaN), weight and volume (µm³) per
+        cell; ``metadata``: parameters, counts and timings.
 
     Examples
     --------
@@ -383,7 +383,9 @@ def simulate_membranes(
     source = present - 1  # seed index, or >= len(seeds) for pieces no seed reached
     from_seed = source < len(seeds)
     seed_of = np.minimum(source, len(seeds) - 1)
-    origin = np.where(from_seed[:, None], seeds[seed_of], np.nan)
+    origin = seeds[seed_of]
+    for index in np.flatnonzero(~from_seed):  # a piece no seed reached: its centroid
+        origin[index] = np.mean(np.nonzero(labels == index + 1), axis=1) * voxel
     positions: dict[str, Any] = {"label": np.arange(1, len(present) + 1)}
     for k, axis in enumerate("zyx"):
         positions[f"{axis}_um"] = origin[:, k]
