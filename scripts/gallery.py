@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
             fig.tight_layout()
             path = args.out / f"{preset}.png"
             with io.atomic_path(path) as tmp:
-                fig.savefig(tmp, dpi=72, format="png")
+                fig.savefig(tmp, dpi=72, format="png", bbox_inches="tight")
             plt.close(fig)
             print(f"wrote {path}")
 
