@@ -138,6 +138,7 @@ def test_patch_adjusted_to_size_multiple_with_warning():
 def test_overlap_plus_crop_larger_than_patch_is_refused():
     with pytest.raises(CellsynthError, match="smaller than the patch"):
         make_grid((100, 100, 100), (16, 64, 64), (8, 8, 8), (4, 4, 4))
+    make_grid((10, 100, 100), (16, 64, 64), (8, 8, 8), (4, 4, 4))  # z fits one patch: no interior sides
     with pytest.raises(CellsynthError):
         make_grid((100, 100, 100), (16, 64, 64), -1, 0)
 

@@ -231,8 +231,8 @@ def make_grid(
         warnings.warn(f"patch {patch} adjusted to {adjusted}: the model needs sides that are multiples of "
                       f"{multiple}", UserWarning, stacklevel=2)
         patch = adjusted  # type: ignore[assignment]
-    for p, o, c in zip(patch, overlap, crop):
-        if o + 2 * c >= p:
+    for length, p, o, c in zip(shape, patch, overlap, crop):
+        if length > p and o + 2 * c >= p:  # only axes split into several patches have interior sides
             raise CellsynthError(f"overlap {overlap} + 2 x crop {crop} must be smaller than the patch {patch} "
                                  "on every axis; reduce --overlap or --crop, or enlarge --patch")
     eff, starts, pad = [], [], []

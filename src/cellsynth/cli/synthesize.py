@@ -101,8 +101,8 @@ def run(args: argparse.Namespace) -> None:
 
     model = load_model(args.model, kind, args.device, voxel_size=voxel, seed=args.seed)
     grid = tile_grid(model, mask.shape, args.patch, args.overlap, args.crop)
-    settings = dict(kind=kind, alpha=args.alpha, beta=args.beta, seed=args.seed, patch=grid.patch,
-                    overlap=grid.overlap, crop=grid.crop, blend=args.blend, batch_size=args.batch_size,
+    settings = dict(kind=kind, alpha=args.alpha, beta=args.beta, seed=args.seed, patch=args.patch,
+                    overlap=args.overlap, crop=args.crop, blend=args.blend, batch_size=args.batch_size,
                     device=args.device, autocast=args.bf16)
     dtype = np.dtype(args.dtype)
     if file_format == "zarr":
@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> None:
 
     record = {
         "model": describe_model(model), **{k: v for k, v in settings.items() if k not in ("batch_size", "device")},
+        "patch": grid.patch, "overlap": grid.overlap, "crop": grid.crop,
         "redundancy": round(grid.redundancy, 3), "patches": grid.n_patches, "dtype": args.dtype,
         "seconds": round(time.perf_counter() - started, 2), "config": resolved_config(args),
     }

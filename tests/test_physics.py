@@ -1,0 +1,197 @@
+"""The physics renderer: counter-based randomness, PSF, noise model, depth and tiling invariance."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage, stats
+
+from cellsynth.conditioning import positional_map, signed_distance_um
+from cellsynth.errors import CellsynthError
+from cellsynth.render import physics
+from cellsynth.render.model import SynthesisModel
+from cellsynth.render.physics import PhysicsParameters, PhysicsRenderer, psf_sigma_um
+from cellsynth.render.registry import default_model_name, load_model
+from cellsynth.synthesis import synthesize_image
+from cellsynth.tiling import synthesize_tiled
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _organism(shape=(24, 64, 72)):
+    grid = np.ogrid[tuple(slice(0, s) for s in shape)]
+    r2 = sum(((g - s / 2) / (0.45 * s)) ** 2 for g, s in zip(grid, shape))
+    foreground = (r2 < 1).astype(np.uint8)
+    z, y, x = grid
+    mask = (foreground & ((np.sin(z / 2.0) * np.sin(y / 4.0) * np.sin(x / 4.0)) > 0.3)).astype(np.uint8)
+    return mask, foreground
+
+
+def test_hash_matches_numpy_uint32_reference():
+    x = np.random.default_rng(0).integers(0, 2**32, 10000, dtype=np.uint64).astype(np.uint32)
+    ref = x.copy()
+    for shift, mult in ((16, 0x7FEB352D), (15, 0x846CA68B), (16, None)):
+        ref ^= ref >> np.uint32(shift)
+        if mult:
+            ref *= np.uint32(mult)
+    got = physics._mix32(torch.from_numpy(x.view(np.int32).copy())).numpy().view(np.uint32)
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_noise_is_standard_normal_and_a_function_of_the_global_voxel():
+    whole = physics._normal(7, [0, 0, 0], (16, 40, 64), "cpu")
+    assert stats.kstest(whole.numpy().ravel(), "norm").pvalue > 1e-3
+    part = physics._normal(7, [3, 5, 11], (9, 20, 31), "cpu")
+    assert torch.equal(whole[3:12, 5:25, 11:42], part)
+    assert not torch.equal(physics._normal(8, [0, 0, 0], (4, 8, 8), "cpu"), whole[:4, :8, :8])
+    # neighbouring voxels are uncorrelated
+    a = whole.numpy()
+    for axis in range(3):
+        assert abs(np.corrcoef(np.take(a, range(1, a.shape[axis]), axis).ravel(),
+                               np.take(a, range(0, a.shape[axis] - 1), axis).ravel())[0, 1]) < 0.03
+
+
+@pytest.mark.parametrize("smooth", [True, False])
+def test_value_noise_is_tiling_invariant_and_bounded(smooth):
+    cells = (3, 7, 5)
+    whole = physics._value_noise(1, 2, [0, 0, 0], (20, 40, 50), cells, 0.3, smooth=smooth, device="cpu")
+    part = physics._value_noise(1, 2, [5, 9, 11], (10, 20, 30), cells, 0.3, smooth=smooth, device="cpu")
+    assert torch.equal(whole[5:15, 9:29, 11:41], part)
+    assert whole.abs().max() <= 0.3 and whole.std() > 0.05
+    # lattice nodes carry the hashed values; between them the field interpolates
+    assert float((whole[:, :, 1:] - whole[:, :, :-1]).abs().max()) < 0.3
+
+
+def test_psf_formula_and_blur_against_scipy():
+    wide = psf_sigma_um(PhysicsParameters(confocal=False, numerical_aperture=1.2, wavelength_um=0.6,
+                                          refractive_index=1.4))
+    assert wide[1] == pytest.approx(0.21 * 0.6 / 1.2) and wide[0] == pytest.approx(0.66 * 0.6 * 1.4 / 1.44)
+    confocal = psf_sigma_um(PhysicsParameters(confocal=True, numerical_aperture=1.2, wavelength_um=0.6,
+                                              refractive_index=1.4))
+    np.testing.assert_allclose(np.array(wide) / np.array(confocal), math.sqrt(2))
+    blur = physics._Blur((0.8, 1.7, 2.5))
+    volume = np.random.default_rng(0).random((12, 30, 41)).astype(np.float32)
+    expected = volume.astype(np.float64)
+    for axis, kernel in enumerate(blur.kernels):
+        expected = ndimage.correlate1d(expected, kernel, axis=axis, mode="nearest")
+    np.testing.assert_allclose(blur(torch.from_numpy(volume)).numpy(), expected, atol=1e-5)
+
+
+def test_rendered_point_has_the_psf_width():
+    """Bright signal (shot noise negligible), no texture or background: a point renders as the PSF."""
+    voxel = (0.5, 0.1, 0.1)
+    model = PhysicsRenderer(voxel, brightness_variation=0, texture=0, autofluorescence=0, background_photons=0,
+                            read_noise_adu=0, offset_adu=0, gain=1, white_adu=1e10, signal_photons=1e10)
+    x = torch.zeros(1, 2, 21, 41, 41)
+    x[0, 0, 10, 20, 20] = 1
+    image = model(x, torch.zeros(1, 3, dtype=torch.int64))[0, 0].double().numpy()
+    expected = np.array(psf_sigma_um(model.params)) / np.array(voxel)
+    for axis in range(3):
+        profile = image.sum(axis=tuple(a for a in range(3) if a != axis))
+        t = np.arange(len(profile)) - len(profile) // 2
+        assert math.sqrt((profile * t**2).sum() / profile.sum()) == pytest.approx(expected[axis], rel=0.05)
+
+
+def test_noise_follows_poisson_gaussian_variance():
+    p = PhysicsParameters(brightness_variation=0, texture=0, autofluorescence=0, attenuation=0)
+    model = PhysicsRenderer((1, 1, 1), params=p)
+    x = torch.zeros(1, 2, 16, 64, 64)
+    x[0, 0] = 1  # uniform dye: optical signal 1 everywhere
+    image = model(x, torch.zeros(1, 3, dtype=torch.int64))[0, 0].double().numpy()
+    photons = p.signal_photons + p.background_photons
+    assert image.mean() * p.white_adu == pytest.approx(p.offset_adu + p.gain * photons, rel=0.01)
+    expected_var = (p.gain**2 * photons + p.read_noise_adu**2) / p.white_adu**2
+    assert image.var() == pytest.approx(expected_var, rel=0.05)
+
+
+def test_tiling_does_not_change_the_image():
+    mask, foreground = _organism()
+    voxel = (1.0, 0.3, 0.3)
+    pos = positional_map(foreground, voxel, 20, 20)
+    model = PhysicsRenderer(voxel, seed=3)
+    assert isinstance(model, SynthesisModel)
+    whole = model(torch.from_numpy(np.stack([mask, pos]).astype(np.float32))[None],
+                  torch.zeros(1, 3, dtype=torch.int64))[0, 0].numpy()
+    one = synthesize_tiled(model, mask, pos, patch=(12, 32, 40), crop=model.halo, overlap=0, batch_size=1,
+                           progress=False)
+    three = synthesize_tiled(model, mask, pos, patch=(12, 32, 40), crop=model.halo, overlap=0, batch_size=3,
+                             progress=False)
+    np.testing.assert_array_equal(one, three)  # batch size never matters
+    np.testing.assert_allclose(one, whole, atol=1e-6)
+
+
+def test_seed_reproduces_bit_for_bit_and_changes_the_image():
+    mask, foreground = _organism((12, 32, 32))
+    a = synthesize_image(mask, foreground, (1, 0.5, 0.5), seed=1, progress=False)
+    b = synthesize_image(mask, foreground, (1, 0.5, 0.5), seed=1, progress=False)
+    c = synthesize_image(mask, foreground, (1, 0.5, 0.5), seed=2, progress=False)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).mean() > 0.01
+    assert a.dtype == np.float32 and 0 <= a.min() and a.max() <= 1
+
+
+def test_small_alpha_darkens_the_core_relative_to_the_rim():
+    mask, foreground = _organism((32, 80, 80))
+    voxel = (1.0, 0.5, 0.5)
+    dist = signed_distance_um(foreground, voxel)
+    core = (dist > 0.6 * dist.max()) & (mask > 0)
+    rim = (dist > 0) & (dist < 2) & (mask > 0)
+    ratios = {}
+    for alpha in (10, 500):
+        image = synthesize_image(mask, foreground, voxel, alpha=alpha, progress=False)
+        ratios[alpha] = image[core].mean() / image[rim].mean()
+    assert ratios[10] < 0.8 * ratios[500]
+    assert ratios[500] > 0.9
+
+
+def test_parameter_errors():
+    with pytest.raises(CellsynthError, match="numerical_aperture"):
+        PhysicsRenderer((1, 1, 1), numerical_aperture=0)
+    with pytest.raises(CellsynthError, match="attenuation"):
+        PhysicsRenderer((1, 1, 1), attenuation=1.5)
+    with pytest.raises(CellsynthError, match="refractive index"):
+        PhysicsRenderer((1, 1, 1), numerical_aperture=1.4)
+    with pytest.raises(CellsynthError, match="unknown physics"):
+        PhysicsRenderer((1, 1, 1), exposure=3)
+    with pytest.raises(CellsynthError, match="voxel size"):
+        PhysicsRenderer((1, 0, 1))
+
+
+def test_registry(tmp_path, monkeypatch):
+    from cellsynth.render import registry
+
+    model = load_model("physics", "nuclei", voxel_size=(2, 1, 1), seed=4, numerical_aperture=0.8)
+    assert isinstance(model, PhysicsRenderer) and model.seed == 4 and model.params.numerical_aperture == 0.8
+    monkeypatch.setattr(registry, "SHIPPED_DIR", tmp_path)
+    assert default_model_name("nuclei") == "physics"
+    assert isinstance(load_model("default", "membranes"), PhysicsRenderer)
+    with pytest.raises(CellsynthError, match="no shipped nuclei model"):
+        load_model("nuclei", "nuclei")
+    with pytest.raises(CellsynthError, match="not found"):
+        load_model(tmp_path / "missing.pt", "nuclei")
+    with pytest.raises(CellsynthError, match="unknown kind"):
+        load_model("physics", "cytoplasm")
+    # a shipped file for the kind makes it the default, loaded through the GAN loader
+    (tmp_path / "nuclei.pt").write_bytes(b"stub")
+    calls = []
+    monkeypatch.setattr("cellsynth.render.gan.load_generator",
+                        lambda path, device, kind=None, seed=0: calls.append((path, kind, seed)) or "generator")
+    assert default_model_name("nuclei") == "nuclei" and default_model_name("membranes") == "physics"
+    assert load_model("default", "nuclei", seed=5) == "generator"
+    assert calls == [(tmp_path / "nuclei.pt", "nuclei", 5)]
+    with pytest.raises(CellsynthError, match="apply only to --model physics"):
+        load_model("nuclei", "nuclei", numerical_aperture=1.0)
+
+
+def test_foreign_file_is_refused(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save({"something": 1}, path)
+    with pytest.raises(CellsynthError):
+        load_model(path, "nuclei")

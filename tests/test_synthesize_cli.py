@@ -1,0 +1,130 @@
+"""`cellsynth synthesize` end to end, and synthesize_image's input checks."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cellsynth import io
+from cellsynth.cli import main
+from cellsynth.errors import CellsynthError
+from cellsynth.synthesis import synthesize_image
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def sample(tmp_path):
+    """A small simulated nuclei sample folder made by `cellsynth simulate`."""
+    folder = tmp_path / "sample"
+    assert main(["simulate", "nuclei", "--out", str(folder), "--shape", "16", "48", "48",
+                 "--voxel-size", "1", "0.5", "0.5", "--radius", "3", "--seed", "2"]) == 0
+    return folder
+
+
+def _error(capsys):
+    err = capsys.readouterr().err
+    assert err.startswith("cellsynth: error:") and "Traceback" not in err and err.count("\n") == 1
+    return err
+
+
+def test_sample_folder_end_to_end(sample):
+    assert main(["synthesize", str(sample), "--model", "physics", "--alpha", "50", "--seed", "3"]) == 0
+    meta = json.loads((sample / "sample.json").read_text())
+    assert meta["files"]["image"] == "image.tif"
+    assert meta["synthesis"]["alpha"] == 50 and meta["synthesis"]["model"]["model"] == "physics"
+    assert meta["synthesis"]["seed"] == 3 and meta["synthesis"]["redundancy"] >= 1
+    image, voxel = io.read_volume(sample / "image.tif")
+    assert image.dtype == np.uint16 and image.shape == (16, 48, 48) and voxel == pytest.approx((1, 0.5, 0.5))
+    loaded = io.read_sample(sample)
+    assert loaded.image.dtype == np.float32 and 0 < loaded.image.mean() < 1
+    # the same seed reproduces the image whatever the tiling (crop >= the model's halo: exact)
+    assert main(["synthesize", str(sample), "--model", "physics", "--alpha", "50", "--seed", "3",
+                 "--overwrite", "--batch-size", "1", "--patch", "12", "24", "24"]) == 0
+    again = io.read_volume(sample / "image.tif")[0].astype(int)
+    assert json.loads((sample / "sample.json").read_text())["synthesis"]["patches"] > 1
+    assert np.abs(again - image).max() <= 1  # uint16 levels: float rounding only
+
+
+def test_labels_file_to_zarr_keeps_voxel_size(sample, tmp_path):
+    out = tmp_path / "image.ome.zarr"
+    assert main(["synthesize", str(sample / "labels.tif"), "--kind", "membranes", "--out", str(out),
+                 "--dtype", "float32", "--model", "physics"]) == 0
+    image, voxel = io.read_volume(out)
+    assert image.dtype == np.float32 and image.shape == (16, 48, 48) and voxel == pytest.approx((1, 0.5, 0.5))
+    record = json.loads((tmp_path / "image.ome.zarr.json").read_text())
+    assert record["kind"] == "membranes" and record["config"]["dtype"] == "float32"
+
+
+def test_labels_file_with_foreground_file(sample, tmp_path):
+    out = tmp_path / "image.tif"
+    assert main(["synthesize", str(sample / "labels.tif"), "--kind", "nuclei", "--out", str(out),
+                 "--foreground", str(sample / "foreground.tif")]) == 0
+    assert io.read_volume(out)[0].shape == (16, 48, 48)
+
+
+def test_error_paths(sample, tmp_path, capsys):
+    labels = str(sample / "labels.tif")
+    out = str(tmp_path / "x.tif")
+    cases = [
+        (["synthesize", labels, "--out", out], "--kind"),
+        (["synthesize", labels, "--kind", "nuclei", "--out", out, "--model", str(tmp_path / "none.pt")], "not found"),
+        (["synthesize", labels, "--kind", "nuclei", "--out", out, "--patch", "8", "16", "16",
+          "--overlap", "4", "4", "4", "--crop", "2", "2", "2"], "smaller than the patch"),
+        (["synthesize", labels, "--kind", "nuclei", "--out", str(tmp_path / "x.png")], ".tif or .ome.zarr"),
+        (["synthesize", labels, "--kind", "nuclei", "--out", out, "--voxel-size", "2", "2", "2"], "does not match"),
+        (["synthesize", str(sample), "--kind", "membranes"], "nuclei sample"),
+        (["synthesize", str(tmp_path), "--out", out], "not a sample folder"),
+    ]
+    wrong = tmp_path / "wrong_fg.tif"
+    io.write_tiff(wrong, np.ones((16, 48, 40), np.uint8), (1, 0.5, 0.5))
+    cases.append((["synthesize", labels, "--kind", "nuclei", "--out", out, "--foreground", str(wrong)], "same shape"))
+    other_grid = tmp_path / "fg_voxel.tif"
+    io.write_tiff(other_grid, np.ones((16, 48, 48), np.uint8), (2, 0.5, 0.5))
+    cases.append((["synthesize", labels, "--kind", "nuclei", "--out", out, "--foreground", str(other_grid)],
+                  "voxel size"))
+    not_binary = tmp_path / "fg255.tif"
+    io.write_tiff(not_binary, np.full((16, 48, 48), 255, np.uint8), (1, 0.5, 0.5))
+    cases.append((["synthesize", labels, "--kind", "nuclei", "--out", out, "--foreground", str(not_binary)],
+                  "binary"))
+    nan = tmp_path / "nan.npy"
+    np.save(nan, np.full((4, 8, 8), np.nan, np.float32))
+    cases.append((["synthesize", str(nan), "--kind", "nuclei", "--out", out, "--voxel-size", "1", "1", "1"], "NaN"))
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        assert message in _error(capsys), argv
+    assert not (tmp_path / "x.tif").exists()
+    assert not list(tmp_path.glob(".x.tif*"))  # no temporary left behind
+
+
+def test_existing_output_needs_overwrite(sample, capsys):
+    assert main(["synthesize", str(sample), "--model", "physics"]) == 0
+    capsys.readouterr()
+    assert main(["synthesize", str(sample), "--model", "physics"]) == 2
+    assert "--overwrite" in _error(capsys)
+
+
+def test_synthesize_image_checks_inputs():
+    mask = np.zeros((4, 8, 8), np.uint8)
+    mask[1:3, 2:6, 2:6] = 1
+    with pytest.raises(CellsynthError, match="same shape"):
+        synthesize_image(mask, mask[:3], (1, 1, 1), progress=False)
+    with pytest.raises(CellsynthError, match="binary"):
+        synthesize_image(mask * 2, mask, (1, 1, 1), progress=False)
+    with pytest.raises(CellsynthError, match="NaN"):
+        synthesize_image(np.full(mask.shape, np.nan, np.float32), mask, (1, 1, 1), progress=False)
+    with pytest.raises(CellsynthError, match="empty"):
+        synthesize_image(mask, np.zeros_like(mask), (1, 1, 1), progress=False)
+    with pytest.raises(CellsynthError, match="voxel size"):
+        synthesize_image(mask, mask, (1, -1, 1), progress=False)
+    with pytest.raises(CellsynthError, match="alpha"):
+        synthesize_image(mask, mask, (1, 1, 1), alpha=-5, progress=False)
+    with pytest.raises(CellsynthError, match="kind"):
+        synthesize_image(mask, mask, (1, 1, 1), kind="actin", progress=False)
