@@ -15,7 +15,7 @@ from cellsynth.errors import CellsynthError
 # tests/test_simulate_cli.py checks that they agree.
 HELP_DEFAULTS = {
     "radius": 9.0, "radius_std": 1.0, "smoothness": 5.0, "sh_order": 20, "membrane_cell_size": 10.0,
-    "membrane_thickness": 2.0, "weight_spread": 0.2, "nucleus_cell_size_factor": 4.0, "packing_ratio": 1.47,
+    "membrane_thickness": 1.0, "weight_spread": 0.2, "nucleus_cell_size_factor": 4.0, "packing_ratio": 1.47,
 }
 
 
@@ -65,10 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--cell-size", type=float, default=d["membrane_cell_size"], metavar="UM",
                    help=f"mean cell diameter in µm (volume-equivalent); centres are at least "
                         f"cell-size/{d['packing_ratio']:g} apart (default %(default)s)")
-    g.add_argument("--membrane-thickness", type=float, default=d["membrane_thickness"], metavar="UM",
-                   help="membrane wall thickness in µm, symmetric about the wall (default %(default)s)")
-    g.add_argument("--weight-spread", type=float, default=d["weight_spread"], metavar="S",
-                   help="Voronoi weights gamma_j ~ U(1-S, 1+S); 0 gives flat walls (default %(default)s)")
+    g.add_argument("--membrane-thickness", type=float, metavar="UM",
+                   help=f"membrane wall thickness in µm, symmetric about the wall (default {d['membrane_thickness']:g})")
+    g.add_argument("--weight-spread", type=float, metavar="S",
+                   help=f"Voronoi weights gamma_j ~ U(1-S, 1+S); 0 gives flat walls (default {d['weight_spread']:g})")
 
 
 def _add_common(sub: argparse.ArgumentParser, kind: str) -> None:
