@@ -121,6 +121,7 @@ def _bad_files(tmp_path):
     (["--radius", "40"], "do not fit"),
     (["--radius", "-1"], "radius"),
     (["--sh-order", "500"], "SH order"),
+    (["--count", "0"], "count"),
     (["--organism", "{tmp}/empty.tif"], "empty"),
     (["--organism", "{tmp}/corrupt.tif"], "corrupt.tif"),
     (["--organism", "{tmp}/missing.tif"], "not found"),

@@ -146,6 +146,8 @@ def simulate_sample(
     shape = check_shape(shape)
     check_memory(shape)
     voxel = check_voxel_size(voxel_size)
+    if count is not None and (isinstance(count, bool) or not float(count).is_integer() or count < 1):
+        raise CellsynthError(f"count must be a positive whole number of cells, got {count!r}")
     cell_size = _positive(cell_size, "cell size")
     if cell_size is None:
         cell_size = NUCLEUS_CELL_SIZE_FACTOR * _positive(radius, "radius") if kind == "nuclei" \
