@@ -16,6 +16,9 @@ import numpy as np
 from cellsynth.errors import CellsynthError
 from cellsynth.io import VoxelSize, check_voxel_size
 
+_SLAB_VOXELS = 1 << 21
+"""Voxels evaluated at once (bounds the memory of large ellipsoids)."""
+
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
     """A rotation matrix drawn uniformly from SO(3) (Haar measure)."""
@@ -70,11 +73,15 @@ def ellipsoid_mask(
     hi = np.minimum(np.ceil((center + extent) / voxel).astype(int) + 1, shape)
     if np.any(hi <= lo):
         return out
-    offsets = [(np.arange(a, b) * v - c) for a, b, v, c in zip(lo, hi, voxel, center)]
-    grids = (offsets[0][:, None, None], offsets[1][None, :, None], offsets[2][None, None, :])
-    total = np.zeros(tuple(hi - lo))
-    for k in range(3):
-        q = rot[0, k] * grids[0] + rot[1, k] * grids[1] + rot[2, k] * grids[2]
-        total += (q / axes[k]) ** 2
-    out[tuple(slice(a, b) for a, b in zip(lo, hi))] = total <= 1.0
+    # d^T Q d <= 1 with Q = R diag(1/a^2) R^T, written as A(z, y) + dx (B(z, y) + Q_xx dx), slab by slab.
+    quad = rot @ np.diag(1.0 / axes**2) @ rot.T
+    dz, dy, dx = [(np.arange(a, b) * v - c) for a, b, v, c in zip(lo, hi, voxel, center)]
+    dz, dy = dz[:, None], dy[None, :]
+    a_zy = quad[0, 0] * dz**2 + quad[1, 1] * dy**2 + 2 * quad[0, 1] * dz * dy
+    b_zy = 2 * (quad[0, 2] * dz + quad[1, 2] * dy)
+    slab = max(1, _SLAB_VOXELS // (dy.size * dx.size))
+    for z0 in range(0, dz.size, slab):
+        z1 = min(z0 + slab, dz.size)
+        total = dx * (b_zy[z0:z1, :, None] + quad[2, 2] * dx) + a_zy[z0:z1, :, None]
+        out[lo[0] + z0 : lo[0] + z1, lo[1] : hi[1], lo[2] : hi[2]] = total <= 1.0
     return out
