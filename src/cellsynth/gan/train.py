@@ -398,6 +398,8 @@ def train(config: TrainConfig, volumes: Sequence[TrainingVolume], out: str | Pat
             raise CellsynthError(f"{resume} was trained with other options; resume with the same options")
         trainer.load_state_dict(state)
         del state
+    if trainer.world > 1:
+        dist.barrier()  # every process has checked the folder before the first one writes to it
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "run.json", run_info)
