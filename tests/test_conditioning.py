@@ -67,3 +67,11 @@ def test_foreground_from_image_finds_a_blurred_blob():
     mask = foreground_from_image(image, (1, 0.5, 0.5))
     assert mask.dtype == np.uint8
     assert (mask.astype(bool) == blob).mean() > 0.97
+
+
+def test_overwrite_reuses_the_input_and_gives_the_same_distance():
+    rng = np.random.default_rng(2)
+    foreground = ndimage.gaussian_filter(rng.random((8, 20, 20)), 2) > 0.5
+    expected = signed_distance_um(foreground, (1, 0.4, 0.4))
+    scratch = foreground.copy()
+    np.testing.assert_array_equal(signed_distance_um(scratch, (1, 0.4, 0.4), overwrite=True), expected)

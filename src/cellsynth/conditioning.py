@@ -22,7 +22,7 @@ from cellsynth.errors import CellsynthError
 from cellsynth.io import VoxelSize, check_voxel_size
 
 
-def signed_distance_um(foreground: np.ndarray, voxel_size: VoxelSize) -> np.ndarray:
+def signed_distance_um(foreground: np.ndarray, voxel_size: VoxelSize, *, overwrite: bool = False) -> np.ndarray:
     """Signed distance to the organism surface in µm: positive inside, negative outside.
 
     A foreground voxel's distance is that to the nearest background voxel, and a background
@@ -36,9 +36,15 @@ def signed_distance_um(foreground: np.ndarray, voxel_size: VoxelSize) -> np.ndar
         Organism mask, (Z, Y, X), nonzero inside.
     voxel_size
         Voxel size in µm (z, y, x).
+    overwrite
+        Let a C-contiguous bool ``foreground`` serve as scratch memory (its content is then
+        undefined), which saves a copy for large volumes.
     """
     voxel = check_voxel_size(voxel_size)
-    inside = np.ascontiguousarray(np.asarray(foreground) != 0)
+    if overwrite and isinstance(foreground, np.ndarray) and foreground.dtype == bool and foreground.flags.c_contiguous:
+        inside = foreground
+    else:
+        inside = np.ascontiguousarray(np.asarray(foreground) != 0)
     if not inside.any():
         raise CellsynthError("the organism foreground is empty; check the foreground mask")
     if inside.all():
@@ -48,7 +54,8 @@ def signed_distance_um(foreground: np.ndarray, voxel_size: VoxelSize) -> np.ndar
     regions = inside.view(np.uint8)
     np.subtract(2, regions, out=regions)
     dist = edt.edt(regions, anisotropy=voxel, black_border=False)
-    np.negative(dist, out=dist, where=regions == 2)
+    for z in range(0, dist.shape[0], 16):  # in slabs: no full-size temporary
+        np.negative(dist[z:z + 16], out=dist[z:z + 16], where=regions[z:z + 16] == 2)
     return dist.astype(np.float32, copy=False)
 
 

@@ -151,7 +151,11 @@ def _positional_map(foreground: Any, voxel: VoxelSize, alpha: float, beta: float
         return positional_map(np.asarray(foreground), voxel, alpha, beta)
     import zarr
 
-    dist = signed_distance_um(np.asarray(foreground[...]), voxel)
+    inside = np.empty(foreground.shape, bool)
+    for z in _slabs(foreground):
+        inside[z] = np.asarray(foreground[z]) != 0
+    dist = signed_distance_um(inside, voxel, overwrite=True)
+    del inside
     chunks = (min(16, dist.shape[0]), *dist.shape[1:])
     pos = zarr.create_array(str(Path(scratch) / "positional.zarr"), shape=dist.shape, dtype="float32",
                             chunks=chunks, compressors=None)
