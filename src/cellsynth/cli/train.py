@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> None:
         files = [str(Path(f).resolve()) for _, f, _ in find_pairs(args.data)]
         train(config, volumes, args.out, args.steps, device=device, amp=amp, resume=resume,
               checkpoint_every=args.checkpoint_every, preview_every=args.preview_every, log_every=args.log_every,
-              data_files=files)
+              data_files=files, options=values)
     finally:
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()

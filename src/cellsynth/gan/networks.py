@@ -12,10 +12,10 @@ tiles cropped by the halo stitch exactly. A small network with Kaiming initialis
 LeakyReLU and RAdam trains stably without normalisation.
 
 Optional noise injection (as in StyleGAN): a standard normal noise volume, scaled per
-channel by learned weights (initialised to :data:`NOISE_INIT`), is added at full resolution before the
-last decoder block. It lets the generator draw camera-like noise texture. At inference
-:class:`cellsynth.render.gan.GeneratorModel` draws that noise per global voxel, so it too
-is independent of the tiling.
+channel by learned weights (initialised to :data:`NOISE_INIT`), is added at full
+resolution before the last decoder block. It lets the generator draw camera-like noise
+texture. At inference :class:`cellsynth.render.gan.GeneratorModel` draws that noise per
+global voxel, so it too is independent of the tiling.
 """
 
 from __future__ import annotations

@@ -357,7 +357,7 @@ def _jsonable(value: Any) -> Any:
 def train(config: TrainConfig, volumes: Sequence[TrainingVolume], out: str | Path, steps: int, *,
           device: str = "cpu", amp: bool = False, resume: str | Path | None = None,
           checkpoint_every: int = 200, preview_every: int = 500, log_every: int = 10,
-          data_files: Sequence[str] = (), progress: bool = True) -> Trainer:
+          data_files: Sequence[str] = (), options: dict[str, Any] | None = None, progress: bool = True) -> Trainer:
     """Train (or continue training) until ``steps`` steps in the run folder ``out``.
 
     Parameters
@@ -380,6 +380,8 @@ def train(config: TrainConfig, volumes: Sequence[TrainingVolume], out: str | Pat
         Intervals in steps (0 disables previews).
     data_files
         Names of the training files, recorded in ``run.json``.
+    options
+        The complete resolved command-line options, recorded in ``run.json``.
     progress
         Show a progress bar (on the first process).
     """
@@ -390,7 +392,7 @@ def train(config: TrainConfig, volumes: Sequence[TrainingVolume], out: str | Pat
     trainer = Trainer(config, volumes, device, amp)
     rank = trainer.rank
     run_info = {"format": RUN_FORMAT, "cellsynth_version": __version__, "config": asdict(config),
-                "data": list(data_files)}
+                "data": list(data_files), "options": dict(options or {})}
     check_run_folder(out, run_info, resume is not None)
     if resume is not None:
         state = load_checkpoint(resume)
