@@ -7,7 +7,9 @@ Targets (issue 2, this 2-core machine):
 - membranes in 512x512x256 (Z = 256): <= 15 s, time and peak memory linear in voxels.
 
 Each whole command runs in a fresh Python process (start-up, imports and writing the TIFF
-sample folder included); the medians of ``--repeats`` runs are printed. Side by side, in
+sample folder included); the medians of ``--repeats`` runs are printed, wall-clock and CPU
+(user + system) seconds: the code is single-threaded, so on a shared, loaded machine the
+CPU time is the better estimate of the wall time on an idle one. Side by side, in
 one process: the SH voxelisation against two baselines on the same 200 nuclei -- every
 bounding-box voxel tested against the exact radial function (no angular-grid pre-test),
 and every voxel of the volume per nucleus (the reference's cost structure; extrapolated
@@ -33,7 +35,8 @@ WRAPPER = (
     "import resource, sys\n"
     "from cellsynth.cli import main\n"
     "code = main(sys.argv[1:])\n"
-    "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    "use = resource.getrusage(resource.RUSAGE_SELF)\n"
+    "print('PEAK_RSS_KB', use.ru_maxrss, use.ru_utime + use.ru_stime, file=sys.stderr)\n"
     "sys.exit(code)\n"
 )
 
@@ -46,9 +49,9 @@ def run_command(argv: list[str], out: Path) -> dict:
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"command failed: {' '.join(argv)}\n{proc.stderr}")
-    peak = next(int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("PEAK_RSS_KB"))
+    usage = next(line.split() for line in proc.stderr.splitlines() if line.startswith("PEAK_RSS_KB"))
     timings = json.loads((out / "sample.json").read_text())["timings"]
-    return {"wall": wall, "peak_mb": peak / 1024, "timings": timings}
+    return {"wall": wall, "cpu": float(usage[2]), "peak_mb": int(usage[1]) / 1024, "timings": timings}
 
 
 def medians(runs: list[dict]) -> dict:
@@ -56,7 +59,8 @@ def medians(runs: list[dict]) -> dict:
               for k in runs[0]["timings"] if isinstance(runs[0]["timings"][k], (int, float))}
     inner = {k: statistics.median(r["timings"]["stages"][k] for r in runs)
              for k in runs[0]["timings"].get("stages", {})}
-    return {"wall": statistics.median(r["wall"] for r in runs), "peak_mb": max(r["peak_mb"] for r in runs),
+    return {"wall": statistics.median(r["wall"] for r in runs), "cpu": statistics.median(r["cpu"] for r in runs),
+            "peak_mb": max(r["peak_mb"] for r in runs),
             "stages": stages, "inner": inner, "n": len(runs)}
 
 
@@ -68,7 +72,7 @@ def bench_commands(repeats: int, quick: bool, tmp: Path) -> None:
     nuclei = ["simulate", "nuclei", "--shape", "128", "512", "512", "--count", "200", "--radius", "9",
               "--radius-std", "1", "--smoothness", "5", "--sh-order", "20"]
     print("\n== whole commands (fresh process each; median of %d) ==" % repeats)
-    print(f"{'command':58s} {'wall s':>7s} {'target':>7s} {'peak MB':>8s}  stages (s)")
+    print(f"{'command':50s} {'wall s':>7s} {'cpu s':>6s} {'target':>7s} {'peak MB':>8s}  stages (wall s)")
     cases = [
         ("nuclei 200, 128x512x512, ellipsoid organism", nuclei, 5.0),
         ("nuclei 200, 128x512x512, box organism", nuclei + ["--organism", "box"], 5.0),
@@ -78,11 +82,11 @@ def bench_commands(repeats: int, quick: bool, tmp: Path) -> None:
     for name, argv, target in cases:
         m = medians([run_command(argv, tmp / "s") for _ in range(repeats)])
         inner = ", ".join(f"{k[:-2]} {v:.2f}" for k, v in m["inner"].items())
-        print(f"{name:58s} {m['wall']:7.2f} {target:7.1f} {m['peak_mb']:8.0f}  {fmt_stages(m)}"
+        print(f"{name:50s} {m['wall']:7.2f} {m['cpu']:6.2f} {target:7.1f} {m['peak_mb']:8.0f}  {fmt_stages(m)}"
               + (f" [{inner}]" if inner else ""))
 
     print("\n== membranes scaling (box, cell size 40; median of %d) ==" % repeats)
-    print(f"{'shape (Z Y X)':18s} {'Mvoxels':>8s} {'wall s':>7s} {'membr. s':>9s} {'ns/voxel':>9s} "
+    print(f"{'shape (Z Y X)':18s} {'Mvoxels':>8s} {'wall s':>7s} {'cpu s':>6s} {'membr. s':>9s} {'ns/voxel':>9s} "
           f"{'peak MB':>8s} {'B/voxel':>8s}")
     shapes = [(64, 256, 256), (128, 256, 256), (128, 512, 512)] + ([] if quick else [(256, 512, 512)])
     for shape in shapes:
@@ -90,7 +94,7 @@ def bench_commands(repeats: int, quick: bool, tmp: Path) -> None:
         m = medians([run_command(argv, tmp / "s") for _ in range(repeats)])
         voxels = float(np.prod(shape))
         stage = m["stages"]["membranes_s"]
-        print(f"{' '.join(map(str, shape)):18s} {voxels / 1e6:8.1f} {m['wall']:7.2f} {stage:9.2f} "
+        print(f"{' '.join(map(str, shape)):18s} {voxels / 1e6:8.1f} {m['wall']:7.2f} {m['cpu']:6.2f} {stage:9.2f} "
               f"{stage / voxels * 1e9:9.1f} {m['peak_mb']:8.0f} {m['peak_mb'] * 2**20 / voxels:8.1f}")
 
 
@@ -113,15 +117,16 @@ def bench_voxelisation(repeats: int) -> None:
             inside_sh(c, grid.reshape(-1, 3) * voxel, x)
 
     print("\n== SH voxelisation of 200 nuclei (r ~ N(9, 1), gamma 5, order 20), one process ==")
-    print(f"{'method':60s} {'s (median)':>11s}")
+    print(f"{'method':60s} {'s (median)':>11s} {'cpu s':>7s}")
     for name, fn, reps in (("bbox, angular-grid pre-test + exact band (voxelize_sh)", ours, repeats),
                            ("bbox, exact radial function at every voxel", bbox_exact, 1)):
-        times = []
+        times, cpu = [], []
         for _ in range(reps):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fn()
             times.append(time.perf_counter() - start)
-        print(f"{name:60s} {statistics.median(times):11.2f}")
+            cpu.append(time.process_time() - start_cpu)
+        print(f"{name:60s} {statistics.median(times):11.2f} {statistics.median(cpu):7.2f}")
     slab = np.stack(np.meshgrid(np.arange(4), np.arange(512), np.arange(512), indexing="ij"), -1).reshape(-1, 3)
     start = time.perf_counter()
     inside_sh(coeffs[0], slab * voxel, centers[0])
