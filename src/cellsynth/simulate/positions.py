@@ -4,8 +4,9 @@ All positions are (N, 3) arrays of (z, y, x) in µm; voxel ``(k, j, i)`` has its
 ``(k vz, j vy, i vx)``. Sampling is blue noise by random sequential adsorption: random
 candidate points (uniform within the voxels of a region) are accepted in order unless they
 lie closer than the minimum distance to an accepted point. Candidates are drawn and
-checked in vectorised batches against a KD-tree, and the sampler stops when a batch adds
-nothing, so it always ends.
+checked in vectorised batches against a KD-tree; the sampler stops when a batch accepts
+fewer than 1% of its candidates (the region is practically saturated; a full fill has a
+packing fraction of about 0.3) or after at most 200 batches, so it always ends.
 """
 
 from __future__ import annotations
@@ -135,8 +136,8 @@ def poisson_disk_positions(
     rng
         Random generator.
     count
-        How many positions to place; ``None`` fills the organism until no further point
-        fits. If fewer fit, a warning says how many were placed.
+        How many positions to place; ``None`` fills the organism until it is practically
+        saturated. If fewer fit, a warning says how many were placed.
 
     Returns
     -------
