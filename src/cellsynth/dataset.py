@@ -290,7 +290,7 @@ def image_name(alpha: float, alphas: Sequence[float]) -> str:
     return "image" if len(alphas) == 1 else f"image_alpha{alpha:g}"
 
 
-def make_sample(out: str | os.PathLike, index: int, parameters: Mapping[str, Any], torch_threads: int = 0) -> dict:
+def make_sample(out: str | os.PathLike, index: int, parameters: Mapping[str, Any]) -> dict:
     """Simulate, synthesise and write sample ``index`` of a data set (one task).
 
     Parameters
@@ -301,19 +301,20 @@ def make_sample(out: str | os.PathLike, index: int, parameters: Mapping[str, Any
         The sample's index; with ``parameters["seed"]`` it fixes every random draw.
     parameters
         Validated data set parameters (:func:`validate_parameters`) with a ``seed``.
-    torch_threads
-        Threads for torch in this process (0 leaves the setting alone).
 
     Returns
     -------
     dict
         ``index``, ``name`` and ``timings`` (seconds: simulate, synthesize, write).
     """
+    with one_thread():
+        return _make_sample(Path(out), index, parameters)
+
+
+def _make_sample(out: Path, index: int, parameters: Mapping[str, Any]) -> dict:
     from cellsynth.simulate.pipeline import simulate_sample
     from cellsynth.synthesis import synthesize_image
 
-    if torch_threads:
-        _set_torch_threads(torch_threads)
     kind, shape, voxel = parameters["kind"], tuple(parameters["shape"]), tuple(parameters["voxel_size"])
     synth = dict(parameters["synthesize"])
     alphas = synth.pop("alpha")
@@ -359,12 +360,25 @@ def _umask() -> int:
     return mask
 
 
-def _set_torch_threads(threads: int) -> None:
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    import torch
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch and BLAS with one thread, restoring the settings afterwards.
 
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
+    Torch's results depend on its thread count in the last bits (a generator's output
+    differs between 1 and 2 threads), so every sample is made with one thread, whatever
+    the machine or worker count; parallelism comes from running samples side by side
+    (``--workers``), which also never oversubscribes the cores.
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 # --------------------------------------------------------------------------- manifest
@@ -690,28 +704,18 @@ def _executor(root: Path, workers: int | None, scheduler: str | None, timeout: f
     """Yield a function that runs the samples and yields ``(index, result, error)`` as they finish."""
     cores = default_workers()
     if scheduler is None and (workers or cores) == 1:
-        yield lambda parameters, todo: _run_in_process(root, parameters, todo, cores)
+        yield lambda parameters, todo: _run_in_process(root, parameters, todo)
         return
-    with _dask_client(workers or cores, scheduler, timeout) as (client, threads):
-        yield lambda parameters, todo: _run_on_dask(client, root, parameters, todo, threads)
+    with _dask_client(workers or cores, scheduler, timeout) as client:
+        yield lambda parameters, todo: _run_on_dask(client, root, parameters, todo)
 
 
-def _run_in_process(root: Path, parameters: dict, todo: list[int], threads: int):
-    previous = _torch_threads()
-    try:
-        for index in todo:
-            try:
-                yield index, make_sample(root, index, parameters, threads), None
-            except Exception as err:  # a sample's failure must not stop the others
-                yield index, None, (_describe(err), traceback.format_exc())
-    finally:
-        if previous:
-            _set_torch_threads(previous)
-
-
-def _torch_threads() -> int:
-    torch = sys.modules.get("torch")
-    return torch.get_num_threads() if torch is not None else 0
+def _run_in_process(root: Path, parameters: dict, todo: list[int]):
+    for index in todo:
+        try:
+            yield index, make_sample(root, index, parameters), None
+        except Exception as err:  # a sample's failure must not stop the others
+            yield index, None, (_describe(err), traceback.format_exc())
 
 
 def _describe(err: BaseException) -> str:
@@ -720,8 +724,8 @@ def _describe(err: BaseException) -> str:
 
 @contextlib.contextmanager
 def _dask_client(workers: int, scheduler: str | None, timeout: float):
-    """A ``distributed.Client`` on a new local cluster or an existing scheduler, and the
-    torch threads each task should use."""
+    """A ``distributed.Client`` on a new local cluster of one-thread worker processes, or
+    on an existing scheduler."""
     import logging
 
     from distributed import Client, LocalCluster
@@ -733,40 +737,20 @@ def _dask_client(workers: int, scheduler: str | None, timeout: float):
             raise CellsynthError(f"cannot reach the Dask scheduler at {scheduler} within {timeout:g} s ({err}); "
                                  "check the address (tcp://HOST:8786) and that the scheduler runs") from None
         with client:
-            yield client, _remote_threads(client)
+            yield client
         return
-    threads = max(1, default_workers() // workers)
-    env = {name: str(threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    env = {name: "1" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                       silence_logs=logging.ERROR, env=env) as cluster, Client(cluster, set_as_default=False) as client:
-        yield client, threads
+        yield client
 
 
-def _remote_threads(client: Any) -> dict[str, int]:
-    """Torch threads per task for each worker of a cluster: the host's cores shared by all
-    task slots on that host."""
-    info = client.scheduler_info(n_workers=-1)["workers"] if "n_workers" in inspect.signature(
-        client.scheduler_info).parameters else client.scheduler_info()["workers"]
-    slots: dict[str, int] = {}
-    for w in info.values():
-        slots[w["host"]] = slots.get(w["host"], 0) + int(w["nthreads"])
-    cores = client.run(os.cpu_count)
-    return {addr: max(1, (cores.get(addr) or 1) // slots[w["host"]]) for addr, w in info.items()}
-
-
-def _run_on_dask(client: Any, root: Path, parameters: dict, todo: list[int], threads: int | dict[str, int]):
+def _run_on_dask(client: Any, root: Path, parameters: dict, todo: list[int]):
     from distributed import as_completed
 
-    futures = {}
-    for index in todo:
-        kwargs = {}
-        if isinstance(threads, dict):  # per worker on a remote cluster: chosen inside the task
-            kwargs["threads_by_worker"] = threads
-        else:
-            kwargs["torch_threads"] = threads
-        future = client.submit(_dask_task, str(root.resolve()), index, parameters, key=f"cellsynth-{sample_name(index)}-"
-                               f"{os.getpid()}-{time.time_ns()}", pure=False, retries=0, **kwargs)
-        futures[future] = index
+    futures = {client.submit(_dask_task, str(root.resolve()), index, parameters, pure=False, retries=0,
+                             key=f"cellsynth-{sample_name(index)}-{os.getpid()}-{time.time_ns()}"): index
+               for index in todo}
     try:
         for future in as_completed(futures, loop=client.loop):
             index = futures[future]
@@ -781,17 +765,12 @@ def _run_on_dask(client: Any, root: Path, parameters: dict, todo: list[int], thr
             future.cancel()
 
 
-def _dask_task(root: str, index: int, parameters: dict, torch_threads: int = 0,
-               threads_by_worker: Mapping[str, int] | None = None) -> dict:
+def _dask_task(root: str, index: int, parameters: dict) -> dict:
     """One sample on a Dask worker."""
-    if threads_by_worker is not None:
-        from distributed import get_worker
-
-        torch_threads = threads_by_worker.get(get_worker().address, 1)
     if not Path(root).is_dir():
         raise CellsynthError(f"the data set folder {root} is not visible on this worker; put it on a file system "
                              "that every worker mounts at the same path")
-    return make_sample(root, index, parameters, torch_threads)
+    return make_sample(root, index, parameters)
 
 
 # --------------------------------------------------------------------------- README of a data set
