@@ -10,7 +10,7 @@
 
 Usage::
 
-    python benchmarks/bench_dataset.py [--count 8] [--repeats 3] [--preset nuclei] [--skip-presets]
+    python benchmarks/bench_dataset.py [--count 8] [--repeats 3] [--preset nuclei] [--shape Z Y X] [--skip-presets]
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ def run(params: dict, count: int, workers: int, work: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="nuclei")
+    parser.add_argument("--shape", type=int, nargs=3, help="override the preset's shape for the worker comparison")
     parser.add_argument("--count", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--preset-count", type=int, default=3)
@@ -46,11 +47,15 @@ def main() -> None:
     args = parser.parse_args()
     print(f"cores: {dataset.default_workers()}, load average: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     params = dataset.load_preset(args.preset)
+    if args.shape:
+        params = dataset.apply_overrides(params, {"shape": args.shape})
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         run(params, 1, 1, work)  # warm-up: imports, caches
         rows = {w: [run(params, args.count, w, work) for _ in range(args.repeats)] for w in (1, 2)}
-        print(f"\npreset {args.preset}, {args.count} samples, medians of {args.repeats} runs")
+        shape = "x".join(map(str, params["shape"]))
+        print(f"\npreset {args.preset} ({shape}, model {params['synthesize']['model']}), {args.count} samples, "
+              f"medians of {args.repeats} runs")
         print(f"{'workers':>8} {'wall s':>8} {'start-up s':>11} {'samples/min':>12} {'overhead %':>11} {'io %':>6}")
         per_min = {}
         for w, results in rows.items():
