@@ -103,6 +103,8 @@ def test_bad_input_raises():
         simulate_nuclei(fg, (1, 1, 1), np.array([[10.0, 10, 40]]), rng, radius_um=3.0)
     with pytest.raises(CellsynthError, match="empty"):
         simulate_nuclei(np.zeros_like(fg), (1, 1, 1), center, rng, radius_um=3.0)
+    with pytest.raises(CellsynthError, match="no nucleus covers a voxel"):
+        simulate_nuclei(fg, (1, 1, 1), np.array([[10.5, 10.5, 10.5]]), rng, radius_um=0.2, radius_std_um=0.0)
     for kwargs in ({"radius_std_um": -1.0}, {"sh_order": -2}, {"smoothness": -1.0}, {"elongation": 0.0},
                    {"law": "linear"}, {"radius_um": float("nan")}):
         with pytest.raises(CellsynthError):

@@ -160,6 +160,11 @@ def simulate_nuclei(
         kept.append(k)
         volumes.append(int(np.count_nonzero(free)))
         region[free] = len(kept)
+    if not kept:
+        raise CellsynthError(
+            f"no nucleus covers a voxel centre (radius {radius_um} µm, voxel size {tuple(voxel.tolist())} µm); "
+            "increase --radius or use smaller voxels"
+        )
     dropped = len(centers) - len(kept)
     if dropped:
         warnings.warn(f"{dropped} of {len(centers)} nuclei had no free space and were dropped", stacklevel=2)
