@@ -125,7 +125,7 @@ def test_cli_trains_end_to_end(h5file, tmp_path):
     assert all(np.isfinite(float(r[k])) for r in rows for k in ("loss_d", "loss_g_adv", "loss_identity", "p"))
     assert (out / "previews" / "step_0000002.png").is_file() and (out / "run.json").is_file()
     model = load_generator(out / "generator.pt", kind="nuclei")
-    assert model.info["step"] == 3
+    assert model.info["step"] == 3 and model.default_patch == (16, 16, 16)  # tiles as it was trained
     image = model(torch.rand(1, 2, 8, 16, 16), torch.zeros(1, 3, dtype=torch.int64))
     assert image.shape == (1, 1, 8, 16, 16)
 

@@ -97,6 +97,12 @@ class GeneratorModel:
         m, h = generator.size_multiple, generator.halo
         self.size_multiple: tuple[int, int, int] = (m, m, m)
         self.halo: tuple[int, int, int] = (h, h, h)
+        patch = self.info.get("training", {}).get("patch")
+        if patch:
+            # Tile with the training patch size: in training almost every voxel lies within the
+            # receptive field of a patch border (zero padding); much larger patches put voxels in
+            # a regime the network never saw, which shows as a frame of different texture.
+            self.default_patch: tuple[int, int, int] = tuple(int(p) for p in patch)  # type: ignore[assignment]
 
     def __call__(self, inputs: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
         """Map ``(N, 2, Z, Y, X)`` mask + positional map patches to ``(N, 1, Z, Y, X)`` images in [0, 1]."""
@@ -148,7 +154,8 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", kind: s
         c = ckpt["config"]
         state = {"kind": c["kind"], "network": {"in_channels": 2, "width": c["width"], "depth": c["depth"],
                                                 "out_channels": 1, "noise": c["noise"]},
-                 "state_dict": ckpt["generator"], "step": ckpt["step"], "alpha": c["alpha"], "beta": c["beta"]}
+                 "state_dict": ckpt["generator"], "step": ckpt["step"], "alpha": c["alpha"], "beta": c["beta"],
+                 "training": c}
     if kind is not None and state.get("kind") != kind:
         raise CellsynthError(f"{path} is a {state.get('kind')} model; use it for {state.get('kind')} "
                              f"or give a {kind} model")
