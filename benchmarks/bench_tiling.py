@@ -92,6 +92,8 @@ def main() -> None:
     parser.add_argument("--seams", action="store_true", help="also sweep overlap/crop with the seam metric")
     parser.add_argument("--seam-shape", type=int, nargs=3, default=[64, 192, 192])
     parser.add_argument("--seam-patch", type=int, nargs=3, default=[32, 64, 64])
+    parser.add_argument("--seam-models", nargs="+", choices=("shipped", "random"), default=["shipped", "random"])
+    parser.add_argument("--skip-timing", action="store_true", help="only the seam sweep")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from cellsynth.gan.networks import UNetGenerator
@@ -113,29 +115,34 @@ def main() -> None:
         "MONAI gaussian": lambda: run_monai(model, mask, pos, patch, args.batch_size),
     }
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
-    for _ in range(args.repeats):  # interleaved, so load changes hit every method alike
+    for _ in range(0 if args.skip_timing else args.repeats):  # interleaved, so load changes hit every method alike
         for name, fn in runs.items():
             times[name].append(fn())
     print(f"\n{'method':18s} {'wall s':>8s} {'model s':>8s} {'overhead s':>10s} {'overhead %':>10s}")
     for name, values in times.items():
+        if not values:
+            continue
         wall = statistics.median(v[0] for v in values)
         inner = statistics.median(v[1] for v in values)
         over = statistics.median(v[0] - v[1] for v in values)
         print(f"{name:18s} {wall:8.2f} {inner:8.2f} {over:10.2f} {100 * over / inner:9.1f}%")
 
     if args.seams:
-        seam_sweep(tuple(args.seam_shape), tuple(args.seam_patch), device, args.batch_size)
+        for which in args.seam_models:
+            seam_sweep(tuple(args.seam_shape), tuple(args.seam_patch), device, args.batch_size, which)
 
 
-def seam_sweep(shape, patch, device, batch_size) -> None:
+def seam_sweep(shape, patch, device, batch_size, which) -> None:
     """Seam metric and redundancy for several overlap/crop settings (fractions of the patch)."""
     from cellsynth.render.registry import load_model, shipped_model
 
-    if shipped_model("nuclei"):
+    from cellsynth.gan.networks import UNetGenerator
+
+    if which == "shipped" and shipped_model("nuclei"):
         model, name = load_model("nuclei", "nuclei", device), "shipped nuclei generator"
     else:
-        model, name = TimedUNet(__import__("cellsynth.gan.networks").gan.networks.UNetGenerator(), device), \
-            "random-weight U-Net"
+        torch.manual_seed(0)
+        model, name = TimedUNet(UNetGenerator(in_channels=2, width=16, depth=3), device), "random-weight U-Net"
     mask, pos = make_inputs(shape, seed=1)
     settings = {
         "paper (0.23P, 0.23P)": (tuple(round(p * 15 / 64) for p in patch),) * 2,
@@ -147,14 +154,15 @@ def seam_sweep(shape, patch, device, batch_size) -> None:
     }
     whole = None
     print(f"\nseams: {name}, volume {shape}, patch {patch}")
-    print(f"{'overlap, crop':22s} {'overlap':>12s} {'crop':>12s} {'redundancy':>10s} {'seam':>6s} {'max |d| vs paper':>16s}")
+    print(f"{'overlap, crop':22s} {'overlap':>12s} {'crop':>12s} {'redundancy':>10s} {'seam':>6s} "
+          f"{'mean |d| vs paper':>17s} {'max |d|':>8s}")
     for label, (overlap, crop) in settings.items():
         out = synthesize_tiled(model, mask, pos, patch=patch, overlap=overlap, crop=crop, batch_size=batch_size,
                                device=device, progress=False)
         whole = out if whole is None else whole
         grid = make_grid(shape, patch, overlap, crop, model.size_multiple)
         print(f"{label:22s} {str(overlap):>12s} {str(crop):>12s} {nominal_redundancy(patch, overlap, crop):10.2f} "
-              f"{seam_metric(out, grid):6.3f} {np.abs(out - whole).max():16.4f}")
+              f"{seam_metric(out, grid):6.3f} {np.abs(out - whole).mean():17.5f} {np.abs(out - whole).max():8.4f}")
 
 
 if __name__ == "__main__":

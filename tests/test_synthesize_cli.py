@@ -128,3 +128,13 @@ def test_synthesize_image_checks_inputs():
         synthesize_image(mask, mask, (1, 1, 1), alpha=-5, progress=False)
     with pytest.raises(CellsynthError, match="kind"):
         synthesize_image(mask, mask, (1, 1, 1), kind="actin", progress=False)
+
+
+def test_zarr_sample_gets_a_zarr_image(tmp_path):
+    folder = tmp_path / "zsample"
+    assert main(["simulate", "nuclei", "--out", str(folder), "--shape", "12", "32", "32", "--voxel-size", "1", "0.5",
+                 "0.5", "--radius", "3", "--format", "zarr"]) == 0
+    assert main(["synthesize", str(folder), "--model", "physics"]) == 0
+    assert json.loads((folder / "sample.json").read_text())["files"]["image"] == "image.ome.zarr"
+    image = io.read_sample(folder).image
+    assert image.shape == (12, 32, 32) and 0 < image.mean() < 1

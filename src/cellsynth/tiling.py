@@ -366,7 +366,10 @@ def synthesize_tiled(
     blend
         One of :data:`BLENDS`.
     batch_size
-        Patches per forward pass. The result does not depend on it.
+        Patches per forward pass. Patches are stitched in a fixed order, so the result does
+        not depend on it beyond the model's own rounding: bit for bit for the physics
+        renderer, within about 1e-6 for convolution networks (whose CPU kernels block
+        differently per batch size).
     device
         Where the model runs (``"cpu"``, ``"cuda"``, ...).
     stitch_device

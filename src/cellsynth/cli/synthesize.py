@@ -66,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--bf16", action="store_true", help="run the model under bfloat16 autocast")
     g = p.add_argument_group("output")
     g.add_argument("--format", choices=("tif", "zarr"),
-                   help="output container (default: from --out, else tif); zarr streams large volumes")
+                   help="output container (default: from --out, else the sample's format, else tif); zarr "
+                        "streams volumes larger than memory")
     g.add_argument("--dtype", choices=("uint16", "float32"), default="uint16",
                    help="output pixel type: uint16 (0-65535) or float32 in [0, 1] (default uint16)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing output image")
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> None:
     else:
         mask, foreground, voxel, kind = _from_file(source, args)
         meta = None
-    out, file_format = _output(args, sample_dir)
+    out, file_format = _output(args, sample_dir, meta.get("format") if meta else None)
     if out.exists() and not args.overwrite:
         raise CellsynthError(f"{out} exists; pass --overwrite to replace it or choose another --out")
     if args.batch_size < 1:
@@ -198,11 +199,11 @@ def _voxel(recorded: Any, given: Any, path: Path) -> tuple[float, float, float]:
     return check_voxel_size(recorded)
 
 
-def _output(args: argparse.Namespace, sample_dir: Path | None) -> tuple[Path, str]:
+def _output(args: argparse.Namespace, sample_dir: Path | None, sample_format: str | None) -> tuple[Path, str]:
     from cellsynth import io
 
-    if args.out is None:
-        file_format = args.format or "tif"
+    if args.out is None:  # into the sample folder, in its own format unless --format says otherwise
+        file_format = args.format or sample_format or "tif"
         return sample_dir / io.volume_filename("image", file_format), file_format  # type: ignore[operator]
     out = Path(args.out)
     suffix_format = "zarr" if io.is_zarr(out) else "tif" if out.suffix.lower() in (".tif", ".tiff") else None
