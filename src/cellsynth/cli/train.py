@@ -35,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=1, help="patches per step per process (default 1)")
     p.add_argument("--lr-g", type=float, default=2e-4, help="generator learning rate (RAdam)")
     p.add_argument("--lr-d", type=float, default=2e-4, help="discriminator learning rate (RAdam)")
+    p.add_argument("--betas", type=float, nargs=2, default=(0.5, 0.99), metavar=("B1", "B2"),
+                   help="RAdam betas of both networks (default 0.5 0.99: a short warm-up)")
     p.add_argument("--loss", choices=("lsgan", "bce"), default="lsgan", help="adversarial loss (default lsgan)")
     p.add_argument("--w-adv", type=float, default=1.0, help="weight of the adversarial loss")
     p.add_argument("--w-identity", type=float, default=1.0, help="weight of the identity loss ||i - G(i)||_1")
