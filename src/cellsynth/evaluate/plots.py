@@ -179,7 +179,8 @@ def depth_profile(image: np.ndarray, foreground: np.ndarray, voxel_size: VoxelSi
     """Mean intensity against the signed distance to the organism surface.
 
     Distances come from :func:`cellsynth.conditioning.signed_distance_um` (µm, positive
-    inside). Volumes above ``max_voxels`` are averaged over blocks first (the profile
+    inside); where the foreground fills the whole volume, the distance to the volume
+    border is used. Volumes above ``max_voxels`` are averaged over blocks first (the profile
     is a smooth curve; this keeps it fast on large images).
 
     Returns
@@ -204,6 +205,11 @@ def depth_profile(image: np.ndarray, foreground: np.ndarray, voxel_size: VoxelSi
         raise CellsynthError("the organism foreground is empty; no depth profile can be drawn")
     distance = signed_distance_um(foreground, tuple(voxel))
     finite = np.isfinite(distance)
+    if not finite.any():  # the foreground fills the volume: measure to the volume border instead
+        import edt
+
+        distance = edt.edt(np.ascontiguousarray(foreground != 0), anisotropy=tuple(voxel), black_border=True)
+        finite = np.isfinite(distance)
     bin_um = bin_um or float(max(voxel.min(), (distance[finite].max() - distance[finite].min()) / 60))
     index = np.floor(distance[finite] / bin_um).astype(np.int64)
     index -= index.min()
