@@ -79,3 +79,34 @@ def test_class_targets_and_multiclass_scores():
     scores = S.multiclass_scores(t, moved)
     assert scores["centroid"] == 1.0  # within the 5-voxel tolerance
     assert S.multiclass_scores(t, moved, tolerances={"background": 1, "membrane": 1, "centroid": 0})["centroid"] == 0
+
+
+def test_instances_from_perfect_class_maps_recover_cells():
+    from cellsynth.evaluate.segmenter import instances_from_classes
+
+    labels = np.zeros((16, 24, 24), np.uint16)
+    labels[2:14, 2:12, 2:22] = 1
+    labels[2:14, 12:22, 2:22] = 2
+    t = S.class_targets(labels, centroid_radius=2)
+    recovered = instances_from_classes({k: v.astype(np.float32) for k, v in t.items()})
+    m = S.match_instances(labels, recovered)
+    assert m["f1"] == 1.0 and m["matched_iou"] > 0.9
+
+
+def test_segmenter_trains_and_predicts_shapes(rng):
+    torch = pytest.importorskip("torch")
+    from cellsynth.evaluate.segmenter import predict_classes, train_segmenter
+
+    torch.set_num_threads(1)
+    labels = np.zeros((12, 20, 20), np.uint16)
+    labels[:, :10] = 1
+    labels[:, 10:] = 2
+    image = S.class_targets(labels)["membrane"].astype(np.float32) + 0.1 * rng.random(labels.shape)
+    net = train_segmenter([image], [labels], steps=3, patch=(8, 16, 16), width=4, depth=1, progress=False)
+    again = train_segmenter([image], [labels], steps=3, patch=(8, 16, 16), width=4, depth=1, progress=False)
+    probs = predict_classes(net, image)  # 12x20x20 is not a multiple of the patch: padded and cropped
+    assert set(probs) == set(S.CLASSES)
+    assert all(p.shape == labels.shape and np.all((p >= 0) & (p <= 1)) for p in probs.values())
+    np.testing.assert_array_equal(probs["membrane"], predict_classes(again, image)["membrane"])  # seeded
+    with pytest.raises(CellsynthError, match="smaller than the training patch"):
+        train_segmenter([image], [labels], steps=1, patch=(16, 32, 32))
