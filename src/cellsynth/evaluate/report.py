@@ -9,6 +9,7 @@ need no voxel correspondence.
 from __future__ import annotations
 
 import html
+import math
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -116,8 +117,9 @@ def evaluate_pair(real: Any, synthetic: Any, voxel_size: VoxelSize, report_dir: 
             small, fg, small_voxel = _depth_inputs(volumes, voxel, foreground)
             depth = {name: plots.depth_profile(v, fg, small_voxel, percentiles=None) for name, v in small.items()}
         results, details = metrics.result()
-        if seams is not None:
-            results["seam_metric"] = float(seams.result())
+        seam_value = float(seams.result()) if seams is not None else math.nan
+        if math.isfinite(seam_value):  # the ratio is infinite for a seam-only image: not a score
+            results["seam_metric"] = seam_value
     if report_dir is not None:
         _finish_report(report_dir, results, voxel, volumes, details["histograms"], details["spectra"], depth,
                        title="Realism report: synthetic vs real (paired)", inputs=inputs or {},
@@ -283,8 +285,8 @@ def evaluate_dataset(dataset_dir: str | os.PathLike, real_images: Sequence[tuple
                                                                         percentiles=None))
             pool.setdefault("features", []).append(M.texture_features(norm, max_blocks=blocks, seed=i,
                                                                       percentiles=None))
-            if side == "synthetic" and seam is not None:
-                pool.setdefault("seam", []).append(float(seam(norm)))
+            if side == "synthetic" and seam is not None and math.isfinite(value := float(seam(norm))):
+                pool.setdefault("seam", []).append(value)
             if i == 0:
                 pool["first"] = (norm, voxel)
     hist = {s: np.mean(p["hist"], axis=0) for s, p in pools.items()}
