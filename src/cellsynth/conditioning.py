@@ -96,7 +96,9 @@ def positional_map_from_distance(dist_um: np.ndarray, alpha: float = 100.0, beta
         if not (np.isfinite(value) and value > 0):
             raise CellsynthError(f"{name} must be a positive length in µm, got {value}")
     dist = np.asarray(dist_um, dtype=np.float32)
-    return np.where(dist > 0, np.tanh(dist / np.float32(alpha)), np.tanh(dist / np.float32(beta))).astype(np.float32)
+    out = np.where(dist > 0, np.float32(1 / alpha), np.float32(1 / beta))
+    np.multiply(out, dist, out=out)
+    return np.tanh(out, out=out)
 
 
 def foreground_from_image(

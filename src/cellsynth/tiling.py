@@ -409,7 +409,10 @@ def synthesize_tiled(
     with _Prefetcher(grid, mask, positional) as slabs, \
             torch.inference_mode(), _progress(grid.n_patches, progress) as bar:
         for batch in _batches(grid, batch_size):
-            inputs = torch.stack([slabs.patch(row, iy, ix) for row, iy, ix in batch]).to(device, non_blocking=True)
+            inputs = torch.empty((len(batch), 2, *grid.patch), dtype=torch.float32)
+            for k, (row, iy, ix) in enumerate(batch):
+                slabs.fill(inputs[k], row, iy, ix)
+            inputs = inputs.to(device, non_blocking=True)
             corners = torch.as_tensor(origins[[_flat(grid, b) for b in batch]], device=device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 pred = model(inputs, corners)
@@ -467,7 +470,8 @@ class _Prefetcher:
             mask, pos = np.pad(mask, widths, mode="reflect"), np.pad(pos, widths, mode="reflect")
         return mask, pos
 
-    def patch(self, row: int, iy: int, ix: int) -> Any:
+    def fill(self, target: Any, row: int, iy: int, ix: int) -> None:
+        """Copy the patch's mask and positional map into ``target`` (2, Z, Y, X)."""
         import torch
 
         if row != self.row:
@@ -479,8 +483,8 @@ class _Prefetcher:
         y0, x0 = g.starts[1][iy], g.starts[2][ix]
         region = (slice(None), slice(y0, y0 + g.patch[1]), slice(x0, x0 + g.patch[2]))
         mask, pos = self.slab
-        return torch.stack([torch.from_numpy(np.ascontiguousarray(mask[region], dtype=np.float32)),
-                            torch.from_numpy(np.ascontiguousarray(pos[region]))])
+        target[0].copy_(torch.from_numpy(mask[region]))
+        target[1].copy_(torch.from_numpy(pos[region]))
 
 
 class _Stitcher:

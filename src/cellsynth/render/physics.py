@@ -143,7 +143,8 @@ class PhysicsRenderer:
 
         ``origins`` ``(N, 3)`` are the patches' corners in the volume (voxels).
         """
-        return torch.stack([self._render(inputs[i], [int(v) for v in origins[i]]) for i in range(inputs.shape[0])])
+        images = [self._render(inputs[i], [int(v) for v in origins[i]]) for i in range(inputs.shape[0])]
+        return images[0][None] if len(images) == 1 else torch.stack(images)
 
     def _render(self, x: torch.Tensor, origin: list[int]) -> torch.Tensor:
         p = self.params
