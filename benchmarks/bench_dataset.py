@@ -8,6 +8,9 @@
   files, manifest, README, splits) relative to the compute time of the samples.
 - **Presets**: samples per minute of each shipped preset with 1 worker.
 
+CPU seconds per sample are printed too: equal figures for 1 and 2 workers mean the workers
+do no extra work, so on an idle machine the speed-up is limited only by the free cores.
+
 Usage::
 
     python benchmarks/bench_dataset.py [--count 8] [--repeats 3] [--preset nuclei] [--shape Z Y X] [--skip-presets]
@@ -32,8 +35,9 @@ def run(params: dict, count: int, workers: int, work: Path) -> dict[str, float]:
     assert not report.failed, report.failed
     compute = sum(t["simulate"] + t["synthesize"] for t in report.timings.values())
     io_time = sum(t["write"] for t in report.timings.values())
+    cpu = statistics.median(t["cpu"] for t in report.timings.values())
     return {"wall": report.wall_s, "startup": report.startup_s, "work": report.wall_s - report.startup_s,
-            "compute": compute, "io": io_time}
+            "compute": compute, "io": io_time, "cpu": cpu}
 
 
 def main() -> None:
@@ -56,7 +60,8 @@ def main() -> None:
         shape = "x".join(map(str, params["shape"]))
         print(f"\npreset {args.preset} ({shape}, model {params['synthesize']['model']}), {args.count} samples, "
               f"medians of {args.repeats} runs")
-        print(f"{'workers':>8} {'wall s':>8} {'start-up s':>11} {'samples/min':>12} {'overhead %':>11} {'io %':>6}")
+        print(f"{'workers':>8} {'wall s':>8} {'start-up s':>11} {'samples/min':>12} {'overhead %':>11} {'io %':>6} "
+              f"{'CPU s/sample':>13}")
         per_min = {}
         for w, results in rows.items():
             work_s = statistics.median(r["work"] for r in results)
@@ -66,7 +71,8 @@ def main() -> None:
             io_share = statistics.median(r["io"] / r["compute"] for r in results)
             print(f"{w:>8} {statistics.median(r['wall'] for r in results):>8.2f} "
                   f"{statistics.median(r['startup'] for r in results):>11.2f} {per_min[w]:>12.2f} "
-                  f"{100 * overhead:>11.1f} {100 * io_share:>6.1f}")
+                  f"{100 * overhead:>11.1f} {100 * io_share:>6.1f} "
+                  f"{statistics.median(r['cpu'] for r in results):>13.2f}")
         print(f"speed-up 2 vs 1 workers (throughput, start-up excluded): {per_min[2] / per_min[1]:.2f}x "
               f"(target >= 1.8x)")
         wall_speedup = statistics.median(r["wall"] for r in rows[1]) / statistics.median(r["wall"] for r in rows[2])

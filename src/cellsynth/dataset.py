@@ -57,12 +57,6 @@ MANIFEST_INTERVAL_S = 5.0
 
 PRESET_KEYS = ("description", "source", "kind", "shape", "voxel_size", "simulate", "synthesize")
 SYNTHESIZE_KEYS = ("model", "alpha", "beta", "patch", "overlap", "crop", "blend", "batch_size", "device", "autocast")
-SIMULATE_KEYS = (
-    "organism", "semi_axes", "placement", "positions", "count", "cell_size", "radius", "radius_std",
-    "smoothness", "sh_order", "law", "elongation", "orientation", "membrane_thickness", "weight_spread",
-)
-"""Simulation parameters a preset may set when ``simulate_sample`` accepts ``**params``
-(otherwise its own keyword arguments are the authority)."""
 
 _SAMPLE_PREFIX = "sample_"
 
@@ -98,8 +92,6 @@ def load_preset(name: str | os.PathLike) -> dict[str, Any]:
     CellsynthError
         For an unknown name, an unreadable file, or unknown or invalid keys.
     """
-    import yaml
-
     path = Path(name)
     if path.suffix == ".json":
         manifest = read_manifest(path.parent if path.name == "dataset.json" else path)
@@ -131,17 +123,13 @@ def _parse_yaml(text: str, where: str) -> dict[str, Any]:
 
 
 def simulate_keys() -> tuple[str, ...]:
-    """The simulation parameter names a preset may set.
-
-    These are the keyword arguments of :func:`cellsynth.simulate.pipeline.simulate_sample`
-    where it names them, else :data:`SIMULATE_KEYS`.
-    """
+    """The simulation parameter names a preset may set: the keyword arguments of
+    :func:`cellsynth.simulate.pipeline.simulate_sample` (``progress`` is a run option)."""
     from cellsynth.simulate.pipeline import simulate_sample
 
     params = inspect.signature(simulate_sample).parameters.values()
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return SIMULATE_KEYS
-    return tuple(p.name for p in params if p.name not in ("kind", "shape", "voxel_size", "rng", "progress"))
+    return tuple(p.name for p in params
+                 if p.kind is p.KEYWORD_ONLY and p.name != "progress")
 
 
 def validate_parameters(data: Mapping[str, Any], source: str = "parameters") -> dict[str, Any]:
@@ -305,7 +293,8 @@ def make_sample(out: str | os.PathLike, index: int, parameters: Mapping[str, Any
     Returns
     -------
     dict
-        ``index``, ``name`` and ``timings`` (seconds: simulate, synthesize, write).
+        ``index``, ``name`` and ``timings`` (wall seconds of simulate, synthesize and write;
+        ``cpu``: CPU seconds of this process for the whole sample).
     """
     with one_thread():
         return _make_sample(Path(out), index, parameters)
@@ -319,7 +308,7 @@ def _make_sample(out: Path, index: int, parameters: Mapping[str, Any]) -> dict:
     synth = dict(parameters["synthesize"])
     alphas = synth.pop("alpha")
     simulation_seed, synthesis_seed = sample_seeds(parameters["seed"], index)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     sample = simulate_sample(kind, shape, voxel, np.random.default_rng(simulation_seed), progress=False,
                              **parameters["simulate"])
     t1 = time.perf_counter()
@@ -338,7 +327,8 @@ def _make_sample(out: Path, index: int, parameters: Mapping[str, Any]) -> dict:
     _write_sample_with_images(Path(out) / "samples" / sample_name(index), sample, images)
     t3 = time.perf_counter()
     return {"index": index, "name": sample_name(index),
-            "timings": {"simulate": t1 - t0, "synthesize": t2 - t1, "write": t3 - t2}}
+            "timings": {"simulate": t1 - t0, "synthesize": t2 - t1, "write": t3 - t2,
+                        "cpu": time.process_time() - cpu0}}
 
 
 def _write_sample_with_images(path: Path, sample: io.Sample, images: Mapping[str, np.ndarray]) -> None:
