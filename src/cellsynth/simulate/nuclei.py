@@ -22,7 +22,7 @@ from cellsynth.errors import CellsynthError
 from cellsynth.io import Sample, VoxelSize, check_voxel_size, label_dtype
 from cellsynth.shapes.ellipsoid import random_rotation
 from cellsynth.shapes.harmonics import LAWS, check_order, random_coefficients, voxelize_sh
-from cellsynth.simulate.positions import check_positions
+from cellsynth.simulate.positions import check_foreground, check_positions
 
 
 def axis_rotation(axis: Sequence[float], roll: float = 0.0) -> np.ndarray:
@@ -115,11 +115,7 @@ def simulate_nuclei(
     start = time.perf_counter()
     voxel = np.asarray(check_voxel_size(voxel_size))
     foreground = np.asarray(foreground)
-    if foreground.ndim != 3:
-        raise CellsynthError(f"the organism foreground must be a 3D (Z, Y, X) mask, got shape {foreground.shape}")
-    inside = foreground != 0
-    if not inside.any():
-        raise CellsynthError("the organism foreground is empty; choose another organism or mask")
+    inside = check_foreground(foreground)
     centers = np.asarray(centers_um, dtype=np.float64).reshape(-1, 3)
     index = check_positions(centers, inside, voxel)
     extent = float((np.asarray(foreground.shape) * voxel).min())

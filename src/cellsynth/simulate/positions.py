@@ -104,7 +104,8 @@ def _fill(
     return placed
 
 
-def _check_foreground(foreground: np.ndarray) -> np.ndarray:
+def check_foreground(foreground: np.ndarray) -> np.ndarray:
+    """Return the organism as a boolean array; refuse a non-3D or empty foreground."""
     foreground = np.asarray(foreground)
     if foreground.ndim != 3:
         raise CellsynthError(f"the organism foreground must be a 3D (Z, Y, X) mask, got shape {foreground.shape}")
@@ -151,7 +152,7 @@ def poisson_disk_positions(
     >>> pts.shape
     (10, 3)
     """
-    inside = _check_foreground(foreground)
+    inside = check_foreground(foreground)
     voxel = np.asarray(check_voxel_size(voxel_size))
     min_distance = _check_distance(min_distance_um, "minimum distance")
     count = _check_count(count)
@@ -170,7 +171,7 @@ def depth_um(foreground: np.ndarray, voxel_size: VoxelSize) -> np.ndarray:
     """
     import edt
 
-    inside = np.ascontiguousarray(_check_foreground(foreground))
+    inside = np.ascontiguousarray(check_foreground(foreground))
     voxel = check_voxel_size(voxel_size)
     if inside.all():  # distance to the nearest face, as an EDT with a black border gives it
         depth = np.full(inside.shape, np.inf, dtype=np.float32)
@@ -224,7 +225,7 @@ def layered_positions(
     numpy.ndarray
         (N, 3) positions (z, y, x) in µm, outer layers first.
     """
-    inside = _check_foreground(foreground)
+    inside = check_foreground(foreground)
     voxel = np.asarray(check_voxel_size(voxel_size))
     spacing = _check_distance(spacing_um, "cell spacing")
     count = _check_count(count)
