@@ -178,6 +178,9 @@ def test_registry(tmp_path, monkeypatch):
         load_model(tmp_path / "missing.pt", "nuclei")
     with pytest.raises(CellsynthError, match="unknown kind"):
         load_model("physics", "cytoplasm")
+    if not torch.cuda.is_available():
+        with pytest.raises(CellsynthError, match="not available"):
+            load_model("physics", "nuclei", "cuda")
     # a shipped file for the kind makes it the default, loaded through the GAN loader
     (tmp_path / "nuclei.pt").write_bytes(b"stub")
     calls = []

@@ -82,6 +82,7 @@ def test_error_paths(sample, tmp_path, capsys):
         (["synthesize", labels, "--kind", "nuclei", "--out", out, "--voxel-size", "2", "2", "2"], "does not match"),
         (["synthesize", str(sample), "--kind", "membranes"], "nuclei sample"),
         (["synthesize", str(tmp_path), "--out", out], "not a sample folder"),
+        (["synthesize", labels, "--kind", "nuclei", "--out", out, "--device", "gpu7"], "device"),
     ]
     wrong = tmp_path / "wrong_fg.tif"
     io.write_tiff(wrong, np.ones((16, 48, 40), np.uint8), (1, 0.5, 0.5))

@@ -340,6 +340,19 @@ def default_tiling(model: Any, patch: Any = None) -> tuple[Triple, Triple, Tripl
     return patch, overlap, crop  # type: ignore[return-value]
 
 
+def check_device(device: Any) -> Any:
+    """Return ``torch.device(device)``, refusing devices this installation cannot use."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise CellsynthError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CellsynthError(f"device {device} is not available (no CUDA GPU for this torch); use --device cpu")
+    return dev
+
+
 def tile_grid(model: Any, shape: Any, patch: Any = None, overlap: Any = None, crop: Any = None) -> PatchGrid:
     """The grid :func:`synthesize_tiled` uses: given sizes, or :func:`default_tiling` for the rest."""
     default_patch, default_overlap, default_crop = default_tiling(model, patch)
@@ -400,8 +413,8 @@ def synthesize_tiled(
         out = np.zeros(shape, np.float32)
     elif tuple(out.shape) != shape:
         raise CellsynthError(f"output array shape {tuple(out.shape)} does not match the volume {shape}")
-    device = torch.device(device)
-    stitch = torch.device(stitch_device) if stitch_device is not None else device
+    device = check_device(device)
+    stitch = check_device(stitch_device) if stitch_device is not None else device
     if isinstance(model, torch.nn.Module):
         model.eval()
     stitcher = _Stitcher(grid, blend, out, stitch)

@@ -67,7 +67,10 @@ def load_model(
     CellsynthError
         For an unknown name, a missing file, or a checkpoint of another kind.
     """
+    from cellsynth.tiling import check_device
+
     _check_kind(kind)
+    device = check_device(device)
     name = str(spec)
     if name == "default":
         name = default_model_name(kind)
