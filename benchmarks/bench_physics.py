@@ -35,8 +35,9 @@ def make_inputs(shape):
     return mask.astype(np.uint8), foreground
 
 
-def baseline(mask, foreground, seed=0, p=PhysicsParameters()):
+def baseline(mask, foreground, seed=0):
     """The same forward model, whole volume, with scipy filters and numpy's generator."""
+    p = PhysicsParameters()
     rng = np.random.default_rng(seed)
     voxel = np.asarray(VOXEL)
     pos = positional_map(foreground, VOXEL)

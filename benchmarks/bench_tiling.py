@@ -26,7 +26,13 @@ import numpy as np
 import torch
 
 from cellsynth.conditioning import positional_map
-from cellsynth.tiling import make_grid, nominal_redundancy, seam_metric, synthesize_tiled, tile_grid
+from cellsynth.tiling import (
+    make_grid,
+    nominal_redundancy,
+    seam_metric,
+    synthesize_tiled,
+    tile_grid,
+)
 
 
 class TimedUNet:
@@ -103,7 +109,7 @@ def main() -> None:
     model = TimedUNet(UNetGenerator(in_channels=2, width=16, depth=3), device)
     shape, patch = tuple(args.shape), tuple(args.patch)
     mask, pos = make_inputs(shape)
-    monai_like = dict(patch=patch, overlap=tuple(p // 4 for p in patch), crop=0, blend="gaussian")
+    monai_like = {"patch": patch, "overlap": tuple(p // 4 for p in patch), "crop": 0, "blend": "gaussian"}
     grid = tile_grid(model, shape, patch)
     print(f"volume {shape}, patch {patch}, batch {args.batch_size}, device {device}, threads {args.threads}")
     print(f"our defaults: overlap {grid.overlap}, crop {grid.crop}, {grid.n_patches} patches, "
@@ -134,9 +140,8 @@ def main() -> None:
 
 def seam_sweep(shape, patch, device, batch_size, which) -> None:
     """Seam metric and redundancy for several overlap/crop settings (fractions of the patch)."""
-    from cellsynth.render.registry import load_model, shipped_model
-
     from cellsynth.gan.networks import UNetGenerator
+    from cellsynth.render.registry import load_model, shipped_model
 
     if which == "shipped" and shipped_model("nuclei"):
         model, name = load_model("nuclei", "nuclei", device), "shipped nuclei generator"
@@ -161,7 +166,7 @@ def seam_sweep(shape, patch, device, batch_size, which) -> None:
                                device=device, progress=False)
         whole = out if whole is None else whole
         grid = make_grid(shape, patch, overlap, crop, model.size_multiple)
-        print(f"{label:22s} {str(overlap):>12s} {str(crop):>12s} {nominal_redundancy(patch, overlap, crop):10.2f} "
+        print(f"{label:22s} {overlap!s:>12s} {crop!s:>12s} {nominal_redundancy(patch, overlap, crop):10.2f} "
               f"{seam_metric(out, grid):6.3f} {np.abs(out - whole).mean():17.5f} {np.abs(out - whole).max():8.4f}")
 
 

@@ -4,8 +4,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from cellsynth.conditioning import foreground_from_image, positional_map, positional_map_from_distance, \
-    signed_distance_um
+from cellsynth.conditioning import (
+    foreground_from_image,
+    positional_map,
+    positional_map_from_distance,
+    signed_distance_um,
+)
 from cellsynth.errors import CellsynthError
 
 

@@ -1,5 +1,7 @@
 """Patch grid, blending weights, stitching, streaming and the seam metric."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,14 @@ import torch
 from cellsynth.errors import CellsynthError
 from cellsynth.io import create_zarr
 from cellsynth.tiling import (
-    BLENDS, PAPER_CROP, PAPER_OVERLAP, default_tiling, make_grid, nominal_redundancy, seam_metric, synthesize_tiled,
+    BLENDS,
+    PAPER_CROP,
+    PAPER_OVERLAP,
+    default_tiling,
+    make_grid,
+    nominal_redundancy,
+    seam_metric,
+    synthesize_tiled,
 )
 
 
@@ -120,7 +129,7 @@ def test_grid_covers_with_required_overlap():
         assert all(s % 4 == 0 for s in starts[:-1])
         kept = [(s + lo, s + hi) for s, (lo, hi) in zip(starts, (grid.kept(axis, i) for i in range(len(starts))))]
         assert kept[0][0] == 0 and kept[-1][1] == shape[axis]
-        for (_, end), (begin, _) in zip(kept, kept[1:]):
+        for (_, end), (begin, _) in itertools.pairwise(kept):
             assert end - begin >= overlap[axis]
 
 

@@ -16,10 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from cellsynth.conditioning import foreground_from_image, positional_map, positional_map_from_distance, \
-    signed_distance_um
+from cellsynth.conditioning import (
+    foreground_from_image,
+    positional_map,
+    positional_map_from_distance,
+    signed_distance_um,
+)
 from cellsynth.errors import CellsynthError
-from cellsynth.io import VoxelSize, check_voxel_size, check_volume
+from cellsynth.io import VoxelSize, check_volume, check_voxel_size
 
 SLAB_BYTES = 64 * 2**20
 """Size of the slabs in which large inputs are checked and converted."""

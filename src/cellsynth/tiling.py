@@ -25,7 +25,7 @@ import math
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import product
+from itertools import pairwise, product
 from typing import Any, Literal
 
 import numpy as np
@@ -254,9 +254,9 @@ def _axis_starts(length: int, patch: int, step: int, multiple: int) -> tuple[int
     span = length - patch
     n = -(-span // step) + 1
     while True:
-        starts = [min(span, int(round(i * span / (n - 1))) // multiple * multiple) for i in range(n)]
+        starts = [min(span, round(i * span / (n - 1)) // multiple * multiple) for i in range(n)]
         starts[-1] = span
-        if all(0 < b - a <= step for a, b in zip(starts, starts[1:])):
+        if all(0 < b - a <= step for a, b in pairwise(starts)):
             return tuple(starts)
         n += 1
 
@@ -465,11 +465,11 @@ class _Prefetcher:
         self.futures: dict[int, Any] = {}
         self.row, self.slab = -1, None
 
-    def __enter__(self) -> _Prefetcher:
+    def __enter__(self) -> _Prefetcher:  # noqa: PYI034 (Python 3.10 has no typing.Self)
         self.futures[0] = self.pool.submit(self._read, 0)
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     def _read(self, row: int) -> tuple[np.ndarray, np.ndarray]:

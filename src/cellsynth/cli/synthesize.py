@@ -102,9 +102,9 @@ def run(args: argparse.Namespace) -> None:
 
     model = load_model(args.model, kind, args.device, voxel_size=voxel, seed=args.seed)
     grid = tile_grid(model, mask.shape, args.patch, args.overlap, args.crop)
-    settings = dict(kind=kind, alpha=args.alpha, beta=args.beta, seed=args.seed, patch=args.patch,
-                    overlap=args.overlap, crop=args.crop, blend=args.blend, batch_size=args.batch_size,
-                    device=args.device, autocast=args.bf16)
+    settings = {"kind": kind, "alpha": args.alpha, "beta": args.beta, "seed": args.seed, "patch": args.patch,
+                "overlap": args.overlap, "crop": args.crop, "blend": args.blend, "batch_size": args.batch_size,
+                "device": args.device, "autocast": args.bf16}
     dtype = np.dtype(args.dtype)
     if file_format == "zarr":
         with io.atomic_path(out, directory=True) as tmp:
@@ -149,7 +149,10 @@ def _from_file(path: Path, args: argparse.Namespace) -> tuple[Any, Any, tuple, s
     import numpy as np
 
     from cellsynth import io
-    from cellsynth.simulate.annotations import DEFAULT_MEMBRANE_THICKNESS_UM, structure_mask
+    from cellsynth.simulate.annotations import (
+        DEFAULT_MEMBRANE_THICKNESS_UM,
+        structure_mask,
+    )
     from cellsynth.synthesis import foreground_from_labels
 
     if args.kind is None:

@@ -39,6 +39,7 @@ import torch
 from cellsynth.errors import CellsynthError
 from cellsynth.io import VoxelSize, check_voxel_size
 
+
 @dataclass(frozen=True)
 class PhysicsParameters:
     """Parameters of the optical forward model (units in the names; defaults: a confocal
@@ -172,7 +173,7 @@ class PhysicsRenderer:
 
 def _gaussian_kernel(sigma: float) -> np.ndarray:
     """Normalised 1D Gaussian of radius ceil(3 sigma) (a single 1 for sigma below 0.1 voxel)."""
-    radius = int(math.ceil(3 * sigma)) if sigma >= 0.1 else 0
+    radius = math.ceil(3 * sigma) if sigma >= 0.1 else 0
     t = np.arange(-radius, radius + 1, dtype=np.float64)
     k = np.exp(-0.5 * (t / max(sigma, 1e-6)) ** 2)
     return k / k.sum()
