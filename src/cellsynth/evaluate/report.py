@@ -107,7 +107,7 @@ def evaluate_pair(real: Any, synthetic: Any, voxel_size: VoxelSize, report_dir: 
     voxel = check_voxel_size(voxel_size)
     real, synthetic, mask = M._prepare(real, synthetic, mask, percentiles)
     seam = _seam_metric()
-    with ThreadPoolExecutor(1) as background:  # numpy metrics overlap with matplotlib drawing
+    with ThreadPoolExecutor(2) as background:  # numpy metrics overlap with matplotlib drawing
         metrics = background.submit(M.paired_metrics_details, real, synthetic, mask, voxel_size=voxel,
                                     percentiles=None)
         seams = background.submit(seam, synthetic) if seam is not None else None
