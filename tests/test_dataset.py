@@ -281,7 +281,10 @@ def test_unreachable_scheduler_fails_fast(tmp_path):
 
 
 def test_load_dataset_round_trip(reference):
-    ds = dataset.load_dataset(reference)
+    import cellsynth
+
+    assert cellsynth.load_dataset is dataset.load_dataset
+    ds = cellsynth.load_dataset(reference)
     assert len(ds) == 4 and ds.kind == "nuclei" and ds.voxel_size == (2.0, 1.0, 1.0) and ds.alphas == [10, 100]
     for i, sample in enumerate(ds):
         assert sample.labels.shape == (12, 32, 32) and sample.labels.dtype == np.uint16
