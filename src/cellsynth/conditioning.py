@@ -81,8 +81,8 @@ def positional_map(
     Examples
     --------
     >>> fg = np.zeros((1, 1, 9), np.uint8); fg[..., 2:7] = 1
-    >>> positional_map(fg, (1, 1, 1), alpha=1, beta=1).round(2)[0, 0]
-    array([-0.96, -0.76,  0.76,  0.96,  1.  ,  0.96,  0.76, -0.76, -0.96], dtype=float32)
+    >>> print(positional_map(fg, (1, 1, 1), alpha=1, beta=1).round(2)[0, 0])
+    [-0.96 -0.76  0.76  0.96  1.    0.96  0.76 -0.76 -0.96]
     """
     return positional_map_from_distance(signed_distance_um(foreground, voxel_size), alpha, beta)
 
