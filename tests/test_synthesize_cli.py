@@ -139,3 +139,23 @@ def test_zarr_sample_gets_a_zarr_image(tmp_path):
     assert json.loads((folder / "sample.json").read_text())["files"]["image"] == "image.ome.zarr"
     image = io.read_sample(folder).image
     assert image.shape == (12, 32, 32) and 0 < image.mean() < 1
+
+
+def test_generator_checkpoint_is_used_and_its_kind_checked(sample, tmp_path, capsys):
+    from cellsynth.gan.networks import UNetGenerator
+    from cellsynth.gan.train import GENERATOR_FORMAT
+
+    torch.manual_seed(0)
+    net = UNetGenerator(width=2, depth=2)
+    path = tmp_path / "generator.pt"
+    torch.save({"format": GENERATOR_FORMAT, "version": 1, "kind": "nuclei", "network": net.config,
+                "state_dict": net.state_dict(), "step": 0, "alpha": 100.0, "beta": 100.0}, path)
+    assert main(["synthesize", str(sample), "--model", str(path), "--patch", "8", "32", "32"]) == 0
+    meta = json.loads((sample / "sample.json").read_text())["synthesis"]
+    assert meta["model"]["kind"] == "nuclei" and meta["patches"] > 1
+    image = io.read_volume(sample / "image.tif")[0]
+    assert image.shape == (16, 48, 48) and image.std() > 0
+    capsys.readouterr()
+    assert main(["synthesize", str(sample / "labels.tif"), "--kind", "membranes", "--out", str(tmp_path / "m.tif"),
+                 "--model", str(path)]) == 2
+    assert "nuclei model" in _error(capsys)
