@@ -2,6 +2,7 @@
 
     python scripts/train_shipped.py train nuclei   [--steps N] [--data ../shared/data/nuclei] [--out runs/nuclei]
     python scripts/train_shipped.py export nuclei  [--run runs/nuclei]
+    python scripts/train_shipped.py evaluate nuclei [--run runs/nuclei]   (scores only, nothing written)
 
 ``train`` runs ``cellsynth train`` with the recipe ``configs/<kind>.yaml`` (resumable: run it
 again to continue). ``export`` copies the run's ``generator.pt`` (fp16) to
@@ -152,7 +153,7 @@ def export(kind: str, run: Path, data: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=("train", "export"))
+    parser.add_argument("action", choices=("train", "export", "evaluate"))
     parser.add_argument("kind", choices=("nuclei", "membranes"))
     parser.add_argument("--steps", type=int, default=3000, help="total training steps")
     parser.add_argument("--data", type=Path, help="training data (default ../shared/data/<kind>)")
@@ -162,8 +163,13 @@ def main() -> None:
     run = args.run or ROOT / "runs" / args.kind
     if args.action == "train":
         train(args.kind, args.steps, data, run)
-    else:
+    elif args.action == "export":
         export(args.kind, run, data)
+    else:
+        config = json.loads((run / "run.json").read_text())["config"]
+        for row in evaluate(run / "generator.pt", args.kind, config, data):
+            for label in ("generator", "physics"):
+                print(f"{row['file']:36} {label:9} " + " ".join(f"{m} {row[label][m]:.4f}" for m in METRICS))
 
 
 if __name__ == "__main__":
