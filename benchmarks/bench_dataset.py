@@ -22,7 +22,6 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 from cellsynth import dataset

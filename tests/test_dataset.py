@@ -214,8 +214,10 @@ def test_refuses_foreign_folder_and_resume_of_nothing(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(CellsynthError, match="not empty and holds no data set"):
         dataset.generate_dataset(tmp_path, tiny(), 1, workers=1, progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]  # nothing written into a foreign folder
     with pytest.raises(CellsynthError, match="holds no data set"):
         dataset.generate_dataset(tmp_path / "empty", None, None, resume=True, workers=1, progress=False)
+    assert not (tmp_path / "empty").exists()
 
 
 @pytest.mark.parametrize("content", ["{not json", '{"format": "something-else"}', "[]"])

@@ -386,7 +386,8 @@ def read_manifest(root: str | os.PathLike) -> dict[str, Any]:
     """
     path = Path(root) / "dataset.json"
     if not path.is_file():
-        raise CellsynthError(f"{root} is not a cellsynth data set (no dataset.json); create one with `cellsynth dataset`")
+        raise CellsynthError(f"{root} is not a cellsynth data set (no dataset.json); "
+                             "create one with `cellsynth dataset`")
     manifest = io.read_json(path)
     if manifest.get("format") != DATASET_FORMAT or not isinstance(manifest.get("parameters"), dict) \
             or not isinstance(manifest.get("samples"), list):
@@ -527,10 +528,13 @@ def generate_dataset(
     if workers is not None and scheduler:
         raise CellsynthError("give either --workers (a local cluster) or --scheduler (an existing one), not both")
     fractions = check_split_fractions(split_fractions)
+    if resume and not (root / "dataset.json").is_file():
+        raise CellsynthError(f"--resume: {root} holds no data set (no dataset.json); drop --resume to create one")
+    _refuse_foreign_folder(root)
     _prepare_folder(root)
     with _lock(root):
         _remove_leftovers(root)
-        parameters, count = _resolve_run(root, parameters, count, seed, resume)
+        parameters, count = _resolve_run(root, parameters, count, seed)
         splits = assign_splits(count, fractions)
         existing = {i for i in range(count) if (root / "samples" / sample_name(i) / "sample.json").is_file()}
         states = {i: "done" for i in existing}
@@ -551,9 +555,21 @@ def generate_dataset(
     return report
 
 
-def _prepare_folder(root: Path) -> None:
-    if root.exists() and not root.is_dir():
+def _refuse_foreign_folder(root: Path) -> None:
+    """Refuse a non-empty folder that is not a data set, before writing anything into it."""
+    if root.is_file():
         raise CellsynthError(f"{root} is a file; give a folder for --out")
+    if not root.is_dir() or (root / "dataset.json").exists():
+        return
+    foreign = [e.name for e in root.iterdir() if not e.name.startswith(".") and e.name != "samples"]
+    if (root / "samples").is_dir():
+        foreign += [f"samples/{e.name}" for e in (root / "samples").iterdir() if not e.name.startswith(".")]
+    if foreign:
+        raise CellsynthError(f"{root} is not empty and holds no data set ({', '.join(sorted(foreign)[:3])} ...); "
+                             "choose an empty or new --out")
+
+
+def _prepare_folder(root: Path) -> None:
     try:
         (root / "samples").mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -585,18 +601,11 @@ def _remove_leftovers(root: Path) -> None:
                 shutil.rmtree(entry, ignore_errors=True)
 
 
-def _resolve_run(root: Path, parameters: Mapping[str, Any] | None, count: int | None, seed: int,
-                 resume: bool) -> tuple[dict[str, Any], int]:
+def _resolve_run(root: Path, parameters: Mapping[str, Any] | None, count: int | None,
+                 seed: int) -> tuple[dict[str, Any], int]:
     """Merge the requested run with a data set already in ``root``; refuse a mismatch."""
     has_manifest = (root / "dataset.json").exists()
     if not has_manifest:
-        if resume:
-            raise CellsynthError(f"--resume: {root} holds no data set (no dataset.json); drop --resume to create one")
-        foreign = [e.name for e in root.iterdir() if not e.name.startswith(".") and e.name != "samples"]
-        foreign += [f"samples/{e.name}" for e in (root / "samples").iterdir() if not e.name.startswith(".")]
-        if foreign:
-            raise CellsynthError(f"{root} is not empty and holds no data set ({', '.join(sorted(foreign)[:3])} ...); "
-                                 "choose an empty or new --out")
         if parameters is None:
             raise CellsynthError("give --preset to create a data set")
         if count is None or isinstance(count, bool) or count < 1:
@@ -1007,7 +1016,8 @@ class PatchDataset:
         self.patch = tuple(int(p) for p in patch)
         shape = tuple(dataset.parameters["shape"])
         if len(self.patch) != 3 or not all(0 < p <= s for p, s in zip(self.patch, shape)):
-            raise CellsynthError(f"patch must be three sizes between 1 and the volume shape {shape}, got {tuple(patch)}")
+            raise CellsynthError(f"patch must be three sizes between 1 and the volume shape {shape}, "
+                                 f"got {tuple(patch)}")
         alpha = dataset.alphas[0] if alpha is None else float(alpha)
         if alpha not in dataset.alphas:
             raise CellsynthError(f"this data set has images for alpha {', '.join(f'{a:g}' for a in dataset.alphas)}, "
