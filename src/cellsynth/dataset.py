@@ -498,7 +498,8 @@ def generate_dataset(
     split_fractions
         train, val, test fractions for ``splits.csv``.
     workers
-        Local worker processes (default: the core count). 1 runs in this process.
+        Local worker processes (default: the core count), at most one per sample to make;
+        one worker runs in this process.
     scheduler
         Address of an existing ``dask.distributed`` scheduler (``tcp://host:8786``); the
         workers must see ``out`` at the same path.
@@ -668,6 +669,8 @@ def _run_tasks(root: Path, parameters: dict[str, Any], todo: list[int], count: i
                if progress is None else not progress)
     try:
         t0 = time.perf_counter()
+        # no more local workers than samples to make
+        workers = min(workers or default_workers(), len(todo)) if scheduler is None else None
         with open(root / "log.jsonl", "a") as log, _executor(root, workers, scheduler, timeout) as execute:
             report.startup_s = time.perf_counter() - t0
             start_failures = 0
@@ -702,12 +705,12 @@ ExecuteFn = Callable[[dict, list], Iterator[tuple[int, dict | None, tuple[str, s
 
 @contextlib.contextmanager
 def _executor(root: Path, workers: int | None, scheduler: str | None, timeout: float) -> Iterator[ExecuteFn]:
-    """Yield a function that runs the samples and yields ``(index, result, error)`` as they finish."""
-    cores = default_workers()
-    if scheduler is None and (workers or cores) == 1:
+    """Yield a function that runs the samples and yields ``(index, result, error)`` as they
+    finish: in this process (one local worker), on a new local cluster or on ``scheduler``."""
+    if scheduler is None and workers == 1:
         yield lambda parameters, todo: _run_in_process(root, parameters, todo)
         return
-    with _dask_client(workers or cores, scheduler, timeout) as client:
+    with _dask_client(workers or 1, scheduler, timeout) as client:
         yield lambda parameters, todo: _run_on_dask(client, root, parameters, todo)
 
 

@@ -48,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="fractions of samples for train, val and test in splits.csv (default 0.8,0.1,0.1)")
     run_group = p.add_mutually_exclusive_group()
     run_group.add_argument("--workers", type=int, metavar="K",
-                           help="local worker processes (default: the number of cores); 1 runs in this process")
+                           help="local worker processes (default: the number of cores, at most one per sample "
+                           "left to make); 1 runs in this process")
     run_group.add_argument("--scheduler", metavar="ADDRESS", help="existing dask.distributed scheduler, e.g. "
                            "tcp://host:8786; its workers must see --out at the same path")
     p.add_argument("--scheduler-timeout", type=float, default=10.0, metavar="S",
