@@ -155,18 +155,21 @@ def seam_sweep(shape, patch, device, batch_size, which) -> None:
         "P/16, P/16": (tuple(p // 16 for p in patch),) * 2,
         "P/32, P/16": (tuple(max(1, p // 32) for p in patch), tuple(p // 16 for p in patch)),
         "P/16, no crop": (tuple(p // 16 for p in patch), (0, 0, 0)),
+        "P/8, no crop": (tuple(p // 8 for p in patch), (0, 0, 0)),
+        "P/4, no crop": (tuple(p // 4 for p in patch), (0, 0, 0)),
+        "P/4, no crop, gaussian": (tuple(p // 4 for p in patch), (0, 0, 0)),
         "none (abutting)": ((0, 0, 0), (0, 0, 0)),
     }
     whole = None
     print(f"\nseams: {name}, volume {shape}, patch {patch}")
-    print(f"{'overlap, crop':22s} {'overlap':>12s} {'crop':>12s} {'redundancy':>10s} {'seam':>6s} "
+    print(f"{'overlap, crop':24s} {'overlap':>12s} {'crop':>12s} {'redundancy':>10s} {'seam':>6s} "
           f"{'mean |d| vs paper':>17s} {'max |d|':>8s}")
     for label, (overlap, crop) in settings.items():
         out = synthesize_tiled(model, mask, pos, patch=patch, overlap=overlap, crop=crop, batch_size=batch_size,
-                               device=device, progress=False)
+                               device=device, blend="gaussian" if "gaussian" in label else "linear", progress=False)
         whole = out if whole is None else whole
         grid = make_grid(shape, patch, overlap, crop, model.size_multiple)
-        print(f"{label:22s} {overlap!s:>12s} {crop!s:>12s} {nominal_redundancy(patch, overlap, crop):10.2f} "
+        print(f"{label:24s} {overlap!s:>12s} {crop!s:>12s} {nominal_redundancy(patch, overlap, crop):10.2f} "
               f"{seam_metric(out, grid):6.3f} {np.abs(out - whole).mean():17.5f} {np.abs(out - whole).max():8.4f}")
 
 

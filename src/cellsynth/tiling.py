@@ -13,8 +13,8 @@ patch (64, 128, 128) with overlap = crop = (15, 30, 30), computes about 38 times
 volume. For networks with a large receptive field the defaults are overlap 1/16 and crop
 1/8 of the patch (:data:`DEFAULT_OVERLAP`, :data:`DEFAULT_CROP`): 3.1 times. In
 ``benchmarks/bench_tiling.py --seams`` they were the cheapest setting with a seam metric
-below 1.05 for both a random-weight and the shipped U-Net (1.04 and 1.01; the paper's
-setting 0.97 and 0.99, abutting patches 1.28 and 1.07).
+at most 1.05 for both a random-weight and the shipped U-Net (1.04 and 1.04; the paper's
+setting 0.97 and 0.93, abutting patches 1.28 and 1.22).
 
 Inputs and output may be numpy arrays or on-disk (zarr) arrays. Patches are processed in
 z-rows; the input is read one slab of patch height at a time and finished output planes are
