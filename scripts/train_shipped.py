@@ -5,10 +5,10 @@
     python scripts/train_shipped.py evaluate nuclei [--run runs/nuclei]   (scores only, nothing written)
 
 ``train`` runs ``cellsynth train`` with the recipe ``configs/<kind>.yaml`` (resumable: run it
-again to continue). ``export`` copies the run's ``generator.pt`` (fp16) to
-``src/cellsynth/models/<kind>.pt``, scores it and the physics renderer on the held-out part
-of every training volume (never seen in training), and writes the model card
-``src/cellsynth/models/<kind>.md``.
+again to continue). ``export`` averages the weights of the run's last ``--average`` kept
+generators (fp16) into ``src/cellsynth/models/<kind>.pt``, scores it and the physics
+renderer on the held-out part of every training volume (never seen in training), and
+writes the model card ``src/cellsynth/models/<kind>.md``.
 
 Scores (:func:`cellsynth.evaluate.metrics.paired_metrics`, both images normalised from their
 1st to 99.9th percentile to [0, 1]): ZNCC (structure, higher is better), the Wasserstein-1
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -86,7 +85,7 @@ def beats(row: dict, metric: str) -> bool:
     return g > p if metric in HIGHER_IS_BETTER else g < p
 
 
-def model_card(kind: str, run: Path, rows: list[dict], size_bytes: int) -> str:
+def model_card(kind: str, run: Path, rows: list[dict], size_bytes: int, averaged: list[int] | None) -> str:
     """The model card (Markdown) of the shipped generator."""
     info = json.loads((run / "run.json").read_text())
     config = info["config"]
@@ -109,6 +108,8 @@ def model_card(kind: str, run: Path, rows: list[dict], size_bytes: int) -> str:
               f"- generator width {config['width']}, depth {config['depth']}, noise injection {config['noise']}; "
               f"loss weights adversarial {config['w_adv']}, identity {config['w_identity']}, paired L1 "
               f"{config['w_paired']}; lr G {config['lr_g']}, D {config['lr_d']}",
+              "- shipped weights: " + (f"the average of the generators at steps {', '.join(map(str, averaged))}"
+                                       if averaged else "the last checkpoint's generator"),
               f"- ADA: final p = {float(last['p']):.2f}, last r = {float(last['r']):.2f} (target {config['ada_target']})",
               f"- alpha = {config['alpha']} µm, beta = {config['beta']} µm, percentiles {config['percentiles']}",
               "- hardware: a shared 2-core CPU, 1 thread, bf16 autocast; a short training by GAN standards "
@@ -134,18 +135,41 @@ def model_card(kind: str, run: Path, rows: list[dict], size_bytes: int) -> str:
     return "\n".join(lines)
 
 
-def export(kind: str, run: Path, data: Path) -> None:
-    """Ship the run's generator, evaluate it, and write the model card."""
+def average_generators(run: Path, count: int) -> dict:
+    """Average the weights of the last ``count`` kept generators (``RUN/generators/``).
+
+    Averaging the last checkpoints (as an exponential moving average of the weights does in
+    StyleGAN) smooths out the step-to-step swings of GAN training. Returns the generator
+    file of the last checkpoint with the averaged weights (fp16) and ``averaged_steps``.
+    """
+    import torch
+
+    files = sorted((run / "generators").glob("step_*.pt"))[-count:]
+    if not files:
+        return torch.load(run / "generator.pt", weights_only=True)
+    states = [torch.load(f, weights_only=True) for f in files]
+    result = dict(states[-1])
+    result["state_dict"] = {k: torch.stack([s["state_dict"][k].float() for s in states]).mean(0).half()
+                            for k in states[-1]["state_dict"]}
+    result["averaged_steps"] = [int(s["step"]) for s in states]
+    return result
+
+
+def export(kind: str, run: Path, data: Path, average: int) -> None:
+    """Ship the run's generator (averaged over the last checkpoints), evaluate it, write the card."""
+    import torch
+
     from cellsynth.io import atomic_path
 
     config = json.loads((run / "run.json").read_text())["config"]
     MODELS.mkdir(parents=True, exist_ok=True)
     target = MODELS / f"{kind}.pt"
+    state = average_generators(run, average)
     with atomic_path(target) as tmp:
-        shutil.copyfile(run / "generator.pt", tmp)
+        torch.save(state, tmp)
     rows = evaluate(target, kind, config, data)
     (MODELS / f"{kind}.scores.json").write_text(json.dumps(rows, indent=2) + "\n")
-    card = model_card(kind, run, rows, target.stat().st_size)
+    card = model_card(kind, run, rows, target.stat().st_size, state.get("averaged_steps"))
     with atomic_path(MODELS / f"{kind}.md") as tmp:
         tmp.write_text(card)
     print(card)
@@ -158,13 +182,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000, help="total training steps")
     parser.add_argument("--data", type=Path, help="training data (default ../shared/data/<kind>)")
     parser.add_argument("--out", "--run", dest="run", type=Path, help="run folder (default runs/<kind>)")
+    parser.add_argument("--average", type=int, default=5, help="export: average the last N kept generators")
     args = parser.parse_args()
     data = args.data or DATA / args.kind
     run = args.run or ROOT / "runs" / args.kind
     if args.action == "train":
         train(args.kind, args.steps, data, run)
     elif args.action == "export":
-        export(args.kind, run, data)
+        export(args.kind, run, data, args.average)
     else:
         config = json.loads((run / "run.json").read_text())["config"]
         for row in evaluate(run / "generator.pt", args.kind, config, data):

@@ -71,6 +71,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
     p.add_argument("--preview-every", type=int, default=500, help="steps between PNG previews (0: none)")
+    p.add_argument("--keep-generators", action="store_true",
+                   help="keep the generator of every checkpoint in RUN/generators/ (for weight averaging)")
     p.add_argument("--log-every", type=int, default=10, help="steps between log rows")
     p.set_defaults(func=run)
 
@@ -119,7 +121,7 @@ def run(args: argparse.Namespace) -> None:
         files = [str(Path(f).resolve()) for _, f, _ in find_pairs(args.data)]
         train(config, volumes, args.out, args.steps, device=device, amp=amp, resume=resume,
               checkpoint_every=args.checkpoint_every, preview_every=args.preview_every, log_every=args.log_every,
-              data_files=files, options=values)
+              data_files=files, options=values, keep_generators=args.keep_generators)
     finally:
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()

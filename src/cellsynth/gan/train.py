@@ -6,6 +6,7 @@ A run lives in one folder::
       run.json         format, the training configuration and the data files
       checkpoint.pt    full state: networks, optimisers, ADA, RNG states, step (atomic)
       generator.pt     the generator alone (fp16), for ``cellsynth synthesize --model``
+      generators/      with ``keep_generators``: the generator of every checkpoint
       log.csv          one row per logged step: losses, r, p, data and step times
       previews/        PNGs of mask | real | generated centre slices
 
@@ -360,7 +361,8 @@ def _jsonable(value: Any) -> Any:
 def train(config: TrainConfig, volumes: Sequence[TrainingVolume], out: str | Path, steps: int, *,
           device: str = "cpu", amp: bool = False, resume: str | Path | None = None,
           checkpoint_every: int = 200, preview_every: int = 500, log_every: int = 10,
-          data_files: Sequence[str] = (), options: dict[str, Any] | None = None, progress: bool = True) -> Trainer:
+          data_files: Sequence[str] = (), options: dict[str, Any] | None = None, keep_generators: bool = False,
+          progress: bool = True) -> Trainer:
     """Train (or continue training) until ``steps`` steps in the run folder ``out``.
 
     Parameters
@@ -385,6 +387,9 @@ def train(config: TrainConfig, volumes: Sequence[TrainingVolume], out: str | Pat
         Names of the training files, recorded in ``run.json``.
     options
         The complete resolved command-line options, recorded in ``run.json``.
+    keep_generators
+        Also keep the generator of every checkpoint as ``generators/step_NNNNNNN.pt`` (for
+        averaging the weights of the last checkpoints, see ``scripts/train_shipped.py``).
     progress
         Show a progress bar (on the first process).
     """
@@ -414,7 +419,10 @@ def train(config: TrainConfig, volumes: Sequence[TrainingVolume], out: str | Pat
         state = trainer.state_dict()  # collective under torchrun: every process calls it
         if rank == 0:
             save_torch(state, out / "checkpoint.pt")
-            save_torch(trainer.generator_state({"data": list(data_files)}), out / "generator.pt")
+            generator = trainer.generator_state({"data": list(data_files)})
+            save_torch(generator, out / "generator.pt")
+            if keep_generators:
+                save_torch(generator, out / "generators" / f"step_{trainer.step:07d}.pt")
 
     bar = tqdm(total=steps, initial=trainer.step, disable=None if (progress and rank == 0) else True,
                desc="train", unit="step")
