@@ -85,12 +85,13 @@ def beats(row: dict, metric: str) -> bool:
     return g > p if metric in HIGHER_IS_BETTER else g < p
 
 
-def model_card(kind: str, run: Path, rows: list[dict], size_bytes: int, averaged: list[int] | None) -> str:
+def model_card(kind: str, run: Path, rows: list[dict], size_bytes: int, step: int, averaged: list[int] | None) -> str:
     """The model card (Markdown) of the shipped generator."""
     info = json.loads((run / "run.json").read_text())
     config = info["config"]
     log = (run / "log.csv").read_text().strip().splitlines()
-    last = dict(zip(log[0].split(","), log[-1].split(",")))
+    rows_log = [dict(zip(log[0].split(","), line.split(","))) for line in log[1:]]
+    last = [r for r in rows_log if int(r["step"]) <= step][-1]  # the log may run past the last checkpoint
     lines = [f"# Shipped {kind} generator (`cellsynth/models/{kind}.pt`)", "",
              "A 3D U-Net generator (pixel-shuffle upsampling, no normalisation layers, noise injection) trained as "
              "the conditional GAN of Eschweiler et al. 2021 (LSGAN + identity loss + paired L1, ADA, RAdam). "
@@ -169,7 +170,7 @@ def export(kind: str, run: Path, data: Path, average: int) -> None:
         torch.save(state, tmp)
     rows = evaluate(target, kind, config, data)
     (MODELS / f"{kind}.scores.json").write_text(json.dumps(rows, indent=2) + "\n")
-    card = model_card(kind, run, rows, target.stat().st_size, state.get("averaged_steps"))
+    card = model_card(kind, run, rows, target.stat().st_size, int(state["step"]), state.get("averaged_steps"))
     with atomic_path(MODELS / f"{kind}.md") as tmp:
         tmp.write_text(card)
     print(card)
@@ -179,7 +180,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("train", "export", "evaluate"))
     parser.add_argument("kind", choices=("nuclei", "membranes"))
-    parser.add_argument("--steps", type=int, default=3000, help="total training steps")
+    parser.add_argument("--steps", type=int, default=2000, help="total training steps (shipped models: 2000)")
     parser.add_argument("--data", type=Path, help="training data (default ../shared/data/<kind>)")
     parser.add_argument("--out", "--run", dest="run", type=Path, help="run folder (default runs/<kind>)")
     parser.add_argument("--average", type=int, default=5, help="export: average the last N kept generators")

@@ -143,7 +143,7 @@ def test_resume_equals_uninterrupted_run(h5file, tmp_path):
         for key in a[net]:
             assert torch.equal(a[net][key], b[net][key]), (net, key)
     assert torch.equal(a["ada"]["p"], b["ada"]["p"])
-    losses = lambda rows: [(r["step"], r["loss_d"], r["loss_g_adv"], r["p"]) for r in rows]  # noqa: E731
+    losses = lambda rows: [(r["step"], r["loss_d"], r["loss_g_adv"], r["p"]) for r in rows]
     assert losses(read_log(tmp_path / "a" / "log.csv")) == losses(read_log(tmp_path / "b" / "log.csv"))
 
 

@@ -121,7 +121,7 @@ def split_regions(shape: Sequence[int], holdout: float, axis: str = "y") -> tupl
     if axis not in AXES:
         raise CellsynthError(f"holdout axis must be z, y or x, got {axis!r}")
     a = AXES[axis]
-    cut = shape[a] - int(round(holdout * shape[a]))
+    cut = shape[a] - round(holdout * shape[a])
     train = [slice(None)] * 3
     held = [slice(None)] * 3
     train[a], held[a] = slice(0, cut), slice(cut, None)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
 NOISE_INIT = 0.1
 """Initial per-channel scale of the injected noise. StyleGAN starts at 0; with the few
 thousand steps of a CPU training the scale then grows too slowly (Adam moves a weight by
