@@ -216,3 +216,15 @@ def test_pipeline_defaults_and_errors():
         pipeline.simulate_sample("nuclei", (20, 40, 40), (1, 1, 1), np.random.default_rng(0), placement="grid")
     with pytest.raises(CellsynthError, match="cell size"):
         pipeline.simulate_sample("nuclei", (20, 40, 40), (1, 1, 1), np.random.default_rng(0), cell_size=-3)
+
+
+def test_center_on_the_deepest_face_makes_a_dome(tmp_path):
+    import tifffile
+
+    out = tmp_path / "dome"
+    assert main(["simulate", "membranes", "--shape", "32", "64", "64", "--semi-axes", "30", "30", "30",
+                 "--center", "32", "32", "32", "--cell-size", "10", "--out", str(out)]) == 0
+    fg = tifffile.imread(out / "foreground.tif")
+    area = fg.sum(axis=(1, 2))
+    assert area[0] < area[16] < area[-1]  # widest at the base, narrow at the apex
+    assert fg[-1, 32, 32] == 1 and fg[0, 0, 0] == 0

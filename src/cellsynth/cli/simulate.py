@@ -88,6 +88,9 @@ def _add_common(sub: argparse.ArgumentParser, kind: str) -> None:
                         "file or a shape model .npz (default ellipsoid)")
     g.add_argument("--semi-axes", type=float, nargs=3, metavar=("Z", "Y", "X"),
                    help="semi-axes of the ellipsoid organism in µm (default: fit the volume)")
+    g.add_argument("--center", type=float, nargs=3, metavar=("Z", "Y", "X"),
+                   help="centre of the ellipsoid or sh organism in µm (default: the volume's centre; "
+                        "z on the deepest face with a tall z semi-axis makes a dome)")
     g.add_argument("--placement", choices=("layered", "uniform"), default="layered",
                    help="cell positions: layers from the organism surface inwards (default) or uniform "
                         "Poisson-disk in the whole organism")
@@ -126,7 +129,7 @@ def run(args: argparse.Namespace) -> None:
 
     start = time.perf_counter()
     out = _check_output(args.out, args.overwrite)
-    params = dict(organism=args.organism, semi_axes=args.semi_axes, placement=args.placement,
+    params = dict(organism=args.organism, semi_axes=args.semi_axes, center=args.center, placement=args.placement,
                   positions=args.positions, count=args.count, cell_size=args.cell_size)
     if args.kind == "nuclei":
         params.update(radius=args.radius, radius_std=args.radius_std, smoothness=args.smoothness,

@@ -68,6 +68,7 @@ def simulate_sample(
     *,
     organism: str | os.PathLike = DEFAULT_ORGANISM,
     semi_axes: Sequence[float] | None = None,
+    center: Sequence[float] | None = None,
     placement: str = DEFAULT_PLACEMENT,
     positions: str | os.PathLike | None = None,
     count: int | None = None,
@@ -100,6 +101,10 @@ def simulate_sample(
         ``.npz`` (see :func:`cellsynth.simulate.organism.make_organism`).
     semi_axes
         Ellipsoid semi-axes (z, y, x) in µm (default: the organism's own default).
+    center
+        Centre of the ellipsoid or SH organism (z, y, x) in µm (default: the volume's centre).
+        A centre on the deepest z face with a z semi-axis about as tall as the volume gives
+        a dome whose apex faces the objective, like a shoot apical meristem.
     placement
         ``"layered"`` (layers from the surface inwards, Sec. 3.1) or ``"uniform"``
         (Poisson-disk in the whole organism). Ignored when ``positions`` is given.
@@ -155,6 +160,7 @@ def simulate_sample(
     spacing = cell_size / PACKING_RATIO
     parameters: dict[str, Any] = {
         "organism": str(organism), "semi_axes": None if semi_axes is None else list(map(float, semi_axes)),
+        "center": None if center is None else list(map(float, center)),
         "placement": placement, "positions": None if positions is None else str(positions),
         "count": None if positions is not None else count, "cell_size": cell_size,
         "min_distance_um": spacing,
@@ -163,6 +169,8 @@ def simulate_sample(
 
     tick = time.perf_counter()
     organism_params = {} if semi_axes is None else {"semi_axes_um": tuple(float(a) for a in semi_axes)}
+    if center is not None:
+        organism_params["center_um"] = tuple(float(c) for c in center)
     foreground = make_organism(organism, shape, voxel, rng, **organism_params)
     if tuple(foreground.shape) != shape:
         raise CellsynthError(
