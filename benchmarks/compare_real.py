@@ -19,7 +19,7 @@ Usage: python benchmarks/compare_real.py [DATA_DIR]
 
 from __future__ import annotations
 
-import sys
+import argparse
 import warnings
 from pathlib import Path
 
@@ -106,7 +106,9 @@ def membrane_row(name: str, volumes: list[np.ndarray], voxel, unit: str) -> str:
 
 
 def main() -> None:
-    data = Path(sys.argv[1]) if len(sys.argv) > 1 else DATA
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", nargs="?", type=Path, default=DATA, help="folder of the real data (../shared/data)")
+    data = parser.parse_args().data
     header = f"{'':58s} {'n':>5s} {'size (mean ± sd)':>20s} {'sphericity':>16s}"
 
     print("NUCLEI: volume-equivalent radius, sphericity (cells touching the border left out)")
