@@ -180,7 +180,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("train", "export", "evaluate"))
     parser.add_argument("kind", choices=("nuclei", "membranes"))
-    parser.add_argument("--steps", type=int, default=2000, help="total training steps (shipped models: 2000)")
+    parser.add_argument("--steps", type=int, default=3000, help="total training steps (shipped models: 3000)")
     parser.add_argument("--data", type=Path, help="training data (default ../shared/data/<kind>)")
     parser.add_argument("--out", "--run", dest="run", type=Path, help="run folder (default runs/<kind>)")
     parser.add_argument("--average", type=int, default=5, help="export: average the last N kept generators")
