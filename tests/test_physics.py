@@ -1,5 +1,6 @@
 """The physics renderer: counter-based randomness, PSF, noise model, depth and tiling invariance."""
 
+import json
 import math
 
 import numpy as np
@@ -181,11 +182,22 @@ def test_registry(tmp_path, monkeypatch):
     if not torch.cuda.is_available():
         with pytest.raises(CellsynthError, match="not available"):
             load_model("physics", "nuclei", "cuda")
-    # a shipped file for the kind makes it the default, loaded through the GAN loader
+    # a shipped generator becomes the default only where its held-out scores beat physics
     (tmp_path / "nuclei.pt").write_bytes(b"stub")
     calls = []
     monkeypatch.setattr("cellsynth.render.gan.load_generator",
                         lambda path, device, kind=None, seed=0: calls.append((path, kind, seed)) or "generator")
+    assert default_model_name("nuclei") == "physics"  # no scores
+    better = {"zncc": 0.5, "histogram_distance": 0.1, "spectrum_distance": 0.2}
+    worse = {"zncc": 0.4, "histogram_distance": 0.2, "spectrum_distance": 0.3}
+    for loser in better:  # losing any one required score keeps physics
+        mixed = {**better, loser: worse[loser]}
+        (tmp_path / "nuclei.scores.json").write_text(json.dumps([{"generator": mixed, "physics": worse}]))
+        assert default_model_name("nuclei") == "physics", loser
+    entries = [{"generator": better, "physics": worse}, {"generator": worse, "physics": better}]
+    (tmp_path / "nuclei.scores.json").write_text(json.dumps(entries))
+    assert default_model_name("nuclei") == "physics"  # must win on every held-out volume
+    (tmp_path / "nuclei.scores.json").write_text(json.dumps(entries[:1]))
     assert default_model_name("nuclei") == "nuclei" and default_model_name("membranes") == "physics"
     assert load_model("default", "nuclei", seed=5) == "generator"
     assert calls == [(tmp_path / "nuclei.pt", "nuclei", 5)]

@@ -1,5 +1,6 @@
 """The generators shipped in the package: present, small, documented, and they synthesise."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +8,8 @@ import pytest
 
 import cellsynth
 from cellsynth.render.gan import GeneratorModel
-from cellsynth.render.registry import load_model
+from cellsynth.render.physics import PhysicsRenderer
+from cellsynth.render.registry import beats_physics, load_model
 from cellsynth.synthesis import synthesize_image
 
 MODELS = Path(cellsynth.__file__).parent / "models"
@@ -26,10 +28,16 @@ def test_shipped_models_are_small_and_have_cards():
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_default_follows_the_model_card_verdict(kind):
+    scores = json.loads((MODELS / f"{kind}.scores.json").read_text())
+    expected = GeneratorModel if beats_physics(scores) else PhysicsRenderer
+    assert isinstance(load_model("default", kind), expected)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_shipped_model_synthesises_a_small_volume(kind):
     model = load_model(kind, kind)
     assert isinstance(model, GeneratorModel) and model.kind == kind
-    assert isinstance(load_model("default", kind), GeneratorModel)
     mask = np.zeros((16, 48, 48), np.uint8)
     mask[4:12, 10:30, 12:36] = 1
     foreground = np.zeros_like(mask)

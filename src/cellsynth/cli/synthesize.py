@@ -43,9 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="voxel size in µm where the file records none")
     g = p.add_argument_group("model")
     g.add_argument("--model", default="default", metavar="NAME|PATH",
-                   help="physics, default (the best built-in for the kind: the shipped generator where "
-                        "installed, else physics), nuclei, membranes, or a generator file from `cellsynth "
-                        "train` (default: default)")
+                   help="physics, default (the best built-in for the kind: the shipped generator where its "
+                        "model card shows it beats physics on held-out data, else physics), nuclei, membranes "
+                        "(the shipped generators), or a generator file from `cellsynth train` (default: default)")
     g.add_argument("--alpha", type=float, default=100.0, metavar="UM",
                    help="positional map decay length inside the organism in µm (Eq. 1); small values render "
                         "a deeper, poorer image (default 100)")

@@ -4,7 +4,9 @@ Accepted values:
 
 - ``"physics"``: the optical forward model (:class:`cellsynth.render.physics.PhysicsRenderer`);
 - ``"default"``: the best built-in model for the kind: the generator shipped in
-  ``cellsynth/models/<kind>.pt`` where the installation has one, else ``"physics"``;
+  ``cellsynth/models/<kind>.pt`` where its held-out scores (``<kind>.scores.json``) beat
+  the physics renderer on ZNCC, histogram distance and spectrum distance on every held-out
+  volume, else ``"physics"``;
 - ``"nuclei"`` / ``"membranes"``: the shipped generator of that name;
 - a path to a generator or training checkpoint written by ``cellsynth train``.
 """
@@ -29,10 +31,36 @@ def shipped_model(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
+REQUIRED_WINS = {"zncc": 1.0, "histogram_distance": -1.0, "spectrum_distance": -1.0}
+"""Scores a shipped generator must beat physics on (sign: +1 higher is better, -1 lower)."""
+
+
+def beats_physics(scores: list[dict[str, Any]]) -> bool:
+    """Whether a generator's held-out scores beat the physics renderer's on every volume.
+
+    ``scores`` holds one entry per held-out volume with ``"generator"`` and ``"physics"``
+    score dicts (the ``<kind>.scores.json`` written beside a shipped model).
+    """
+    return bool(scores) and all(
+        sign * (entry["generator"][name] - entry["physics"][name]) > 0
+        for entry in scores for name, sign in REQUIRED_WINS.items()
+    )
+
+
 def default_model_name(kind: str) -> str:
-    """What ``"default"`` resolves to for ``kind``: the shipped generator's name, or ``"physics"``."""
+    """What ``"default"`` resolves to for ``kind``: the shipped generator's name where it
+    beats the physics renderer on its held-out data (see :func:`beats_physics`), else
+    ``"physics"``."""
+    import json
+
     _check_kind(kind)
-    return kind if shipped_model(kind) else "physics"
+    scores = SHIPPED_DIR / f"{kind}.scores.json"
+    if shipped_model(kind) is None or not scores.is_file():
+        return "physics"
+    try:
+        return kind if beats_physics(json.loads(scores.read_text())) else "physics"
+    except (ValueError, KeyError, TypeError):
+        return "physics"
 
 
 def load_model(
