@@ -1,7 +1,6 @@
 """Automatic annotation: known blobs are found, sample folders feed the simulator."""
 
 import numpy as np
-import pytest
 from scipy import ndimage
 
 from cellsynth import io
