@@ -159,3 +159,10 @@ def test_generator_checkpoint_is_used_and_its_kind_checked(sample, tmp_path, cap
     assert main(["synthesize", str(sample / "labels.tif"), "--kind", "membranes", "--out", str(tmp_path / "m.tif"),
                  "--model", str(path)]) == 2
     assert "nuclei model" in _error(capsys)
+
+
+def test_missing_input_says_not_found(tmp_path, capsys):
+    assert main(["synthesize", str(tmp_path / "nope.tif"), "--kind", "nuclei", "--out", str(tmp_path / "o.tif")]) == 2
+    assert "input not found" in capsys.readouterr().err
+    assert main(["synthesize", str(tmp_path / "nope")]) == 2
+    assert "input not found" in capsys.readouterr().err

@@ -155,6 +155,8 @@ def _from_file(path: Path, args: argparse.Namespace) -> tuple[Any, Any, tuple, s
     )
     from cellsynth.synthesis import foreground_from_labels
 
+    if not path.exists():
+        raise CellsynthError(f"input not found: {path}; give a sample folder or a labels/mask file")
     if args.kind is None:
         raise CellsynthError("a labels file needs --kind nuclei or --kind membranes")
     if args.out is None:
