@@ -1,6 +1,7 @@
 """Round trips and failure paths of cellsynth.io."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -110,3 +111,46 @@ def test_incomplete_sample_folder_is_not_read(tmp_path):
     (tmp_path / "s" / "labels.tif").write_bytes(b"")
     with pytest.raises(CellsynthError, match="not a sample folder"):
         io.read_sample(tmp_path / "s")
+
+
+def test_sample_folder_with_named_images_is_one_atomic_unit(tmp_path, rng):
+    """Extra images (quality levels) go into the same folder and its files table; the
+    finished folder has the usual permissions, and nothing temporary is left."""
+    sample = _sample(rng)
+    images = {"image_alpha10": rng.random((3, 5, 6)), "image_alpha100": rng.random((3, 5, 6)).astype(np.float32)}
+    io.write_sample(tmp_path / "s", sample, images=images)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+    meta = json.loads((tmp_path / "s" / "sample.json").read_text())
+    assert list(meta["files"]) == ["labels", "mask", "foreground", "positions", "image_alpha10", "image_alpha100"]
+    for name, image in images.items():
+        back, voxel = io.read_volume(tmp_path / "s" / meta["files"][name])
+        assert back.dtype == np.uint16 and voxel == pytest.approx((1.0, 0.5, 0.5))
+        np.testing.assert_array_equal(back, io.image_to_uint16(image))
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (tmp_path / "s").stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_image_to_uint16_rounds_half_to_even_and_clips():
+    image = np.array([-0.5, 0.0, 0.5 / 65535, 1.5 / 65535, 0.25, 1.0, 2.0, np.float32(0.1)], np.float32)
+    expected = np.round(np.clip(image, 0.0, 1.0) * 65535.0).astype(np.uint16)  # the definition
+    np.testing.assert_array_equal(io.image_to_uint16(image), expected)
+    assert io.image_to_uint16(image).tolist()[:4] == [0, 0, 0, 2]
+    original = image.copy()
+    io.image_to_uint16(image)
+    np.testing.assert_array_equal(image, original)  # the input is not modified
+
+
+def test_in_place_write_skips_the_temporary_name(tmp_path, rng, monkeypatch):
+    """atomic=False writes the file itself: for files inside a folder that is already temporary."""
+    def no_temporary(*args, **kwargs):
+        raise AssertionError("atomic_path used")
+
+    monkeypatch.setattr(io, "atomic_path", no_temporary)
+    array = rng.integers(0, 9, (2, 3, 4)).astype(np.uint8)
+    io.write_volume(tmp_path / "v.tif", array, (1, 1, 1), atomic=False)
+    io.write_json(tmp_path / "m.json", {"a": 1}, atomic=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "v.tif"]
+    np.testing.assert_array_equal(io.read_volume(tmp_path / "v.tif")[0], array)
+    with pytest.raises(AssertionError, match="atomic_path used"):
+        io.write_volume(tmp_path / "w.tif", array, (1, 1, 1))

@@ -98,6 +98,7 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator
     try:
         yield target
         if directory:
+            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes private (0700) folders; finished ones are not
             _replace_directory(tmp, path)
         else:
             os.replace(target, path)
@@ -111,6 +112,12 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _replace_directory(new: Path, path: Path) -> None:
     """Move folder ``new`` to ``path``, replacing an existing folder there."""
     if path.exists():
@@ -122,9 +129,16 @@ def _replace_directory(new: Path, path: Path) -> None:
         os.replace(new, path)
 
 
-def write_json(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
-    """Write ``data`` as indented JSON, atomically."""
-    with atomic_path(path) as tmp:
+def _destination(path: str | os.PathLike, atomic: bool, *,
+                 directory: bool = False) -> contextlib.AbstractContextManager[Path]:
+    """:func:`atomic_path`, or ``path`` itself when the caller already writes into a
+    temporary folder (its rename makes the whole folder appear at once)."""
+    return atomic_path(path, directory=directory) if atomic else contextlib.nullcontext(Path(path))
+
+
+def write_json(path: str | os.PathLike, data: Mapping[str, Any], *, atomic: bool = True) -> None:
+    """Write ``data`` as indented JSON, atomically (in place with ``atomic=False``)."""
+    with _destination(path, atomic) as tmp:
         tmp.write_text(json.dumps(_jsonable(data), indent=2) + "\n")
 
 
@@ -159,12 +173,15 @@ def _jsonable(value: Any) -> Any:
 # --------------------------------------------------------------------------- TIFF
 
 
-def write_tiff(path: str | os.PathLike, array: np.ndarray, voxel_size: VoxelSize) -> None:
+def write_tiff(path: str | os.PathLike, array: np.ndarray, voxel_size: VoxelSize, *, atomic: bool = True) -> None:
     """Write a (Z, Y, X) volume as an ImageJ hyperstack with its voxel size in µm.
 
     uint8, uint16 and float32 are stored as ImageJ files. Other integer types (label
     volumes with more than 65535 cells) are stored as OME-TIFF with physical sizes,
     which napari and Fiji (Bio-Formats) also read with the right scale.
+
+    With ``atomic=False`` the file is written in place: for files inside a folder that is
+    itself assembled under a temporary name (:func:`write_sample`).
     """
     import tifffile
 
@@ -172,7 +189,7 @@ def write_tiff(path: str | os.PathLike, array: np.ndarray, voxel_size: VoxelSize
     vz, vy, vx = check_voxel_size(voxel_size)
     if array.dtype == bool:
         array = array.astype(np.uint8)
-    with atomic_path(path) as tmp:
+    with _destination(path, atomic) as tmp:
         if array.dtype in (np.uint8, np.uint16, np.float32):
             tifffile.imwrite(
                 tmp, array, imagej=True, resolution=(1.0 / vx, 1.0 / vy),
@@ -271,10 +288,10 @@ def create_zarr(
     return root.create_array("0", shape=shape, dtype=dtype, chunks=chunks, fill_value=0)
 
 
-def write_zarr(path: str | os.PathLike, array: np.ndarray, voxel_size: VoxelSize) -> None:
-    """Write an in-memory volume as OME-Zarr, atomically."""
+def write_zarr(path: str | os.PathLike, array: np.ndarray, voxel_size: VoxelSize, *, atomic: bool = True) -> None:
+    """Write an in-memory volume as OME-Zarr, atomically (in place with ``atomic=False``)."""
     array = check_volume(array)
-    with atomic_path(path, directory=True) as tmp:
+    with _destination(path, atomic, directory=True) as tmp:
         create_zarr(tmp, array.shape, array.dtype, voxel_size)[...] = array
 
 
@@ -329,12 +346,16 @@ def read_volume(
     raise CellsynthError(f"unsupported file type {path!s}; use .tif, .h5, .npy or .ome.zarr")
 
 
-def write_volume(path: str | os.PathLike, array: np.ndarray, voxel_size: VoxelSize) -> None:
-    """Write a volume as TIFF or OME-Zarr, chosen by the file name."""
+def write_volume(path: str | os.PathLike, array: np.ndarray, voxel_size: VoxelSize, *, atomic: bool = True) -> None:
+    """Write a volume as TIFF or OME-Zarr, chosen by the file name.
+
+    With ``atomic=False`` it is written in place, for a volume inside a folder that is
+    itself assembled under a temporary name.
+    """
     if is_zarr(path):
-        write_zarr(path, array, voxel_size)
+        write_zarr(path, array, voxel_size, atomic=atomic)
     elif Path(path).suffix.lower() in _TIFF_SUFFIXES:
-        write_tiff(path, array, voxel_size)
+        write_tiff(path, array, voxel_size, atomic=atomic)
     else:
         raise CellsynthError(f"cannot write {path}: use a .tif or .ome.zarr name")
 
@@ -362,18 +383,21 @@ def label_dtype(max_label: int) -> np.dtype:
 
 
 def image_to_uint16(image: np.ndarray) -> np.ndarray:
-    """Convert a float image in [0, 1] to uint16 (values are clipped)."""
-    return np.round(np.clip(image, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    """Convert a float image in [0, 1] to uint16 (values are clipped, then rounded half to even)."""
+    scaled = np.clip(image, 0.0, 1.0)  # one temporary, updated in place below
+    scaled *= 65535.0
+    return np.rint(scaled, out=scaled).astype(np.uint16)
 
 
 # --------------------------------------------------------------------------- positions
 
 
-def write_positions(path: str | os.PathLike, table: Mapping[str, np.ndarray]) -> None:
-    """Write a per-cell table (column name -> 1D array of equal length) as CSV."""
+def write_positions(path: str | os.PathLike, table: Mapping[str, np.ndarray], *, atomic: bool = True) -> None:
+    """Write a per-cell table (column name -> 1D array of equal length) as CSV, atomically
+    (in place with ``atomic=False``)."""
     columns = list(table)
     n = len(next(iter(table.values()))) if table else 0
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+    with _destination(path, atomic) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
         for i in range(n):
@@ -449,11 +473,26 @@ class Sample:
 
 def write_sample(
     path: str | os.PathLike, sample: Sample, *, file_format: str = "tif", overwrite: bool = False,
+    images: Mapping[str, np.ndarray] | None = None,
 ) -> Path:
     """Write ``sample`` as a sample folder, atomically.
 
     The folder is assembled under a temporary name and renamed when every file is
     written, so an interrupted write never leaves a folder that looks complete.
+
+    Parameters
+    ----------
+    path
+        The sample folder.
+    sample
+        What to write; ``sample.image`` (if set) becomes ``image``.
+    file_format
+        ``tif`` or ``zarr``.
+    overwrite
+        Replace a sample already in ``path``.
+    images
+        More images (float in [0, 1]) by volume name, e.g. one per quality level
+        (``image_alpha10``); stored as uint16 like ``image`` and listed in ``files``.
 
     Raises
     ------
@@ -466,22 +505,22 @@ def write_sample(
     if path.exists() and any(path.iterdir()) and not overwrite:
         raise CellsynthError(f"{path} already exists and is not empty; choose another --out or pass --overwrite")
     voxel = check_voxel_size(sample.voxel_size)
+    volumes = {name: getattr(sample, name) for name in SAMPLE_VOLUMES if getattr(sample, name) is not None}
     with atomic_path(path, directory=True) as tmp:
+        # the folder is temporary until renamed, so its files are written in place
         files = {}
-        for name in SAMPLE_VOLUMES:
-            volume = getattr(sample, name)
-            if volume is None:
-                continue
-            if name == "image":
-                volume = image_to_uint16(np.asarray(volume))
-            fname = volume_filename(name, file_format)
-            write_volume(tmp / fname, np.asarray(volume), voxel)
-            files[name] = fname
-        write_positions(tmp / "positions.csv", sample.positions)
+        for name, volume in volumes.items():
+            volume = image_to_uint16(np.asarray(volume)) if name == "image" else np.asarray(volume)
+            files[name] = volume_filename(name, file_format)
+            write_volume(tmp / files[name], volume, voxel, atomic=False)
+        write_positions(tmp / "positions.csv", sample.positions, atomic=False)
         files["positions"] = "positions.csv"
+        for name, image in (images or {}).items():
+            files[name] = volume_filename(name, file_format)
+            write_volume(tmp / files[name], image_to_uint16(np.asarray(image)), voxel, atomic=False)
         meta = {"cellsynth_version": __version__, **sample.metadata, "shape": list(np.shape(sample.labels)),
                 "voxel_size_um": list(voxel), "format": file_format, "files": files}
-        write_json(tmp / "sample.json", meta)  # written last: its presence marks a finished sample
+        write_json(tmp / "sample.json", meta, atomic=False)  # written last: its presence marks a finished sample
     return path
 
 
