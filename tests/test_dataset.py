@@ -118,7 +118,18 @@ def test_files_are_deterministic_and_match_the_stages(reference, tmp_path):
 def test_one_and_two_workers_give_identical_files(reference, tmp_path):
     report = dataset.generate_dataset(tmp_path / "ds", tiny(), 4, seed=7, workers=2, progress=False)
     assert sorted(report.made) == [0, 1, 2, 3]
+    assert report.startup_s > 0 and report.shutdown_s > 0
+    assert report.startup_s + report.shutdown_s < report.wall_s
     assert files_of(tmp_path / "ds") == files_of(reference)
+
+
+def test_local_cluster_settings_are_dask_settings():
+    """Dask ignores a misspelt key silently: every key must name one of its settings."""
+    import dask
+    import distributed  # noqa: F401  (loads the distributed defaults)
+
+    for key in dataset.LOCAL_CLUSTER_CONFIG:
+        dask.config.get(key)  # raises KeyError for an unknown key
 
 
 def test_existing_scheduler_gives_identical_files(reference, tmp_path):
