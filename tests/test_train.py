@@ -132,19 +132,39 @@ def test_cli_trains_end_to_end(h5file, tmp_path):
 
 
 def test_resume_equals_uninterrupted_run(h5file, tmp_path):
-    extra = ["--checkpoint-every", "2", "--preview-every", "0", "--ada-p", "0.5", "--patches-per-image", "1"]
+    extra = ["--checkpoint-every", "2", "--preview-every", "0", "--ada-p", "0.5", "--patches-per-image", "1",
+             "--ema-half-life", "3"]
     assert main(train_args(h5file, tmp_path / "a", 4, *extra)) == 0
     assert main(train_args(h5file, tmp_path / "b", 2, *extra)) == 0
     assert main(train_args(h5file, tmp_path / "b", 4, *extra, "--resume")) == 0
     a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
     assert a["step"] == b["step"] == 4
-    for net in ("generator", "discriminator"):
+    for net in ("generator", "generator_ema", "discriminator"):
         for key in a[net]:
             assert torch.equal(a[net][key], b[net][key]), (net, key)
     assert torch.equal(a["ada"]["p"], b["ada"]["p"])
     losses = lambda rows: [(r["step"], r["loss_d"], r["loss_g_adv"], r["p"]) for r in rows]
     assert losses(read_log(tmp_path / "a" / "log.csv")) == losses(read_log(tmp_path / "b" / "log.csv"))
+
+
+def test_saved_generator_is_the_moving_average_of_the_trained_weights(h5file):
+    from cellsynth.gan.train import TrainConfig, Trainer
+
+    config = TrainConfig(patch=(16, 16, 16), width=2, depth=2, d_width=2, d_layers=2, ema_half_life=2.0,
+                         lr_g=0.5)
+    trainer = Trainer(config, load_volumes([h5file], "nuclei", holdout=0.0))
+    average = {k: v.double().numpy().copy() for k, v in trainer.generator.state_dict().items()}
+    keep = 0.5 ** (1 / 2.0)
+    for _ in range(4):
+        trainer.train_step()
+        for k, v in trainer.generator.state_dict().items():
+            average[k] = keep * average[k] + (1 - keep) * v.double().numpy()
+    saved = trainer.generator_state()["state_dict"]
+    trained = trainer.generator.state_dict()
+    for k, expected in average.items():
+        np.testing.assert_allclose(saved[k].double().numpy(), expected, atol=2e-3, rtol=2e-3)
+    assert any(not torch.allclose(saved[k].float(), trained[k], atol=1e-2) for k in trained)
 
 
 # ---------------------------------------------------------------------- bad input

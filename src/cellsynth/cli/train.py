@@ -43,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--w-paired", type=float, default=10.0, help="weight of the paired loss ||i - G(m)||_1")
     p.add_argument("--paired", action=_BOOL, default=True,
                    help="aligned image/mask patches (masks made from the images); --no-paired draws them apart")
+    p.add_argument("--ema-half-life", type=float, default=0.0, metavar="STEPS",
+                   help="save an exponential moving average of the generator weights with this half-life in steps "
+                        "(steadier results; 0: the trained weights, default)")
     p.add_argument("--ada-target", type=float, default=0.6, help="ADA target of r = E[sign(D(real))]")
     p.add_argument("--ada-delta", type=float, default=0.05, help="ADA step of p")
     p.add_argument("--ada-epochs", type=float, default=1.0, help="epochs between ADA updates (e_aug)")

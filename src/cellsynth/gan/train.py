@@ -23,6 +23,7 @@ networks and ``p`` stay identical everywhere. Start it with
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
 import random
@@ -58,7 +59,10 @@ class TrainConfig:
     RAdam's variance rectification keeps the step small for roughly ``2 / (1 - beta2)`` steps;
     ``betas = (0.5, 0.99)`` shortens that warm-up to about 200 steps (0.999: about 2000), which
     matters for short CPU trainings. Loss weights: ``w_adv`` (adversarial), ``w_identity`` (the paper's identity loss) and
-    ``w_paired`` (paired L1; only used when ``paired``). ADA: ``p`` starts at ``ada_p``
+    ``w_paired`` (paired L1; only used when ``paired``). ``ema_half_life``: the generator that
+    is saved (``generator.pt``) is an exponential moving average of the trained weights with
+    this half-life in steps (as in StyleGAN; 0 saves the trained weights); it evens out the
+    step-to-step swings of GAN training, which are large with batch 1 on small data. ADA: ``p`` starts at ``ada_p``
     and moves by ``ada_delta`` every ``ada_epochs`` epochs towards r = ``ada_target``;
     an epoch is ``patches_per_image`` patches of every training image.
     """
@@ -80,6 +84,7 @@ class TrainConfig:
     w_identity: float = 1.0
     w_paired: float = 10.0
     paired: bool = True
+    ema_half_life: float = 0.0
     ada_target: float = 0.6
     ada_delta: float = 0.05
     ada_epochs: float = 1.0
@@ -156,6 +161,8 @@ class Trainer:
                                  f"discriminator with {config.d_layers} layers; use a larger --patch or fewer --d-layers")
         betas = tuple(config.betas)
         self.opt_g = torch.optim.RAdam(self.generator.parameters(), lr=config.lr_g, betas=betas)
+        self.generator_ema = (copy.deepcopy(self.generator).eval().requires_grad_(False)
+                              if config.ema_half_life > 0 else None)
         self.opt_d = torch.optim.RAdam(self.discriminator.parameters(), lr=config.lr_d, betas=betas)
         self.sampler = PatchSampler(volumes, config.patch, np.random.default_rng([config.seed, self.rank]),
                                     paired=config.paired, foreground_bias=config.foreground_bias,
@@ -211,6 +218,8 @@ class Trainer:
         loss.backward()
         _all_reduce_gradients(self.generator, self.world)
         self.opt_g.step()
+        if self.generator_ema is not None:
+            self._update_ema()
 
         self.step += 1
         if self.step % self.ada_interval == 0:
@@ -221,6 +230,13 @@ class Trainer:
                 "r_batch": float(torch.sign(real_scores.detach().float()).mean()), "r": self.last_r,
                 "p": float(self.ada.p), "data_s": data_s, "step_s": time.perf_counter() - t0,
                 "_preview": (mask, real, fake)}
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """Move the averaged generator towards the trained one (half-life ``ema_half_life`` steps)."""
+        keep = 0.5 ** (1.0 / self.config.ema_half_life)
+        for averaged, trained in zip(self.generator_ema.parameters(), self.generator.parameters()):
+            averaged.lerp_(trained, 1.0 - keep)
 
     # ------------------------------------------------------------------ state
 
@@ -240,7 +256,8 @@ class Trainer:
         return {"format": CHECKPOINT_FORMAT, "version": 1, "config": asdict(self.config), "step": self.step,
                 "last_r": self.last_r, "world_size": self.world, "generator": self.generator.state_dict(),
                 "discriminator": self.discriminator.state_dict(), "ada": self.ada.state_dict(),
-                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "rng": rng}
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "rng": rng,
+                **({"generator_ema": self.generator_ema.state_dict()} if self.generator_ema is not None else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state from :meth:`state_dict` (same configuration, same number of processes)."""
@@ -248,6 +265,8 @@ class Trainer:
             raise CellsynthError(f"the checkpoint was written by {state.get('world_size')} processes; "
                                  f"resume it with the same number (now {self.world})")
         self.generator.load_state_dict(state["generator"])
+        if self.generator_ema is not None:
+            self.generator_ema.load_state_dict(state["generator_ema"])
         self.discriminator.load_state_dict(state["discriminator"])
         self.ada.load_state_dict(state["ada"])
         self.opt_g.load_state_dict(state["opt_g"])
@@ -261,8 +280,10 @@ class Trainer:
             torch.cuda.set_rng_state(rng["cuda"], self.device)
 
     def generator_state(self, meta: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The generator alone in fp16, with what is needed to use it (:func:`cellsynth.render.gan.load_generator`)."""
-        weights = {k: v.detach().to("cpu", torch.float16) for k, v in self.generator.state_dict().items()}
+        """The generator alone in fp16 (the averaged one with ``ema_half_life``), with what is needed to use it
+        (:func:`cellsynth.render.gan.load_generator`)."""
+        generator = self.generator_ema if self.generator_ema is not None else self.generator
+        weights = {k: v.detach().to("cpu", torch.float16) for k, v in generator.state_dict().items()}
         c = self.config
         return {"format": GENERATOR_FORMAT, "version": 1, "kind": c.kind, "network": self.generator.config,
                 "state_dict": weights, "step": self.step, "alpha": c.alpha, "beta": c.beta,

@@ -154,7 +154,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", kind: s
         c = ckpt["config"]
         state = {"kind": c["kind"], "network": {"in_channels": 2, "width": c["width"], "depth": c["depth"],
                                                 "out_channels": 1, "noise": c["noise"]},
-                 "state_dict": ckpt["generator"], "step": ckpt["step"], "alpha": c["alpha"], "beta": c["beta"],
+                 "state_dict": ckpt.get("generator_ema", ckpt["generator"]), "step": ckpt["step"], "alpha": c["alpha"], "beta": c["beta"],
                  "training": c}
     if kind is not None and state.get("kind") != kind:
         raise CellsynthError(f"{path} is a {state.get('kind')} model; use it for {state.get('kind')} "
