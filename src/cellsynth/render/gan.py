@@ -7,32 +7,18 @@ a full training checkpoint (``RUN/checkpoint.pt``).
 The generator has no normalisation layers, so each output voxel depends only on the inputs
 within :attr:`GeneratorModel.halo` voxels of it. Its injected noise is drawn per *global*
 voxel from a counter-based hash of the voxel's coordinates and a seed
-(:func:`voxel_noise`), so the synthesised volume does not depend on how it is tiled.
+(:mod:`cellsynth.render.randomness`), so the synthesised volume does not depend on how it is tiled.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from cellsynth.errors import CellsynthError
-
-_MASK32 = 0xFFFFFFFF
-
-
-def _mix32(x: torch.Tensor) -> torch.Tensor:
-    """A 32-bit integer hash (xorshift-multiply rounds) on int64 tensors holding values < 2**32.
-
-    The multipliers are below 2**31, so no product overflows int64.
-    """
-    x = x ^ (x >> 16)
-    x = (x * 0x7FEB352D) & _MASK32
-    x = x ^ (x >> 15)
-    x = (x * 0x2C1B3C6D) & _MASK32
-    return x ^ (x >> 16)
+from cellsynth.render.randomness import voxel_normal
 
 
 def voxel_noise(origins: torch.Tensor, shape: tuple[int, int, int], seed: int = 0,
@@ -47,6 +33,8 @@ def voxel_noise(origins: torch.Tensor, shape: tuple[int, int, int], seed: int = 
         Patch shape (Z, Y, X).
     seed
         Different seeds give independent noise.
+    device
+        Torch device of the result.
 
     Examples
     --------
@@ -55,18 +43,8 @@ def voxel_noise(origins: torch.Tensor, shape: tuple[int, int, int], seed: int = 
     >>> bool((a[0, 0, 1:, 2:, 2:] == b[0, 0]).all())
     True
     """
-    origins = torch.as_tensor(origins, dtype=torch.int64, device=device).reshape(-1, 3)
-    axes = [origins[:, i].view(-1, 1, 1, 1) + torch.arange(s, device=device).view([-1 if j == i else 1
-                                                                                      for j in range(3)])
-            for i, s in enumerate(shape)]
-    uniforms = []
-    for salt in (0, 1):
-        h = _mix32(torch.full((1, 1, 1, 1), (2 * int(seed) + salt) & _MASK32, dtype=torch.int64, device=device))
-        for coordinate in axes:
-            h = _mix32((h + (coordinate & _MASK32)) & _MASK32)
-        uniforms.append((h.double() + 0.5) / 2.0**32)
-    normal = torch.sqrt(-2.0 * torch.log(uniforms[0])) * torch.cos(2.0 * math.pi * uniforms[1])
-    return normal.float().unsqueeze(1)
+    origins = torch.as_tensor(origins, dtype=torch.int64).reshape(-1, 3).tolist()
+    return torch.stack([voxel_normal(seed, origin, shape, device) for origin in origins]).unsqueeze(1)
 
 
 class GeneratorModel:

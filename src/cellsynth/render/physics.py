@@ -38,6 +38,7 @@ import torch
 
 from cellsynth.errors import CellsynthError
 from cellsynth.io import VoxelSize, check_voxel_size
+from cellsynth.render.randomness import value_noise, voxel_normal
 
 
 @dataclass(frozen=True)
@@ -153,9 +154,9 @@ class PhysicsRenderer:
         mask, pos = x[0], x[1]
         shape = tuple(mask.shape)
         depth = pos.clamp(min=0.0)
-        dye = _value_noise(self.seed, 1, origin, shape, self.brightness_cells, p.brightness_variation,
+        dye = value_noise(self.seed, 1, origin, shape, self.brightness_cells, p.brightness_variation,
                            smooth=True, device=self.device).add_(1.0).clamp_(min=0.0)
-        dye.mul_(_value_noise(self.seed, 2, origin, shape, self.texture_cells, p.texture,
+        dye.mul_(value_noise(self.seed, 2, origin, shape, self.texture_cells, p.texture,
                               smooth=False, device=self.device).add_(1.0).clamp_(min=0.0))
         density = dye.mul_(mask).add_(pos > 0, alpha=p.autofluorescence)
         density.mul_(depth * -p.attenuation + 1.0)
@@ -165,7 +166,7 @@ class PhysicsRenderer:
         scale = p.gain / p.white_adu
         sd = (photons * scale**2).add_((p.read_noise_adu / p.white_adu) ** 2).sqrt_()
         image = photons.mul_(scale).add_(p.offset_adu / p.white_adu)
-        return image.addcmul_(sd, _normal(self.seed, origin, shape, self.device)).clamp_(0.0, 1.0)[None]
+        return image.addcmul_(sd, voxel_normal(self.seed, origin, shape, self.device)).clamp_(0.0, 1.0)[None]
 
 
 # --------------------------------------------------------------------------- blur
@@ -215,89 +216,3 @@ class _Blur:
         if self.radius[2]:
             out = out @ self._matrix(2, x, volume.device).T
         return out
-
-
-# --------------------------------------------------------------------------- counter-based randomness
-# 32-bit arithmetic in int32 tensors: products wrap modulo 2**32 and right shifts are made
-# logical by masking (tests compare with numpy uint32).
-
-
-def _srl(x: torch.Tensor, k: int) -> torch.Tensor:
-    return (x >> k) & ((1 << (32 - k)) - 1)
-
-
-def _mix32(x: torch.Tensor) -> torch.Tensor:
-    """The "lowbias32" integer hash (C. Wellons) on int32 tensors."""
-    x = x ^ _srl(x, 16)
-    x = x * 0x7FEB352D
-    x = x ^ _srl(x, 15)
-    x = x * (0x846CA68B - (1 << 32))
-    return x ^ _srl(x, 16)
-
-
-def _as_int32(value: int) -> int:
-    value &= 0xFFFFFFFF
-    return value - (1 << 32) if value >= 1 << 31 else value
-
-
-def _hash_grid(seed: int, stream: int, coords: list[torch.Tensor]) -> torch.Tensor:
-    """Hash of (seed, stream, z, y, x) over the grid spanned by three coordinate vectors."""
-    keys = []
-    for axis, c in enumerate(coords):
-        salt = _as_int32(seed * 0x9E3779B1 + stream * 0x85EBCA77 + (axis + 1) * 0xC2B2AE3D)
-        keys.append(_mix32(_mix32(c.to(torch.int32) ^ salt)))
-    zy = _mix32(keys[0][:, None] ^ keys[1][None, :])
-    return _mix32(zy[:, :, None] ^ keys[2][None, None, :])
-
-
-def _unit(bits: torch.Tensor, n_bits: int) -> torch.Tensor:
-    """Uniform floats in (0, 1) from non-negative integers below 2**n_bits."""
-    return (bits.to(torch.float32) + 0.5) * (1.0 / (1 << n_bits))
-
-
-def _coords(origin: list[int], shape: tuple[int, ...], device: Any) -> list[torch.Tensor]:
-    return [torch.arange(o, o + s, dtype=torch.int64, device=device) for o, s in zip(origin, shape)]
-
-
-def _normal(seed: int, origin: list[int], shape: tuple[int, ...], device: Any) -> torch.Tensor:
-    """Standard normal per global voxel.
-
-    One hash per pair of voxels (x = 2j, 2j + 1) gives two 16-bit uniforms and, by
-    Box-Muller, the pair's two normals (tails are cut at 4.8 sigma).
-    """
-    coords = _coords(origin, shape, device)
-    x0 = origin[2] // 2
-    pairs = torch.arange(x0, (origin[2] + shape[2] - 1) // 2 + 1, dtype=torch.int64, device=device)
-    h = _hash_grid(seed, 0, [coords[0], coords[1], pairs])
-    radius = torch.sqrt(-2.0 * torch.log(_unit(_srl(h, 16), 16)))
-    angle = (2.0 * math.pi) * _unit(h & 0xFFFF, 16)
-    normal = torch.stack([radius * torch.cos(angle), radius * torch.sin(angle)], dim=-1).reshape(*h.shape[:2], -1)
-    start = origin[2] - 2 * x0
-    return normal[:, :, start:start + shape[2]]
-
-
-def _value_noise(seed: int, stream: int, origin: list[int], shape: tuple[int, ...], cells: tuple[int, ...],
-                 amplitude: float, *, smooth: bool, device: Any) -> torch.Tensor:
-    """``amplitude * v`` with ``v`` value noise in [-1, 1] on a lattice of ``cells`` voxels.
-
-    Lattice values are hashed from global lattice indices and interpolated (smoothstep or
-    linear) axis by axis; a voxel's weights depend only on its global coordinate modulo
-    the cell size, so every tiling gives the same field.
-    """
-    first = [o // s for o, s in zip(origin, cells)]
-    last = [(o + n - 1) // s + 1 for o, n, s in zip(origin, shape, cells)]
-    lattice = [torch.arange(f, l + 1, dtype=torch.int64, device=device) for f, l in zip(first, last)]
-    values = _unit(_srl(_hash_grid(seed, stream, lattice), 8), 24) * (2.0 * amplitude) - amplitude
-    for axis in (2, 1, 0):
-        s = cells[axis]
-        if s > 1:
-            t = torch.arange(s, dtype=torch.float32, device=device) / s
-            weight = (t * t * (3 - 2 * t) if smooth else t).view([s if a == axis + 1 else 1 for a in range(4)])
-            n = values.shape[axis] - 1
-            lo = values.narrow(axis, 0, n).unsqueeze(axis + 1)
-            hi = values.narrow(axis, 1, n).unsqueeze(axis + 1)
-            merged = list(values.shape)
-            merged[axis] = n * s
-            values = torch.lerp(lo, hi, weight).reshape(merged)
-        values = values.narrow(axis, origin[axis] - first[axis] * s, shape[axis])
-    return values
