@@ -123,6 +123,37 @@ def test_one_and_two_workers_give_identical_files(reference, tmp_path):
     assert files_of(tmp_path / "ds") == files_of(reference)
 
 
+WARM_IMPORTS = """
+import sys, tempfile
+from pathlib import Path
+from cellsynth import dataset
+from cellsynth.render.registry import shipped_model
+from test_dataset import TINY
+dataset._import_stages()
+before = set(sys.modules)
+membranes = {**TINY, "kind": "membranes", "simulate": {"cell_size": 8.0}}
+runs = [dict(p, synthesize={"model": model}) for p in (TINY, membranes)
+        for model in ("physics", p["kind"]) if model == "physics" or shipped_model(model) is not None]
+with tempfile.TemporaryDirectory() as tmp:
+    for i, params in enumerate(runs):
+        params = dataset._resolve_model(dataset.validate_parameters({**params, "seed": 1}))
+        (Path(tmp) / str(i) / "samples").mkdir(parents=True)
+        dataset.make_sample(Path(tmp) / str(i), 0, params)
+new = set(sys.modules) - before
+print(sorted(m for m in new if m.startswith("cellsynth") or m.split(".")[0] not in {b.split(".")[0] for b in before}))
+"""
+
+
+def test_workers_import_what_a_sample_needs_at_start_up():
+    """Dask workers run _import_stages before the first sample, so that imports count as
+    start-up (and a worker without a dependency fails there): afterwards, making samples of
+    either kind with any model imports no cellsynth module and no new package."""
+    result = subprocess.run([sys.executable, "-c", WARM_IMPORTS], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).parent, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_local_cluster_settings_are_dask_settings():
     """Dask ignores a misspelt key silently: every key must name one of its settings."""
     import dask

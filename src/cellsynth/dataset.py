@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import fcntl
+import importlib
 import inspect
 import json
 import math
@@ -752,8 +753,9 @@ def _dask_client(workers: int, scheduler: str | None, timeout: float):
 
 
 def _prepare_workers(client: Any) -> None:
-    """Import the pipeline on every worker now: a worker without cellsynth fails here with a
-    clear message, and the import time counts as start-up rather than as a sample's time."""
+    """Import what a sample needs (:data:`STAGE_MODULES`) on every worker now: a worker without
+    cellsynth or a dependency fails here with a clear message, and the import time counts as
+    start-up rather than as the first sample's time."""
     try:
         client.run(_import_stages)
     except Exception as err:  # whatever the worker raised (ImportError, a version clash, ...)
@@ -761,10 +763,19 @@ def _prepare_workers(client: Any) -> None:
                              "the same cellsynth version on every worker") from None
 
 
+STAGE_MODULES = (
+    "cellsynth.simulate.pipeline", "cellsynth.simulate.organism", "cellsynth.simulate.positions",
+    "cellsynth.simulate.nuclei", "cellsynth.simulate.membranes", "cellsynth.simulate.annotations",
+    "cellsynth.synthesis", "cellsynth.tiling", "cellsynth.render.registry", "cellsynth.render.physics",
+    "cellsynth.render.gan", "cellsynth.gan.networks", "cellsynth.gan.train",
+    "tifffile", "threadpoolctl", "torch",
+)
+"""The modules that making a sample imports (most of them lazily, on first use)."""
+
+
 def _import_stages() -> None:
-    import cellsynth.simulate.pipeline  # noqa: F401
-    import cellsynth.synthesis  # noqa: F401
-    import torch  # noqa: F401
+    for name in STAGE_MODULES:
+        importlib.import_module(name)
 
 
 def _run_on_dask(client: Any, root: Path, parameters: dict, todo: list[int]):
