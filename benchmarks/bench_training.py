@@ -3,7 +3,8 @@
     python benchmarks/bench_training.py [--data ../shared/data/nuclei] [--repeats 5] [--threads 1 2]
 
 For base width 16 and patch 32x64x64 (batch 1) it times full training steps (D and G
-updates, ADA, identity and paired losses) in fp32 and under bf16 autocast, and the data
+updates, ADA, identity and paired losses) in fp32 and under bf16 autocast, for generator
+depth 3 (the network's default) and depth 1 (the shipped recipes), and the data
 part of each step (patch sampling from volumes in memory). Side by side, as the baseline,
 the data wait of a loader that reads every patch from the HDF5 file and normalises it per
 step (what a naive loader does). Medians of ``--repeats`` steps after one warm-up step.
@@ -13,6 +14,7 @@ On a GPU (if any) it also times patch 64x128x128 with bf16.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from pathlib import Path
@@ -57,17 +59,22 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--depths", type=int, nargs="+", default=[3, 1], help="generator depths to time")
     args = parser.parse_args()
     volumes = load_volumes([args.data], "nuclei")
     patch = (32, 64, 64)
-    print(f"GAN training step, width 16, patch {patch}, batch 1, median of {args.repeats} (machine under load)")
-    print(f"{'device':8} {'threads':>7} {'precision':>9} {'step s':>8} {'steps/s':>8} {'data s':>9} {'data share':>10}")
-    for threads in args.threads:
-        torch.set_num_threads(threads)
-        for amp in (False, True):
-            step, data = time_steps(Trainer(TrainConfig(patch=patch), volumes, "cpu", amp), args.repeats)
-            print(f"{'cpu':8} {threads:>7} {'bf16' if amp else 'fp32':>9} {step:8.3f} {1 / step:8.2f} {data:9.5f} "
-                  f"{data / step:10.2%}")
+    print(f"GAN training step, width 16, patch {patch}, batch 1, median of {args.repeats}")
+    print(f"load average: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"{'device':8} {'depth':>5} {'threads':>7} {'precision':>9} {'step s':>8} {'steps/s':>8} {'data s':>9} "
+          f"{'data share':>10}")
+    for depth in args.depths:
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            for amp in (False, True):
+                trainer = Trainer(TrainConfig(patch=patch, depth=depth), volumes, "cpu", amp)
+                step, data = time_steps(trainer, args.repeats)
+                print(f"{'cpu':8} {depth:>5} {threads:>7} {'bf16' if amp else 'fp32':>9} {step:8.3f} {1 / step:8.2f} "
+                      f"{data:9.5f} {data / step:10.2%}")
     h5 = find_pairs([args.data])[0][1]
     naive = naive_patch_time(h5, patch, args.repeats * 4)
     print(f"baseline loader (read + normalise each patch from HDF5): {naive:.5f} s per patch")
@@ -77,7 +84,7 @@ def main() -> None:
                            voxel_size=(0.25, 0.1625, 0.1625), holdout=0)
         step, data = time_steps(Trainer(TrainConfig(patch=gpu_patch, kind="membranes"), big, "cuda", True),
                                 args.repeats)
-        print(f"{'cuda':8} {'-':>7} {'bf16':>9} {step:8.3f} {1 / step:8.2f} {data:9.5f} {data / step:10.2%}"
+        print(f"{'cuda':8} {3:>5} {'-':>7} {'bf16':>9} {step:8.3f} {1 / step:8.2f} {data:9.5f} {data / step:10.2%}"
               f"  (patch {gpu_patch}, {torch.cuda.get_device_name()})")
 
 
