@@ -189,6 +189,7 @@ def test_bad_data_is_a_one_line_error(tmp_path, rng, capsys):
     no_voxel = write_h5(tmp_path / "novoxel.h5", raw, labels, voxel=None)
     assert "--voxel-size" in _error(capsys, train_args(no_voxel, tmp_path / "r4", 1))
     assert "not an HDF5 file" in _error(capsys, train_args(tmp_path / "missing.h5", tmp_path / "r5", 1))
+    assert "--ema-half-life" in _error(capsys, train_args(ok, tmp_path / "r6", 1, "--ema-half-life", "-1"))
 
 
 def test_bad_resume_and_output_folder(h5file, tmp_path, capsys):

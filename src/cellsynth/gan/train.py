@@ -159,6 +159,9 @@ class Trainer:
         if min(config.patch) < 3 * 2**config.d_layers:
             raise CellsynthError(f"--patch sides must be at least {3 * 2**config.d_layers} for the "
                                  f"discriminator with {config.d_layers} layers; use a larger --patch or fewer --d-layers")
+        if not config.ema_half_life >= 0:
+            raise CellsynthError(f"--ema-half-life must be 0 (off) or a positive number of steps, "
+                                 f"got {config.ema_half_life}")
         betas = tuple(config.betas)
         self.opt_g = torch.optim.RAdam(self.generator.parameters(), lr=config.lr_g, betas=betas)
         self.generator_ema = (copy.deepcopy(self.generator).eval().requires_grad_(False)
