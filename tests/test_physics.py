@@ -1,4 +1,4 @@
-"""The physics renderer: counter-based randomness, PSF, noise model, depth and tiling invariance."""
+"""The physics renderer: PSF, noise model, depth and tiling invariance."""
 
 import json
 import math
@@ -17,13 +17,7 @@ from cellsynth.render.registry import default_model_name, load_model
 from cellsynth.synthesis import synthesize_image
 from cellsynth.tiling import synthesize_tiled
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _organism(shape=(24, 64, 72)):

@@ -11,13 +11,7 @@ from cellsynth.cli import main
 from cellsynth.errors import CellsynthError
 from cellsynth.synthesis import synthesize_image
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture

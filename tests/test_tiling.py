@@ -19,6 +19,8 @@ from cellsynth.tiling import (
     synthesize_tiled,
 )
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 
 class ConvStack(torch.nn.Module):
     """Three 3x3x3 convolutions with zero padding: receptive-field radius 3."""
@@ -56,15 +58,6 @@ class Channel:
 
     def __call__(self, x, origins):
         return x[:, 1:2]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions run faster on one thread on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _inputs(shape, seed=0):
