@@ -119,10 +119,12 @@ def test_tiff_folder_pairs(tmp_path, rng):
 
 def test_cli_trains_end_to_end(h5file, tmp_path):
     out = tmp_path / "run"
-    assert main(train_args(h5file, out, 3, "--preview-every", "2", "--checkpoint-every", "2", "--keep-generators")) == 0
+    assert main(train_args(h5file, out, 3, "--preview-every", "2", "--checkpoint-every", "2", "--keep-generators",
+                           "--w-histogram", "5")) == 0
     rows = read_log(out / "log.csv")
     assert [r["step"] for r in rows] == ["1", "2", "3"]
     assert all(np.isfinite(float(r[k])) for r in rows for k in ("loss_d", "loss_g_adv", "loss_identity", "p"))
+    assert all(0 < float(r["loss_histogram"]) <= float(r["loss_paired"]) for r in rows)  # W1 <= L1 for pairs
     assert (out / "previews" / "step_0000002.png").is_file() and (out / "run.json").is_file()
     assert sorted(p.name for p in (out / "generators").iterdir()) == ["step_0000002.pt", "step_0000003.pt"]
     model = load_generator(out / "generator.pt", kind="nuclei")

@@ -41,6 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--w-adv", type=float, default=1.0, help="weight of the adversarial loss")
     p.add_argument("--w-identity", type=float, default=1.0, help="weight of the identity loss ||i - G(i)||_1")
     p.add_argument("--w-paired", type=float, default=10.0, help="weight of the paired loss ||i - G(m)||_1")
+    p.add_argument("--w-histogram", type=float, default=0.0,
+                   help="weight of the histogram loss: W1 between the intensities of G(m) and i (paired only)")
     p.add_argument("--paired", action=_BOOL, default=True,
                    help="aligned image/mask patches (masks made from the images); --no-paired draws them apart")
     p.add_argument("--ema-half-life", type=float, default=0.0, metavar="STEPS",

@@ -41,14 +41,14 @@ from tqdm import tqdm
 from cellsynth.errors import CellsynthError
 from cellsynth.gan.augment import AdaptiveAugment
 from cellsynth.gan.data import PatchSampler, TrainingVolume
-from cellsynth.gan.losses import discriminator_loss, generator_adversarial_loss, l1_loss
+from cellsynth.gan.losses import discriminator_loss, generator_adversarial_loss, histogram_loss, l1_loss
 from cellsynth.gan.networks import PatchGAN3D, UNetGenerator
 from cellsynth.io import atomic_path
 
 CHECKPOINT_FORMAT = "cellsynth-gan-checkpoint"
 GENERATOR_FORMAT = "cellsynth-generator"
 RUN_FORMAT = "cellsynth-train-run"
-LOG_COLUMNS = ("step", "epoch", "loss_d", "loss_g_adv", "loss_identity", "loss_paired", "r_batch", "r", "p",
+LOG_COLUMNS = ("step", "epoch", "loss_d", "loss_g_adv", "loss_identity", "loss_paired", "loss_histogram", "r_batch", "r", "p",
                "data_s", "step_s")
 
 
@@ -59,7 +59,9 @@ class TrainConfig:
     RAdam's variance rectification keeps the step small for roughly ``2 / (1 - beta2)`` steps;
     ``betas = (0.5, 0.99)`` shortens that warm-up to about 200 steps (0.999: about 2000), which
     matters for short CPU trainings. Loss weights: ``w_adv`` (adversarial), ``w_identity`` (the paper's identity loss) and
-    ``w_paired`` (paired L1; only used when ``paired``). ``ema_half_life``: the generator that
+    ``w_paired`` (paired L1) and ``w_histogram`` (the W1 distance between the intensity histograms
+    of each generated patch and its real patch, :func:`cellsynth.gan.losses.histogram_loss`);
+    the last two only when ``paired``. ``ema_half_life``: the generator that
     is saved (``generator.pt``) is an exponential moving average of the trained weights with
     this half-life in steps (as in StyleGAN; 0 saves the trained weights); it evens out the
     step-to-step swings of GAN training, which are large with batch 1 on small data. ADA: ``p`` starts at ``ada_p``
@@ -83,6 +85,7 @@ class TrainConfig:
     w_adv: float = 1.0
     w_identity: float = 1.0
     w_paired: float = 10.0
+    w_histogram: float = 0.0
     paired: bool = True
     ema_half_life: float = 0.0
     ada_target: float = 0.6
@@ -210,13 +213,16 @@ class Trainer:
         with self._autocast():
             loss_adv = generator_adversarial_loss(self.discriminator(self.ada(fake), pos), c.loss)
             loss = c.w_adv * loss_adv
-            loss_id = loss_paired = torch.zeros((), device=self.device)
+            loss_id = loss_paired = loss_histogram = torch.zeros((), device=self.device)
             if c.w_identity > 0:
                 loss_id = l1_loss(real, self.generator(torch.cat([real, real_pos], 1)))
                 loss = loss + c.w_identity * loss_id
             if c.paired and c.w_paired > 0:
                 loss_paired = l1_loss(real, fake)
                 loss = loss + c.w_paired * loss_paired
+            if c.paired and c.w_histogram > 0:
+                loss_histogram = histogram_loss(real, fake)
+                loss = loss + c.w_histogram * loss_histogram
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         _all_reduce_gradients(self.generator, self.world)
@@ -229,7 +235,7 @@ class Trainer:
             self.last_r = self.ada.update()
         return {"step": self.step, "epoch": self.step / self.steps_per_epoch, "loss_d": float(loss_d.detach()),
                 "loss_g_adv": float(loss_adv.detach()), "loss_identity": float(loss_id.detach()),
-                "loss_paired": float(loss_paired.detach()),
+                "loss_paired": float(loss_paired.detach()), "loss_histogram": float(loss_histogram.detach()),
                 "r_batch": float(torch.sign(real_scores.detach().float()).mean()), "r": self.last_r,
                 "p": float(self.ada.p), "data_s": data_s, "step_s": time.perf_counter() - t0,
                 "_preview": (mask, real, fake)}
