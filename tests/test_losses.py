@@ -5,7 +5,12 @@ import pytest
 import torch
 from scipy.stats import wasserstein_distance
 
-from cellsynth.gan.losses import discriminator_loss, generator_adversarial_loss, histogram_loss, l1_loss
+from cellsynth.gan.losses import (
+    discriminator_loss,
+    generator_adversarial_loss,
+    histogram_loss,
+    l1_loss,
+)
 
 
 def test_histogram_loss_is_the_mean_wasserstein_distance_of_each_pair(rng):

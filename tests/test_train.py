@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from cellsynth.cli import main
-from cellsynth.gan.data import PatchSampler, TrainingVolume, find_pairs, load_volumes, split_regions
+from cellsynth.gan.data import (
+    PatchSampler,
+    TrainingVolume,
+    find_pairs,
+    load_volumes,
+    split_regions,
+)
 from cellsynth.io import write_tiff
 from cellsynth.render.gan import load_generator
 

@@ -41,7 +41,12 @@ from tqdm import tqdm
 from cellsynth.errors import CellsynthError
 from cellsynth.gan.augment import AdaptiveAugment
 from cellsynth.gan.data import PatchSampler, TrainingVolume
-from cellsynth.gan.losses import discriminator_loss, generator_adversarial_loss, histogram_loss, l1_loss
+from cellsynth.gan.losses import (
+    discriminator_loss,
+    generator_adversarial_loss,
+    histogram_loss,
+    l1_loss,
+)
 from cellsynth.gan.networks import PatchGAN3D, UNetGenerator
 from cellsynth.io import atomic_path
 
