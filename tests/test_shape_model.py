@@ -9,12 +9,13 @@ from cellsynth import io
 from cellsynth.cli import main
 from cellsynth.cli import shape_model as cli_shape_model
 from cellsynth.errors import CellsynthError
-from cellsynth.shapes.ellipsoid import ellipsoid_mask
+from cellsynth.shapes.ellipsoid import ellipsoid_mask, random_rotation
 from cellsynth.shapes.shape_model import (
     DEFAULT_RAYS,
     ShapeModel,
     fibonacci_directions,
     fit_shape_model,
+    principal_axes,
     ray_radii,
     shapes_from_labels,
 )
@@ -92,13 +93,49 @@ def test_sampled_weights_stay_within_three_standard_deviations(training):
         model.sample_weights(rng, n_modes=99)
 
 
+def _egg(rotation, shape=(40, 40, 40), voxel=(1.0, 1.0, 1.0)):
+    """An ellipsoid (semi-axes 5, 8, 14 µm) with a sphere sticking out of one end of its long axis, rotated."""
+    centre = (np.array(shape) - 1) * np.array(voxel) / 2
+    body = ellipsoid_mask(shape, voxel, (5, 8, 14), centre, rotation)
+    bump = ellipsoid_mask(shape, voxel, (5, 5, 5), centre + rotation @ np.array([0, 0, 12.0]))
+    return body | bump
+
+
+def test_principal_axes_recover_the_rotation_of_an_egg(rng):
+    for _ in range(3):
+        rotation = random_rotation(rng)
+        axes = principal_axes(_egg(rotation), (1.0, 1.0, 1.0))
+        assert np.allclose(axes.T @ axes, np.eye(3), atol=1e-9) and np.linalg.det(axes) == pytest.approx(1.0)
+        # the long axis and its pointed end come back exactly (up to voxelisation); the frame is right-handed
+        assert np.abs(axes.T @ rotation - np.eye(3)).max() < 0.05
+
+
+def test_aligned_model_keeps_shape_variation_and_drops_orientation(rng):
+    voxel = (1.0, 1.0, 1.0)
+    eggs = [_egg(random_rotation(rng)) for _ in range(5)]
+    plain = fit_shape_model(eggs, voxel, n_rays=200)
+    aligned = fit_shape_model(eggs, voxel, n_rays=200, align=True)
+    assert aligned.aligned and not plain.aligned
+    # the same egg five times: only voxelisation noise is left once orientation is removed
+    assert aligned.variances.sum() < 0.02 * plain.variances.sum()
+    # mean shape in the canonical frame: longest along x, shortest along z, bump towards +x
+    radius = {tuple(d): r for d, r in zip(np.eye(3), aligned.radii(np.zeros(0))[_nearest(aligned, np.eye(3))])}
+    assert radius[(1.0, 0.0, 0.0)] < radius[(0.0, 1.0, 0.0)] < radius[(0.0, 0.0, 1.0)]
+    assert aligned.radii(np.zeros(0))[_nearest(aligned, [[0, 0, 1.0]])][0] > \
+        aligned.radii(np.zeros(0))[_nearest(aligned, [[0, 0, -1.0]])][0] + 0.3
+
+
+def _nearest(model, directions):
+    return np.argmax(np.asarray(directions) @ model.directions.T, axis=1)
+
+
 def test_save_load_round_trip_and_corrupt_files(training, tmp_path):
-    model = fit_shape_model(training, VOXEL, n_rays=100)
+    model = fit_shape_model(training, VOXEL, n_rays=100, align=True)
     model.save(tmp_path / "m.npz")
     loaded = ShapeModel.load(tmp_path / "m.npz")
     for name in ("mean", "modes", "variances", "directions"):
         np.testing.assert_array_equal(getattr(loaded, name), getattr(model, name))
-    assert loaded.voxel_size == model.voxel_size and loaded.sh_order == model.sh_order
+    assert loaded.voxel_size == model.voxel_size and loaded.sh_order == model.sh_order and loaded.aligned
     a = loaded.sample(SHAPE, VOXEL, np.random.default_rng(2))
     np.testing.assert_array_equal(a, model.sample(SHAPE, VOXEL, np.random.default_rng(2)))
     (tmp_path / "bad.npz").write_bytes(b"not a zip file")
@@ -132,7 +169,11 @@ def test_cli_fit_and_sample(training, tmp_path, capsys):
     assert main(["shape-model", "fit", str(tmp_path / "labels.tif"), "--out", str(model_path), "--rays", "200"]) == 0
     info = json.loads((tmp_path / "model.json").read_text())
     assert info["shapes"] == len(training) and info["modes"] == len(training) - 1
-    assert info["voxel_size_um"] == pytest.approx(VOXEL)
+    assert info["voxel_size_um"] == pytest.approx(VOXEL) and info["aligned"] is False
+    assert main(["shape-model", "fit", str(tmp_path / "labels.tif"), "--out", str(tmp_path / "aligned.npz"),
+                 "--rays", "200", "--align"]) == 0
+    assert json.loads((tmp_path / "aligned.json").read_text())["aligned"] is True
+    assert ShapeModel.load(tmp_path / "aligned.npz").aligned
     outputs = []
     for seed, name in ((3, "a.tif"), (3, "b.tif"), (4, "c.tif")):
         assert main(["shape-model", "sample", str(model_path), "--out", str(tmp_path / name),

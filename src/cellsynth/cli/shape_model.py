@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "fit", help="fit a model to masks or label volumes",
         description="Fit a shape model. Each label of a label volume is one training shape; a 0/1 mask file is "
                     "one shape. At least 3 shapes are needed. Shapes must contain their centroid (star-shaped) "
-                    "and be consistently oriented.",
+                    "and be consistently oriented, or use --align.",
     )
     fit.add_argument("masks", nargs="+", metavar="MASK", type=Path,
                      help="mask or label volumes (.tif, .h5 with a 'label' dataset, .ome.zarr, .npy)")
@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--rays", type=int, default=DEFAULT_RAYS, help=f"rays per shape (default {DEFAULT_RAYS})")
     fit.add_argument("--sh-order", type=int,
                      help="SH order used to voxelise samples (default: the largest with (L+1)^2 <= rays/2)")
+    fit.add_argument("--align", action="store_true",
+                     help="turn each shape into its principal axes first (longest along x, shortest along z): "
+                          "for shapes of arbitrary orientation")
     fit.set_defaults(func=run)
     sample = actions.add_parser(
         "sample", help="draw a new shape from a model and write it as a mask",
@@ -86,11 +89,11 @@ def run(args: argparse.Namespace) -> None:
                                  "resample them or pass --voxel-size")
         else:
             voxel = next(iter(voxels - {None}), (1.0, 1.0, 1.0))
-        model = fit_shape_model(shapes, voxel, n_rays=args.rays, sh_order=args.sh_order)
+        model = fit_shape_model(shapes, voxel, n_rays=args.rays, sh_order=args.sh_order, align=args.align)
         model.save(args.out)
         total = float(model.variances.sum())
         info = {"command": "shape-model fit", "config": config, "shapes": len(shapes), "voxel_size_um": list(voxel),
-                "modes": model.n_modes, "rays": len(model.mean), "sh_order": model.sh_order,
+                "modes": model.n_modes, "rays": len(model.mean), "sh_order": model.sh_order, "aligned": model.aligned,
                 "mean_radius_um": float(model.mean.mean()),
                 "explained_variance": [float(v / total) for v in model.variances] if total > 0 else []}
         io.write_json(_config_path(args.out), info)

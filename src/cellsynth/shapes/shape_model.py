@@ -99,6 +99,39 @@ def ray_radii(
     return distances[first - 1] + fraction * step, center
 
 
+def principal_axes(mask: np.ndarray, voxel_size: VoxelSize) -> np.ndarray:
+    """The rotation that takes a shape's principal-axes frame to the volume frame.
+
+    Parameters
+    ----------
+    mask
+        The shape (nonzero = inside).
+    voxel_size
+        µm (z, y, x).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(3, 3)`` rotation ``R`` (det +1) whose columns are the shape's axes in the volume
+        frame: column 0 (the canonical z) is the axis of least spread, column 2 (x) that of
+        most spread. A canonical direction ``d`` points along ``R @ d`` in the volume. The sign
+        of the first two columns makes the third central moment along them non-negative, so
+        an egg points the same way whatever its orientation; the third column completes a
+        right-handed frame.
+    """
+    voxel = np.asarray(check_voxel_size(voxel_size))
+    points = np.argwhere(np.asarray(mask) != 0) * voxel
+    if len(points) == 0:
+        raise CellsynthError("a training mask is empty")
+    points -= points.mean(axis=0)
+    _, vectors = np.linalg.eigh(points.T @ points)  # ascending spread: z, y, x of the canonical frame
+    for column in (1, 2):
+        if np.sum((points @ vectors[:, column]) ** 3) < 0:
+            vectors[:, column] *= -1
+    vectors[:, 0] = np.cross(vectors[:, 1], vectors[:, 2])
+    return vectors
+
+
 def shapes_from_labels(labels: np.ndarray) -> list[np.ndarray]:
     """One boolean mask per label (cropped to the label with a one-voxel margin)."""
     labels = np.asarray(labels)
@@ -132,6 +165,9 @@ class ShapeModel:
         Voxel size of the training data (µm); the default for sampling.
     sh_order
         SH order used to voxelise shapes.
+    aligned
+        Whether the training shapes were turned into their principal-axes frames; samples
+        then have their longest axis along x and their shortest along z.
     """
 
     mean: np.ndarray
@@ -140,6 +176,7 @@ class ShapeModel:
     directions: np.ndarray
     voxel_size: VoxelSize
     sh_order: int
+    aligned: bool = False
 
     @property
     def n_modes(self) -> int:
@@ -225,6 +262,7 @@ class ShapeModel:
             np.savez_compressed(
                 f, format=np.array(_FORMAT), mean=self.mean, modes=self.modes, variances=self.variances,
                 directions=self.directions, voxel_size=np.array(self.voxel_size), sh_order=np.array(self.sh_order),
+                aligned=np.array(self.aligned),
             )
 
     @classmethod
@@ -240,7 +278,8 @@ class ShapeModel:
                         f"{path} is not a cellsynth shape model; fit one with `cellsynth shape-model fit`")
                 model = cls(mean=data["mean"], modes=data["modes"], variances=data["variances"],
                             directions=data["directions"], voxel_size=check_voxel_size(data["voxel_size"]),
-                            sh_order=int(data["sh_order"]))
+                            sh_order=int(data["sh_order"]),
+                            aligned=bool(data["aligned"]) if "aligned" in data.files else False)
         except (OSError, ValueError, KeyError, EOFError) as err:
             if isinstance(err, CellsynthError):
                 raise
@@ -254,6 +293,7 @@ class ShapeModel:
 
 def fit_shape_model(
     shapes: Iterable[np.ndarray], voxel_size: VoxelSize, *, n_rays: int = DEFAULT_RAYS, sh_order: int | None = None,
+    align: bool = False,
 ) -> ShapeModel:
     """Fit a statistical shape model to training masks.
 
@@ -268,6 +308,9 @@ def fit_shape_model(
         Number of rays per shape.
     sh_order
         SH order for voxelising; default the largest with ``(L+1)**2 <= n_rays / 2``.
+    align
+        Turn each shape into its principal-axes frame before sampling its rays
+        (:func:`principal_axes`), for shapes that are not consistently oriented.
 
     Returns
     -------
@@ -276,7 +319,8 @@ def fit_shape_model(
     """
     voxel = check_voxel_size(voxel_size)
     directions = fibonacci_directions(int(n_rays))
-    radii = np.array([ray_radii(s, voxel, directions)[0] for s in shapes]).reshape(-1, len(directions))
+    radii = np.array([ray_radii(s, voxel, directions @ principal_axes(s, voxel).T if align else directions)[0]
+                      for s in shapes]).reshape(-1, len(directions))
     if len(radii) < 3:
         raise CellsynthError(
             f"a shape model needs at least 3 training shapes, got {len(radii)}; give more masks or labels")
@@ -288,4 +332,4 @@ def fit_shape_model(
     variances = singular**2 / (len(radii) - 1)
     keep = variances > 1e-12 * max(float(variances.sum()), 1e-300)
     return ShapeModel(mean=mean, modes=modes[keep], variances=variances[keep], directions=directions,
-                      voxel_size=voxel, sh_order=order)
+                      voxel_size=voxel, sh_order=order, aligned=bool(align))
