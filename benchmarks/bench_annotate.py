@@ -64,7 +64,7 @@ def membranes() -> None:
     for path in sorted((DATA.parents[1] / "membranes").glob("*.h5")):
         raw, voxel = io.read_h5(path, "raw")
         truth, _ = io.read_h5(path, "label")
-        voxel = voxel or (0.25, 0.25, 0.25)  # the lateral root file records none (light-sheet, ~isotropic)
+        voxel = voxel or (0.25, 0.1625, 0.1625)  # the lateral root file records none: as configs/membranes.yaml
         m = match_instances(truth, annotate_membranes(raw, voxel, cut_to_foreground=False).labels)
         print(f"  {path.name:36s} F1 {m['f1']:.3f}  matched IoU {m['matched_iou']:.3f}  "
               f"(TP {m['tp']}, FP {m['fp']}, FN {m['fn']})")

@@ -1,11 +1,13 @@
 """Automatic annotation: known blobs are found, sample folders feed the simulator."""
 
 import numpy as np
+import pytest
 from scipy import ndimage
 
 from cellsynth import io
 from cellsynth.annotate import annotate_membranes, annotate_nuclei, detect_nuclei, log_response
 from cellsynth.cli import main
+from cellsynth.errors import CellsynthError
 from cellsynth.evaluate.segmentation import match_instances
 
 VOXEL = (0.5, 0.25, 0.25)  # anisotropic
@@ -80,7 +82,7 @@ def test_annotate_membranes_recovers_cells(rng):
     for axis in range(3):
         walls |= np.diff(cells, axis=axis, prepend=cells.take([0], axis=axis)) != 0
     image = ndimage.gaussian_filter(walls.astype(np.float32), 0.7) + 0.03 * rng.standard_normal(shape)
-    sample = annotate_membranes(image, (0.25, 0.25, 0.25), min_distance_um=2.5, cut_to_foreground=False)
+    sample = annotate_membranes(image, (0.25, 0.25, 0.25), cut_to_foreground=False)
     m = match_instances(cells, sample.labels)
     assert m["f1"] >= 0.9 and m["matched_iou"] > 0.8
 
@@ -100,3 +102,19 @@ def test_annotate_cli_end_to_end_feeds_positions(tmp_path, rng):
     assert points.shape == (len(centres), 3)
     assert main(["annotate", str(tmp_path / "img.tif"), "--out", str(out)]) == 2  # exists, no --overwrite
     assert main(["annotate", str(tmp_path / "missing.tif"), "--out", str(tmp_path / "x")]) == 2
+    assert main(["annotate", str(tmp_path / "img.tif"), "--kind", "membranes", "--min-distance", "2",
+                 "--out", str(tmp_path / "m")]) == 2  # a nuclei option
+    assert not (tmp_path / "m").exists()
+
+
+def test_membrane_seed_depth_decides_whether_a_faint_wall_splits_a_cell(rng):
+    """Two cells behind a bright wall; the left one has a faint inner wall (0.1) in it."""
+    image = 0.002 * rng.standard_normal((16, 32, 64)).astype(np.float32)
+    image[:, :, 32] = 1.0  # the real wall
+    image[:, :, 16] = 0.1  # a faint wall, e.g. texture inside one cell; about 0.04 after smoothing
+    count = lambda depth: int(annotate_membranes(image, (0.25, 0.25, 0.25), seed_depth=depth, smoothing_um=0.25,
+                                                 cut_to_foreground=False).labels.max())
+    assert count(0.05) == 2
+    assert count(0.01) == 3
+    with pytest.raises(CellsynthError, match="seed depth"):
+        count(0.0)

@@ -27,7 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=0.05,
                    help="nuclei: minimum LoG blob response in normalised intensity (default 0.05; lower finds more)")
     p.add_argument("--min-distance", type=float, metavar="UM",
-                   help="minimum distance between seeds in µm (nuclei: default the smallest radius; membranes: 2)")
+                   help="nuclei: minimum distance between seeds in µm (default the smallest radius)")
+    p.add_argument("--seed-depth", type=float, default=0.05,
+                   help="membranes: how much darker than its walls (normalised intensity) a cell must be to get "
+                        "its own seed (default 0.05; raise it where cells are split, lower it where they merge)")
     p.add_argument("--smoothing", type=float, metavar="UM",
                    help="Gaussian smoothing in µm before the watershed (default 0.25 nuclei, 0.3 membranes)")
     p.add_argument("--membrane-thickness", type=float, metavar="UM", help="membranes: wall thickness of the mask")
@@ -62,8 +65,8 @@ def run(args: argparse.Namespace) -> None:
                                  min_distance_um=args.min_distance, **options)
     else:
         if args.min_distance is not None:
-            options["min_distance_um"] = args.min_distance
-        sample = annotate_membranes(image, voxel, membrane_thickness_um=args.membrane_thickness,
+            raise CellsynthError("--min-distance applies to nuclei; membranes use --seed-depth")
+        sample = annotate_membranes(image, voxel, seed_depth=args.seed_depth, membrane_thickness_um=args.membrane_thickness,
                                     cut_to_foreground=not args.keep_outside, **options)
     sample.metadata["image"] = str(args.image)
     sample.metadata["config"] = resolved_config(args)
