@@ -143,20 +143,32 @@ def plot_profile_spectrum(volumes: Mapping[str, Any], voxel_size: VoxelSize | Ma
     _save(fig, path)
 
 
-def plot_spectra(spectra: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | os.PathLike) -> None:
-    """Radially averaged xy power spectra ``{name: (cycles/µm, power)}`` on a log scale."""
-    if not spectra:
-        raise CellsynthError("nothing to plot: give at least one spectrum")
+def _line_plot(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | os.PathLike, *, what: str,
+               xlabel: str, ylabel: str, title: str, log: bool = False, vline: float | None = None) -> None:
+    """One curve ``{name: (x, y)}`` per volume on shared axes (``log``: y on a log scale)."""
+    if not curves:
+        raise CellsynthError(f"nothing to plot: give at least one {what}")
     fig = _figure(6.5, 3.8)
     ax = fig.subplots()
-    for (name, (f, power)), colour in zip(spectra.items(), COLOURS):
-        ax.semilogy(f, np.maximum(power, 1e-12), color=colour, lw=1.2, label=name)
-    ax.set_xlabel("spatial frequency (cycles/µm)")
-    ax.set_ylabel("power")
-    ax.set_title("xy slices: radially averaged power spectrum", fontsize=10)
+    for (name, (x, y)), colour in zip(curves.items(), COLOURS):
+        if log:
+            ax.semilogy(x, np.maximum(y, 1e-12), color=colour, lw=1.2, label=name)
+        else:
+            ax.plot(x, y, color=colour, lw=1.2, label=name)
+    if vline is not None:
+        ax.axvline(vline, color="k", lw=0.8, ls="--")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     _save(fig, path)
+
+
+def plot_spectra(spectra: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | os.PathLike) -> None:
+    """Radially averaged xy power spectra ``{name: (cycles/µm, power)}`` on a log scale."""
+    _line_plot(spectra, path, what="spectrum", xlabel="spatial frequency (cycles/µm)", ylabel="power",
+               title="xy slices: radially averaged power spectrum", log=True)
 
 
 def plot_histograms(histograms: Mapping[str, np.ndarray], path: str | os.PathLike) -> None:
@@ -243,16 +255,5 @@ def _block_mean(volume: np.ndarray, factor: tuple[int, int, int]) -> np.ndarray:
 
 def plot_depth_profile(profiles: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | os.PathLike) -> None:
     """Plot profiles from :func:`depth_profile` (negative distances lie outside the organism)."""
-    if not profiles:
-        raise CellsynthError("nothing to plot: give at least one depth profile")
-    fig = _figure(6.5, 3.8)
-    ax = fig.subplots()
-    for (name, (d, mean)), colour in zip(profiles.items(), COLOURS):
-        ax.plot(d, mean, color=colour, lw=1.2, label=name)
-    ax.axvline(0.0, color="k", lw=0.8, ls="--")
-    ax.set_xlabel("distance to the organism surface (µm, positive inside)")
-    ax.set_ylabel("mean normalised intensity")
-    ax.set_title("depth profile", fontsize=10)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    _save(fig, path)
+    _line_plot(profiles, path, what="depth profile", xlabel="distance to the organism surface (µm, positive inside)",
+               ylabel="mean normalised intensity", title="depth profile", vline=0.0)
