@@ -105,3 +105,13 @@ def test_evaluate_dataset_and_missing_samples(tmp_path, rng):
 def _only(tmp_path, rng):
     _dataset(tmp_path / "one", rng, n=1)
     return tmp_path / "one"
+
+
+@pytest.mark.parametrize("plot", [plots.plot_spectra, plots.plot_depth_profile])
+def test_line_plots_write_a_png_and_refuse_nothing(plot, tmp_path):
+    x = np.linspace(0.1, 2.0, 20)
+    plot({"real": (x, np.exp(-x)), "synthetic": (x, np.exp(-2 * x))}, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(CellsynthError, match="nothing to plot"):
+        plot({}, tmp_path / "empty.png")
+    assert not (tmp_path / "empty.png").exists()
