@@ -65,9 +65,14 @@ def membranes() -> None:
         raw, voxel = io.read_h5(path, "raw")
         truth, _ = io.read_h5(path, "label")
         voxel = voxel or (0.25, 0.1625, 0.1625)  # the lateral root file records none: as configs/membranes.yaml
-        m = match_instances(truth, annotate_membranes(raw, voxel, cut_to_foreground=False).labels)
+        seconds = []
+        for _ in range(3):
+            t = time.perf_counter()
+            labels = annotate_membranes(raw, voxel, cut_to_foreground=False).labels
+            seconds.append(time.perf_counter() - t)
+        m = match_instances(truth, labels)
         print(f"  {path.name:36s} F1 {m['f1']:.3f}  matched IoU {m['matched_iou']:.3f}  "
-              f"(TP {m['tp']}, FP {m['fp']}, FN {m['fn']})")
+              f"(TP {m['tp']}, FP {m['fp']}, FN {m['fn']})  {np.median(seconds):.2f} s (median of 3)")
 
 
 if __name__ == "__main__":
