@@ -198,6 +198,8 @@ def test_bad_data_is_a_one_line_error(tmp_path, rng, capsys):
     assert "--voxel-size" in _error(capsys, train_args(no_voxel, tmp_path / "r4", 1))
     assert "not an HDF5 file" in _error(capsys, train_args(tmp_path / "missing.h5", tmp_path / "r5", 1))
     assert "--ema-half-life" in _error(capsys, train_args(ok, tmp_path / "r6", 1, "--ema-half-life", "-1"))
+    assert "--w-histogram" in _error(capsys, train_args(ok, tmp_path / "r7", 1, "--w-histogram", "-2"))
+    assert not (tmp_path / "r7" / "checkpoint.pt").exists()
 
 
 def test_bad_resume_and_output_folder(h5file, tmp_path, capsys):

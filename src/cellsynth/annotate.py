@@ -294,7 +294,8 @@ def annotate_membranes(image: Any, voxel_size: VoxelSize, *, seed_depth: float =
     t0 = time.perf_counter()
     norm = _normalised(image, percentiles)
     if not seed_depth > 0:
-        raise CellsynthError(f"the seed depth must be a positive intensity (normalised to 0-1), got {seed_depth}")
+        raise CellsynthError(f"the seed depth must be a positive intensity difference (images are normalised to 0-1), "
+                             f"e.g. 0.05; got {seed_depth}")
     smooth = ndimage.gaussian_filter(norm, smoothing_um / voxel)
     markers, n = ndimage.label(h_minima(smooth, seed_depth))  # a flat minimum gives one seed
     foreground = foreground_from_image(norm, tuple(voxel), closing_um=MEMBRANE_CLOSING_UM)

@@ -167,6 +167,9 @@ class Trainer:
         if min(config.patch) < 3 * 2**config.d_layers:
             raise CellsynthError(f"--patch sides must be at least {3 * 2**config.d_layers} for the "
                                  f"discriminator with {config.d_layers} layers; use a larger --patch or fewer --d-layers")
+        for name in ("w_adv", "w_identity", "w_paired", "w_histogram"):
+            if not getattr(config, name) >= 0:
+                raise CellsynthError(f"--{name.replace('_', '-')} must be a weight >= 0, got {getattr(config, name)}")
         if not config.ema_half_life >= 0:
             raise CellsynthError(f"--ema-half-life must be 0 (off) or a positive number of steps, "
                                  f"got {config.ema_half_life}")
