@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> None:
     else:
         if args.min_distance is not None:
             raise CellsynthError("--min-distance applies to nuclei; membranes use --seed-depth")
-        sample = annotate_membranes(image, voxel, seed_depth=args.seed_depth, membrane_thickness_um=args.membrane_thickness,
+        sample = annotate_membranes(image, voxel, seed_depth=args.seed_depth,
+                                    membrane_thickness_um=args.membrane_thickness,
                                     cut_to_foreground=not args.keep_outside, **options)
     sample.metadata["image"] = str(args.image)
     sample.metadata["config"] = resolved_config(args)

@@ -53,8 +53,8 @@ from cellsynth.io import atomic_path
 CHECKPOINT_FORMAT = "cellsynth-gan-checkpoint"
 GENERATOR_FORMAT = "cellsynth-generator"
 RUN_FORMAT = "cellsynth-train-run"
-LOG_COLUMNS = ("step", "epoch", "loss_d", "loss_g_adv", "loss_identity", "loss_paired", "loss_histogram", "r_batch", "r", "p",
-               "data_s", "step_s")
+LOG_COLUMNS = ("step", "epoch", "loss_d", "loss_g_adv", "loss_identity", "loss_paired", "loss_histogram",
+               "r_batch", "r", "p", "data_s", "step_s")
 
 
 @dataclass
