@@ -66,9 +66,9 @@ def evaluate(model: str | Path, kind: str, config: dict, data: Path, seed: int =
     """Score ``model`` and the physics renderer on the held-out part of each volume under ``data``."""
     import torch
 
-    from cellsynth.conditioning import foreground_from_image
+    from cellsynth.conditioning import organism_from_labels
     from cellsynth.evaluate.metrics import paired_metrics
-    from cellsynth.gan.data import find_pairs, normalize_image, read_pair, split_regions
+    from cellsynth.gan.data import find_pairs, read_pair, split_regions
     from cellsynth.simulate.annotations import structure_mask
     from cellsynth.synthesis import synthesize_image
 
@@ -77,10 +77,9 @@ def evaluate(model: str | Path, kind: str, config: dict, data: Path, seed: int =
     rows = []
     for name, image_file, label_file in find_pairs([data]):
         raw, labels, voxel = read_pair(image_file, label_file, voxel_default)
-        image = normalize_image(raw, *config["percentiles"])
         extra = {"membrane_thickness_um": config["membrane_thickness"]} if config.get("membrane_thickness") else {}
         mask = structure_mask(labels, kind, voxel, **extra)
-        foreground = foreground_from_image(image, voxel)
+        foreground = organism_from_labels(labels, voxel)
         _, held = split_regions(raw.shape, config["holdout"], config["holdout_axis"])
         row = {"file": name, "voxel_size_um": list(voxel), "heldout_shape": list(raw[held].shape)}
         for label, spec in (("generator", model), ("physics", "physics")):

@@ -69,6 +69,22 @@ def test_volumes_exclude_the_holdout_part(h5file):
     assert vol.image.dtype == np.float32 and 0 <= vol.image.min() and vol.image.max() <= 1
 
 
+def test_training_organism_is_the_labels_file_organism(tmp_path, rng):
+    """The positional map comes from the organism of the training part's labels, as a labels file
+    gets at synthesis; the image plays no part (a dark tissue corner stays organism)."""
+    from cellsynth.conditioning import organism_from_labels, positional_map
+
+    raw, labels = make_volume(rng, cells=12)
+    raw[:, :, :10] = 0  # the image says nothing about the organism
+    (vol,) = load_volumes([write_h5(tmp_path / "v.h5", raw, labels)], "nuclei", alpha=20, beta=30)
+    train, _ = split_regions(labels.shape, 0.25, "y")
+    expected = positional_map(organism_from_labels(labels[train], (1, 1, 1)), (1, 1, 1), 20, 30)
+    np.testing.assert_array_equal(vol.positional, expected)
+    dense = np.arange(1, 24 * 40 * 40 + 1).reshape(24, 40, 40) // 400 + 1  # cells fill the crop: tissue
+    (vol,) = load_volumes([write_h5(tmp_path / "d.h5", raw, dense.astype(np.uint16))], "membranes")
+    np.testing.assert_array_equal(vol.positional, 1.0)
+
+
 def _volume(shape=(20, 24, 24), seed=0):
     rng = np.random.default_rng(seed)
     mask = (rng.random(shape) < 0.1).astype(np.uint8)

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from cellsynth.conditioning import (
-    foreground_from_image,
     positional_map,
     positional_map_from_distance,
     signed_distance_um,
@@ -122,22 +121,6 @@ def check_inputs(mask: Any, foreground: Any) -> None:
                                      f"convert it first (e.g. {name} > 0)")
     if not any(np.asarray(foreground[z]).any() for z in _slabs(foreground)):
         raise CellsynthError("the foreground is empty; give the organism region (nonzero inside)")
-
-
-def foreground_from_labels(labels: np.ndarray, voxel_size: VoxelSize, closing_um: float = 5.0) -> np.ndarray:
-    """Organism region around labelled cells: :func:`cellsynth.conditioning.foreground_from_image`
-    applied to ``labels > 0``, closing gaps narrower than about ``2 * closing_um``.
-
-    The same function that finds the organism in real images, so alpha means the same.
-    """
-    if not closing_um > 0:
-        raise CellsynthError(f"foreground closing must be a positive length in µm, got {closing_um}")
-    cells = (np.asarray(labels) != 0).astype(np.float32)
-    if not cells.any():
-        raise CellsynthError("the labels are empty; there is no organism to render")
-    if cells.all():
-        return np.ones(cells.shape, np.uint8)
-    return foreground_from_image(cells, voxel_size, smoothing_um=closing_um / 2, closing_um=closing_um)
 
 
 def _slabs(array: Any) -> list[slice]:

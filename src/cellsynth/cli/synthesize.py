@@ -4,9 +4,9 @@ INPUT is a sample folder (from ``cellsynth simulate``), or a labels or mask file
 with ``--kind``. For a file, the structure mask comes from the labels through the
 simulation's own definition (nuclei: labelled voxels; membranes: the cell walls, or the
 file itself where it is already a 0/1 membrane mask). The organism foreground is
-``--foreground FILE``, or else the region around the labelled cells found by the same
-function that finds the organism in real images, closing gaps narrower than about twice
-``--foreground-closing`` µm.
+``--foreground FILE``, or else the labelled cells closed across the gaps between them
+(:func:`cellsynth.conditioning.organism_from_labels`, the same definition training uses
+for real volumes).
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--kind", choices=("nuclei", "membranes"),
                    help="structure of a labels file (a sample folder records its own)")
     p.add_argument("--foreground", metavar="FILE", help="organism mask (0/1) for a labels file")
-    p.add_argument("--foreground-closing", type=float, default=5.0, metavar="UM",
-                   help="without --foreground: close gaps between cells up to about twice this in µm (default 5)")
+    p.add_argument("--foreground-closing", type=float, metavar="UM",
+                   help="without --foreground: the organism is the labelled cells closed by a ball of this radius "
+                        "in µm (default: twice the median distance between neighbouring cells)")
     p.add_argument("--membrane-thickness", type=float, metavar="UM",
                    help="membrane wall thickness in µm for a membranes labels file (default: the simulation's)")
     p.add_argument("--voxel-size", type=float, nargs=3, metavar=("Z", "Y", "X"),
@@ -149,11 +150,11 @@ def _from_file(path: Path, args: argparse.Namespace) -> tuple[Any, Any, tuple, s
     import numpy as np
 
     from cellsynth import io
+    from cellsynth.conditioning import organism_from_labels
     from cellsynth.simulate.annotations import (
         DEFAULT_MEMBRANE_THICKNESS_UM,
         structure_mask,
     )
-    from cellsynth.synthesis import foreground_from_labels
 
     if not path.exists():
         raise CellsynthError(f"input not found: {path}; give a sample folder or a labels/mask file")
@@ -181,11 +182,11 @@ def _from_file(path: Path, args: argparse.Namespace) -> tuple[Any, Any, tuple, s
         if foreground.shape != labels.shape:
             raise CellsynthError(f"foreground {foreground.shape} and labels {labels.shape} must have the same shape")
     else:
-        foreground = foreground_from_labels(labels, voxel, args.foreground_closing)
-        if args.kind == "membranes" and binary:  # walls enclose the organism: fill it
+        if binary:  # a 0/1 mask: its cells are the connected nuclei, or the spaces between the walls
             from scipy import ndimage
 
-            foreground = ndimage.binary_fill_holes(foreground | (mask > 0)).astype(np.uint8)
+            labels = ndimage.label(labels == 0 if args.kind == "membranes" else labels)[0]
+        foreground = organism_from_labels(labels, voxel, args.foreground_closing)
     return mask, foreground, voxel, args.kind
 
 

@@ -5,9 +5,10 @@ a folder with ``images/`` and ``labels/`` holding TIFF pairs matched by name. La
 the structure the generator sees through the simulation's own function
 (:func:`cellsynth.simulate.annotations.structure_mask`: nuclei foreground, or membranes
 with the same wall definition as simulated samples); the positional map comes from the
-same functions synthesis uses (:func:`cellsynth.conditioning.foreground_from_image` and
-:func:`cellsynth.conditioning.positional_map`), so alpha and beta mean the same in
-training and synthesis.
+same functions synthesis uses (:func:`cellsynth.conditioning.organism_from_labels`, the
+organism a labels file gets, and :func:`cellsynth.conditioning.positional_map`), so the
+organism, alpha and beta mean the same in training and synthesis. A crop taken inside a
+tissue is organism up to its border, like a simulated ``box`` organism, and its map is 1.
 
 Whole volumes are prepared once and kept in memory; a patch is a slice plus a flip or
 rotation, which takes well under a millisecond, so the loader never holds the training
@@ -45,8 +46,7 @@ class TrainingVolume:
     mask
         uint8 structure mask (0/1).
     positional
-        float32 positional map (Eq. 1), computed on the whole volume before the hold-out
-        part was cut off.
+        float32 positional map (Eq. 1) of the organism of the training part's labels.
     voxel_size
         µm (z, y, x).
     """
@@ -158,7 +158,7 @@ def load_volumes(paths: Sequence[str | Path], kind: str, *, voxel_size: VoxelSiz
     membrane_thickness_um
         Wall thickness for membranes (the simulation's default when None).
     """
-    from cellsynth.conditioning import foreground_from_image, positional_map
+    from cellsynth.conditioning import organism_from_labels, positional_map
     from cellsynth.simulate.annotations import structure_mask
 
     if kind not in ("nuclei", "membranes"):
@@ -167,12 +167,12 @@ def load_volumes(paths: Sequence[str | Path], kind: str, *, voxel_size: VoxelSiz
     volumes = []
     for name, image_file, label_file in find_pairs(paths):
         raw, labels, voxel = read_pair(image_file, label_file, voxel_size)
-        image = normalize_image(raw, *percentiles)
+        train, _ = split_regions(raw.shape, holdout, holdout_axis)
+        image = normalize_image(raw[train], *percentiles)
+        labels = labels[train]
         mask = structure_mask(labels, kind, voxel, **extra).astype(np.uint8)
-        positional = positional_map(foreground_from_image(image, voxel), voxel, alpha, beta)
-        train, _ = split_regions(image.shape, holdout, holdout_axis)
-        volumes.append(TrainingVolume(name, np.ascontiguousarray(image[train]), np.ascontiguousarray(mask[train]),
-                                      np.ascontiguousarray(positional[train]), voxel))
+        positional = positional_map(organism_from_labels(labels, voxel), voxel, alpha, beta)
+        volumes.append(TrainingVolume(name, image, mask, positional, voxel))
     return volumes
 
 
