@@ -228,7 +228,10 @@ def test_nnunet_accepts_the_export(exports):
 
 
 def test_cellpose_reads_the_export(exports, tiny_datasets):
-    cellpose_io = pytest.importorskip("cellpose.io")
+    try:
+        import cellpose.io as cellpose_io
+    except Exception as err:  # Cellpose 4 imports torchvision, whose CUDA builds fail to load beside CPU torch
+        pytest.skip(f"cellpose does not import here: {err}")
     out = exports["cellpose_slices"]
     loaded = cellpose_io.load_train_test_data(str(out / "train"), str(out / "val"), mask_filter="_masks")
     images, labels = loaded[0], loaded[1]
@@ -246,5 +249,5 @@ def test_stardist_trains_on_the_export(exports):
     masks = [fill_label_holes(tifffile.imread(p)) for p in sorted((folder / "masks").glob("*.tif"))]
     rays = Rays_GoldenSpiral(32, anisotropy=(2.0, 1.0, 0.5))
     data = StarDistData3D(images, masks, rays=rays, batch_size=1, patch_size=(8, 32, 32), length=1, grid=(1, 1, 1))
-    (x, _), (prob, _dist) = data[0]
-    assert x.shape[1:4] == (8, 32, 32) and prob.max() > 0
+    inputs, targets = data[0]
+    assert inputs[0].shape[1:4] == (8, 32, 32) and targets[0].max() > 0
