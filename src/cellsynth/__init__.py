@@ -20,7 +20,7 @@ use, so ``import cellsynth`` stays fast (it imports neither torch nor dask).
 - files: :func:`read_volume`, :func:`write_volume`, :func:`read_sample`,
   :func:`write_sample`, :class:`Sample`
 - data sets: :func:`generate_dataset`, :func:`load_dataset`, :func:`load_preset`,
-  :func:`preset_names`
+  :func:`preset_names`, :func:`export_dataset` (to StarDist, Cellpose, nnU-Net, PlantSeg)
 
 Examples
 --------
@@ -61,5 +61,6 @@ __getattr__, __dir__, _public = attach(__name__, {
     "cellsynth.annotate": ["annotate_membranes", "annotate_nuclei"],
     "cellsynth.io": ["Sample", "read_sample", "read_volume", "write_sample", "write_volume"],
     "cellsynth.dataset": ["generate_dataset", "load_dataset", "load_preset", "preset_names"],
+    "cellsynth.export": ["export_dataset"],
 }, submodules=["dataset", "evaluate", "gan", "io", "render", "shapes", "simulate"])
 __all__ = ["__version__", *_public]
