@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from cellsynth.errors import CellsynthError
-from cellsynth.evaluate.metrics import normalize_percentiles
+from cellsynth.intensity import normalize_percentiles
 from cellsynth.io import VoxelSize, check_voxel_size
 
 PEAK_RATIO = 4.0
