@@ -145,9 +145,9 @@ def test_a_samples_labels_give_back_its_organism(kind, organism):
     """Sample folder, labels file and training labels agree on the organism (and so on the map)."""
     from cellsynth.simulate.pipeline import simulate_sample
 
-    extra = {"cell_size": 5.0, **({"radius": 1.5} if kind == "nuclei" else {})}
+    extra = {"cell_size_um": 5.0, **({"radius_um": 1.5} if kind == "nuclei" else {})}
     if organism == "ellipsoid":  # a dome on the deepest face, as the meristem-like preset
-        extra.update(semi_axes=(10.0, 12.0, 12.0), center=(12.0, 16.0, 16.0))
+        extra.update(semi_axes_um=(10.0, 12.0, 12.0), center_um=(12.0, 16.0, 16.0))
     sample = simulate_sample(kind, (24, 64, 64), (0.5, 0.5, 0.5), np.random.default_rng(1), organism=organism,
                              **extra)
     from_labels = organism_from_labels(sample.labels, sample.voxel_size)
