@@ -170,6 +170,51 @@ def test_resume_equals_uninterrupted_run(h5file, tmp_path):
     assert losses(read_log(tmp_path / "a" / "log.csv")) == losses(read_log(tmp_path / "b" / "log.csv"))
 
 
+@pytest.fixture
+def tiny_preset(tmp_path):
+    """A nuclei preset of the test volume's voxel size (1 µm), small enough to simulate in a blink."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text("kind: nuclei\nshape: [16, 32, 32]\nvoxel_size: [1.0, 1.0, 1.0]\n"
+                    "simulate:\n  organism: box\n  radius: 3.0\n  count: 6\n"
+                    "synthesize:\n  model: physics\n  alpha: [100]\n  beta: 100\n")
+    return path
+
+
+def test_training_on_simulated_masks_resumes_exactly(h5file, tiny_preset, tmp_path):
+    """Simulated masks, the frozen segmenter and their random streams are part of the exact resume."""
+    extra = ["--checkpoint-every", "2", "--preview-every", "3", "--ada-p", "0.5", "--simulated", str(tiny_preset),
+             "--simulated-pool", "2", "--w-consistency", "2", "--segmenter-steps", "3", "--ada-interval", "1"]
+    assert main(train_args(h5file, tmp_path / "a", 4, *extra)) == 0
+    assert main(train_args(h5file, tmp_path / "b", 2, *extra)) == 0
+    assert main(train_args(h5file, tmp_path / "b", 4, *extra, "--resume")) == 0
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    for net in ("generator", "discriminator", "segmenter"):
+        for key in a[net]:
+            assert torch.equal(a[net][key], b[net][key]), (net, key)
+    rows = read_log(tmp_path / "a" / "log.csv")
+    losses = lambda rows: [(r["step"], r["loss_d"], r["loss_simulated"], r["loss_consistency"], r["p"]) for r in rows]
+    assert losses(rows) == losses(read_log(tmp_path / "b" / "log.csv"))
+    assert all(float(r["loss_simulated"]) > 0 and float(r["loss_consistency"]) > 0 for r in rows)
+    import matplotlib.image
+
+    preview = matplotlib.image.imread(tmp_path / "a" / "previews" / "step_0000003.png")
+    assert preview.shape[1] == 5 * 16  # mask | real | generated | simulated mask | its image
+
+
+def test_simulated_masks_must_fit_the_training_data(h5file, tiny_preset, tmp_path, capsys):
+    other = tmp_path / "other.yaml"
+    other.write_text(tiny_preset.read_text().replace("[1.0, 1.0, 1.0]", "[2.0, 1.0, 1.0]"))
+    membranes = tmp_path / "membranes.yaml"
+    membranes.write_text(tiny_preset.read_text().replace("kind: nuclei", "kind: membranes")
+                         .replace("  radius: 3.0\n  count: 6\n", ""))
+    for preset, message in ((other, "voxel size"), (membranes, "nuclei preset")):
+        assert main(train_args(h5file, tmp_path / preset.stem, 1, "--simulated", str(preset))) == 2
+        assert message in capsys.readouterr().err
+    assert main(train_args(h5file, tmp_path / "c", 1, "--w-consistency", "1")) == 2
+    assert "--simulated" in capsys.readouterr().err
+
+
 def test_saved_generator_is_the_moving_average_of_the_trained_weights(h5file):
     from cellsynth.gan.config import TrainConfig
     from cellsynth.gan.train import Trainer

@@ -31,6 +31,9 @@ from scipy import ndimage
 from cellsynth.errors import CellsynthError
 from cellsynth.io import VoxelSize, check_voxel_size
 
+DEFAULT_DECAY_UM = 100.0
+"""The paper's alpha and beta (section 4), for renderers that were not trained with others."""
+
 
 def signed_distance_um(foreground: np.ndarray, voxel_size: VoxelSize, *, overwrite: bool = False) -> np.ndarray:
     """Signed distance to the organism surface in µm: positive inside, negative outside.

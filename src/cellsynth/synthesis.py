@@ -24,6 +24,7 @@ import numpy as np
 
 from cellsynth import io, omezarr
 from cellsynth.conditioning import (
+    DEFAULT_DECAY_UM,
     organism_from_labels,
     positional_map,
     positional_map_from_distance,
@@ -38,7 +39,7 @@ SLAB_BYTES = 64 * 2**20
 
 def synthesize_image(
     mask: Any, foreground: Any, voxel_size: VoxelSize, *,
-    model: Any = "default", kind: str = "nuclei", alpha: float = 100.0, beta: float = 100.0, seed: int = 0,
+    model: Any = "default", kind: str = "nuclei", alpha: float | None = None, beta: float | None = None, seed: int = 0,
     patch: Any = None, overlap: Any = None, crop: Any = None, blend: str = "linear",
     batch_size: int = 4, device: Any = "cpu", autocast: bool = False, out: Any = None, progress: bool | None = None,
 ) -> Any:
@@ -59,7 +60,8 @@ def synthesize_image(
         ``"nuclei"`` or ``"membranes"``.
     alpha, beta
         Positional map decay lengths in µm inside and outside the organism (Eq. 1). Small
-        alpha renders a deeper-looking, poorer image.
+        alpha renders a deeper-looking, poorer image. None: the values the model was trained
+        with (:func:`conditioning_of`).
     seed
         Seed of the model's randomness; the same seed gives the same image bit for bit.
     patch, overlap, crop, blend, batch_size, device, autocast
@@ -85,14 +87,12 @@ def synthesize_image(
     from cellsynth.tiling import synthesize_tiled
 
     voxel = check_voxel_size(voxel_size)
-    for name, value in (("alpha", alpha), ("beta", beta)):
-        if not (np.isfinite(value) and value > 0):
-            raise CellsynthError(f"{name} must be a positive length in µm, got {value}")
     check_inputs(mask, foreground)
     if out is not None and tuple(out.shape) != tuple(mask.shape):
         raise CellsynthError(f"output shape {tuple(out.shape)} does not match the mask {tuple(mask.shape)}")
     if isinstance(model, (str, Path)):
         model = load_model(model, kind, device, voxel_size=voxel, seed=seed)
+    alpha, beta = conditioning_of(model, alpha, beta)
     streaming = not isinstance(mask, np.ndarray) or not (out is None or isinstance(out, np.ndarray))
     scratch = tempfile.mkdtemp(prefix="cellsynth-") if streaming else None
     try:
@@ -102,6 +102,29 @@ def synthesize_image(
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def conditioning_of(model: Any, alpha: float | None = None, beta: float | None = None) -> tuple[float, float]:
+    """The alpha and beta (µm, Eq. 1) to render with: the given ones, else those ``model`` was
+    trained with (a generator records them), else the paper's 100 µm.
+
+    Raises
+    ------
+    CellsynthError
+        For a value that is not a positive length.
+
+    Examples
+    --------
+    >>> conditioning_of("physics", beta=50.0)
+    (100.0, 50.0)
+    """
+    resolved = []
+    for name, value in (("alpha", alpha), ("beta", beta)):
+        value = float(getattr(model, name, DEFAULT_DECAY_UM) if value is None else value)
+        if not (np.isfinite(value) and value > 0):
+            raise CellsynthError(f"{name} must be a positive length in µm, got {value}")
+        resolved.append(value)
+    return resolved[0], resolved[1]
 
 
 def check_inputs(mask: Any, foreground: Any) -> None:

@@ -45,11 +45,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="physics, default (the best built-in for the kind: the shipped generator where its "
                         "model card shows it beats physics on held-out data, else physics), nuclei, membranes "
                         "(the shipped generators), or a generator file from `cellsynth train` (default: default)")
-    g.add_argument("--alpha", type=float, default=100.0, metavar="UM",
+    g.add_argument("--alpha", type=float, metavar="UM",
                    help="positional map decay length inside the organism in µm (Eq. 1); small values render "
-                        "a deeper, poorer image (default 100)")
-    g.add_argument("--beta", type=float, default=100.0, metavar="UM",
-                   help="positional map decay length outside the organism in µm (default 100)")
+                        "a deeper, poorer image (default: the model's own, 100 for physics)")
+    g.add_argument("--beta", type=float, metavar="UM",
+                   help="positional map decay length outside the organism in µm (default: the model's own, "
+                        "100 for physics)")
     g.add_argument("--seed", type=int, default=0, help="seed of noise and brightness (default 0)")
     g = p.add_argument_group("tiling")
     g.add_argument("--patch", type=int, nargs=3, metavar=("Z", "Y", "X"),
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> None:
     from cellsynth import io
     from cellsynth.cli import resolved_config
     from cellsynth.render.registry import describe_model, load_model
-    from cellsynth.synthesis import synthesize_to_file
+    from cellsynth.synthesis import conditioning_of, synthesize_to_file
     from cellsynth.tiling import tile_grid
 
     started = time.perf_counter()
@@ -106,7 +107,8 @@ def run(args: argparse.Namespace) -> None:
 
     model = load_model(args.model, kind, args.device, voxel_size=voxel, seed=args.seed)
     grid = tile_grid(model, mask.shape, args.patch, args.overlap, args.crop)
-    settings = {"kind": kind, "alpha": args.alpha, "beta": args.beta, "seed": args.seed, "patch": args.patch,
+    alpha, beta = conditioning_of(model, args.alpha, args.beta)
+    settings = {"kind": kind, "alpha": alpha, "beta": beta, "seed": args.seed, "patch": args.patch,
                 "overlap": args.overlap, "crop": args.crop, "blend": args.blend, "batch_size": args.batch_size,
                 "device": args.device, "autocast": args.bf16}
     if into_sample_image and exists:  # until the new image is complete, the sample lists none

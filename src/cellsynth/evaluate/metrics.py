@@ -611,8 +611,8 @@ def seam_metric(image: Any, grid: PatchGrid | None = None, *, neighbours: int = 
     """
     image = np.asarray(image, dtype=np.float32)
     grid = grid or make_grid(image.shape)
-    if tuple(image.shape) != grid.shape:
-        raise CellsynthError(f"image shape {image.shape} does not match the grid's volume shape {grid.shape}")
+    if tuple(image.shape) != grid.volume_shape:
+        raise CellsynthError(f"image shape {image.shape} does not match the grid's volume shape {grid.volume_shape}")
     sums = np.zeros(2)
     counts = np.zeros(2)
     for axis in range(3):

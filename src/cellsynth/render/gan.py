@@ -65,6 +65,16 @@ class GeneratorModel:
         bf16 autocast (faster on GPUs and recent CPUs; slightly less precise).
     info
         Training information from the file (steps, alpha, beta, data, ...).
+
+    Attributes
+    ----------
+    alpha, beta
+        The positional map decay lengths (µm) the generator was trained with; synthesis
+        uses them unless given others (:func:`cellsynth.synthesis.conditioning_of`).
+    mirror_border
+        True: the tiler mirrors the input at the volume border
+        (:func:`cellsynth.tiling.tile_grid`), as the generators of issue 17 drew a band there
+        with zero padding.
     """
 
     def __init__(self, generator: torch.nn.Module, kind: str | None = None, device: str | torch.device = "cpu",
@@ -73,6 +83,11 @@ class GeneratorModel:
         self.generator = generator.to(self.device).eval()
         self.kind, self.seed, self.amp = kind, int(seed), amp
         self.info = dict(info or {})
+        # what Eq. 1 meant in training: synthesis uses the same unless told otherwise
+        self.alpha = float(self.info.get("alpha", 100.0))
+        self.beta = float(self.info.get("beta", 100.0))
+        # zero or edge padding is not tissue: the tiler mirrors the volume at its border instead
+        self.mirror_border = True
         m, h = generator.size_multiple, generator.halo
         self.size_multiple: tuple[int, int, int] = (m, m, m)
         self.halo: tuple[int, int, int] = (h, h, h)
