@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--foreground", type=Path, metavar="FILE",
                    help="organism region for the depth profile (default: from the sample, else Otsu on --real)")
     p.add_argument("--report", type=Path, metavar="DIR", help="output folder; without it the metrics are only printed")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --report folder (only cellsynth output is ever replaced)")
     p.add_argument("--voxel-size", type=float, nargs=3, metavar=("Z", "Y", "X"),
                    help="voxel size in µm (overrides the files' own)")
     p.add_argument("--h5-dataset", default="raw", metavar="NAME", help="dataset read from HDF5 files (default raw)")
@@ -78,18 +81,34 @@ def run(args: argparse.Namespace) -> None:
     """Run ``cellsynth evaluate``."""
     from cellsynth import io
     from cellsynth.cli import resolved_config
-    from cellsynth.evaluate import report
+    from cellsynth.outputs import check_output
 
     if args.real is None:
         raise CellsynthError("give the real image with --real FILE")
     if (args.synthetic is None) == (args.dataset is None):
         raise CellsynthError("give exactly one of --synthetic FILE (paired) or --dataset DIR (distribution metrics)")
+    if args.report is not None:
+        check_output(args.report, overwrite=args.overwrite, flag="--report")
+    # the report is assembled in a temporary folder and appears whole, or not at all
+    with io.atomic_path(args.report, directory=True) if args.report is not None else nullcontext() as report_dir:
+        results = _evaluate(args, report_dir)
+        if report_dir is not None:
+            io.write_json(report_dir / "config.json", resolved_config(args), atomic=False)
+    print(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in results.items()}, indent=2))
+    if args.report is not None:
+        print(f"report: {args.report / 'report.html'}")
+
+
+def _evaluate(args: argparse.Namespace, report_dir: Path | None) -> dict[str, Any]:
+    from cellsynth import io
+    from cellsynth.evaluate import report
+
     percentiles = None if args.raw else tuple(args.percentiles)
     inputs = {k: str(v) for k, v in (("real", args.real), ("synthetic", args.synthetic), ("dataset", args.dataset),
                                      ("mask", args.mask)) if v is not None}
     if args.dataset is not None:
         reals = _real_images(args.real, args.h5_dataset, args.voxel_size)
-        results = report.evaluate_dataset(args.dataset, reals, args.report, image=args.image,
+        results = report.evaluate_dataset(args.dataset, reals, report_dir, image=args.image,
                                           percentiles=percentiles, max_samples=args.max_samples, inputs=inputs)
     else:
         if args.real.is_dir() and not io.is_zarr(args.real):
@@ -102,10 +121,6 @@ def run(args: argparse.Namespace) -> None:
         mask = io.read_volume(args.mask, "label")[0] if args.mask is not None else None
         if args.foreground is not None:
             foreground = io.read_volume(args.foreground)[0]
-        results = report.evaluate_pair(real, synthetic, voxel, args.report, mask=mask, foreground=foreground,
+        results = report.evaluate_pair(real, synthetic, voxel, report_dir, mask=mask, foreground=foreground,
                                        percentiles=percentiles, inputs=inputs)
-    if args.report is not None:
-        io.write_json(args.report / "config.json", resolved_config(args))
-    print(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in results.items()}, indent=2))
-    if args.report is not None:
-        print(f"report: {args.report / 'report.html'}")
+    return results
