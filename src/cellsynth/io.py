@@ -262,6 +262,23 @@ def read_h5(path: str | os.PathLike, dataset: str = "raw") -> tuple[np.ndarray, 
     return check_volume(array, f"{path}:{dataset}"), voxel  # type: ignore[return-value]
 
 
+def write_h5(path: str | os.PathLike, datasets: Mapping[str, np.ndarray], voxel_size: VoxelSize, *,
+             atomic: bool = True) -> None:
+    """Write (Z, Y, X) volumes as datasets of one HDF5 file, each with ``element_size_um``.
+
+    The layout PlantSeg and pytorch-3dunet read (``raw``, ``label``, voxel size (z, y, x) in
+    µm on every dataset); :func:`read_h5` reads it back. Datasets are gzip-compressed.
+    With ``atomic=False`` the file is written in place.
+    """
+    import h5py
+
+    voxel = check_voxel_size(voxel_size)
+    with _destination(path, atomic) as tmp, h5py.File(tmp, "w") as f:
+        for name, array in datasets.items():
+            ds = f.create_dataset(name, data=np.asarray(check_volume(np.asarray(array), name)), compression="gzip")
+            ds.attrs["element_size_um"] = np.asarray(voxel, dtype=np.float64)
+
+
 # --------------------------------------------------------------------------- OME-Zarr
 
 
