@@ -1,5 +1,7 @@
 """Families: the real volumes that presets mimic, and the presets' ``family:`` key."""
 
+from importlib import resources
+
 import pytest
 import yaml
 
@@ -25,7 +27,7 @@ def test_family_real_volumes_exist(shared_data):
 def test_unknown_family_and_bad_family_key(tmp_path):
     with pytest.raises(CellsynthError, match="unknown family"):
         family("zebrafish")
-    preset = yaml.safe_load((dataset.resources.files("cellsynth") / "presets" / "nuclei.yaml").read_text())
+    preset = yaml.safe_load((resources.files("cellsynth") / "presets" / "nuclei.yaml").read_text())
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump({**preset, "family": "two words"}))
     with pytest.raises(CellsynthError, match="family must be a name"):

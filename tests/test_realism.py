@@ -8,7 +8,7 @@ from scipy import ndimage, stats
 
 from cellsynth.errors import CellsynthError
 from cellsynth.evaluate import filterbank, realism
-from cellsynth.evaluate.metrics import normalize_percentiles
+from cellsynth.intensity import normalize_percentiles
 from cellsynth.evaluate.realism import FLOOR, RealismVolume, realism_benchmark, realism_volume
 
 VOXEL = (0.5, 0.25, 0.25)
@@ -29,7 +29,7 @@ def test_eigenvalues_equal_numpy(rng):
 
 def test_kid_equals_brute_force_mmd(rng):
     a, b = rng.normal(size=(7, 5)), rng.normal(1.0, 2.0, size=(9, 5))
-    scale = filterbank.standardiser(a)
+    scale = filterbank.standardizer(a)
     x, y = (a - scale[0]) / scale[1], (b - scale[0]) / scale[1]
 
     def k(u, v):

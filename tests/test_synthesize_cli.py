@@ -136,8 +136,8 @@ def test_zarr_sample_gets_a_zarr_image(tmp_path):
 
 
 def test_generator_checkpoint_is_used_and_its_kind_checked(sample, tmp_path, capsys):
+    from cellsynth.gan.checkpoints import GENERATOR_FORMAT
     from cellsynth.gan.networks import UNetGenerator
-    from cellsynth.gan.train import GENERATOR_FORMAT
 
     torch.manual_seed(0)
     net = UNetGenerator(width=2, depth=2)

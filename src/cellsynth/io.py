@@ -339,6 +339,20 @@ def is_zarr(path: str | os.PathLike) -> bool:
     return str(path).rstrip("/").endswith(_ZARR_SUFFIX)
 
 
+def volume_format(path: str | os.PathLike) -> str | None:
+    """The container a volume file name asks for: ``"zarr"`` (``.ome.zarr``), ``"tif"``
+    (``.tif``, ``.tiff``), or None for other names.
+
+    Examples
+    --------
+    >>> volume_format("image.ome.zarr"), volume_format("image.TIF"), volume_format("image.png")
+    ('zarr', 'tif', None)
+    """
+    if is_zarr(path):
+        return "zarr"
+    return "tif" if Path(path).suffix.lower() in _TIFF_SUFFIXES else None
+
+
 def read_volume(
     path: str | os.PathLike, dataset: str = "raw", *, lazy: bool = False,
 ) -> tuple[Any, VoxelSize | None]:
@@ -369,9 +383,10 @@ def write_volume(path: str | os.PathLike, array: np.ndarray, voxel_size: VoxelSi
     With ``atomic=False`` it is written in place, for a volume inside a folder that is
     itself assembled under a temporary name.
     """
-    if is_zarr(path):
+    file_format = volume_format(path)
+    if file_format == "zarr":
         write_zarr(path, array, voxel_size, atomic=atomic)
-    elif Path(path).suffix.lower() in _TIFF_SUFFIXES:
+    elif file_format == "tif":
         write_tiff(path, array, voxel_size, atomic=atomic)
     else:
         raise CellsynthError(f"cannot write {path}: use a .tif or .ome.zarr name")

@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "distribution metrics), or generated data sets with real volumes of the same family (--dataset: "
                     "the unpaired realism benchmark: histogram W1, spectrum distance in cycles/µm, KID on a fixed "
                     "filter bank, structure CNR, and the real-vs-real floor from two halves of the real volumes). "
-                    "Every image is normalised by its own 1st and 99.9th percentiles first. Writes metrics.json, "
+                    "Every image is normalized by its own 1st and 99.9th percentiles first. Writes metrics.json, "
                     "PNG figures (axes in µm) and report.html to --report.",
     )
     p.add_argument("--real", type=Path, nargs="+", metavar="FILE_OR_DIR",
@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--h5-dataset", default="raw", metavar="NAME", help="dataset read from HDF5 files (default raw)")
     p.add_argument("--percentiles", type=float, nargs=2, default=(1.0, 99.9), metavar=("LOW", "HIGH"),
                    help="percentiles mapped to 0 and 1 before the metrics (default 1 99.9)")
-    p.add_argument("--raw", action="store_true", help="paired only: no normalisation, compare raw intensities")
+    p.add_argument("--raw", action="store_true", help="paired only: no normalization, compare raw intensities")
     p.set_defaults(func=run)
 
 

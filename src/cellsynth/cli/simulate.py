@@ -129,13 +129,13 @@ def run(args: argparse.Namespace) -> None:
 
     start = time.perf_counter()
     out = _check_output(args.out, args.overwrite)
-    params = dict(organism=args.organism, semi_axes=args.semi_axes, center=args.center, placement=args.placement,
-                  positions=args.positions, count=args.count, cell_size=args.cell_size)
+    params = dict(organism=args.organism, semi_axes_um=args.semi_axes, center_um=args.center,
+                  placement=args.placement, positions=args.positions, count=args.count, cell_size_um=args.cell_size)
     if args.kind == "nuclei":
-        params.update(radius=args.radius, radius_std=args.radius_std, smoothness=args.smoothness,
+        params.update(radius_um=args.radius, radius_std_um=args.radius_std, smoothness=args.smoothness,
                       sh_order=args.sh_order, law=args.law, elongation=args.elongation, orientation=args.orientation)
     else:
-        params.update(membrane_thickness=args.membrane_thickness, weight_spread=args.weight_spread)
+        params.update(membrane_thickness_um=args.membrane_thickness, weight_spread=args.weight_spread)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         sample = simulate_sample(args.kind, args.shape, args.voxel_size, np.random.default_rng(args.seed), **params)

@@ -11,13 +11,13 @@ the image smoothed by a Gaussian of sigma µm (per axis ``sigma / voxel`` voxels
 4. -6. the three eigenvalues of the Hessian ``sigma^2 H`` (ascending).
 
 Derivatives are central differences in µm, multiplied by ``sigma`` (first order) or
-``sigma^2`` (second order), so every response is in units of (normalised) intensity and
-means the same at any voxel size (Lindeberg's scale normalisation). Per patch the mean and
+``sigma^2`` (second order), so every response is in units of (normalized) intensity and
+means the same at any voxel size (Lindeberg's scale normalization). Per patch the mean and
 the standard deviation of each response are kept: ``3 scales x 6 responses x 2 = 36``
 features (:data:`FEATURE_NAMES`).
 
 :func:`kid` is the unbiased squared MMD with the cubic polynomial kernel of KID
-(Binkowski et al., ICLR 2018) on features standardised by a reference set (the real
+(Binkowski et al., ICLR 2018) on features standardized by a reference set (the real
 patches), so that each feature counts in units of its real patch-to-patch spread.
 """
 
@@ -47,7 +47,7 @@ POINTS_PER_PATCH = 1024
 """Voxels per patch at which the responses are evaluated (their mean and sd per patch)."""
 
 SD_FLOOR = 1e-3
-"""Smallest feature spread (normalised intensity) used for standardisation: a feature that is
+"""Smallest feature spread (normalized intensity) used for standardization: a feature that is
 constant over the reference patches does not blow up tiny differences."""
 
 
@@ -107,7 +107,7 @@ def patch_voxels(patch_um: Sequence[float], voxel_size: VoxelSize) -> tuple[int,
 def filter_bank_features(image: np.ndarray, voxel_size: VoxelSize, corners: np.ndarray,
                          patch: Sequence[int], scales_um: Sequence[float] = SCALES_UM, *,
                          points: int = POINTS_PER_PATCH, seed: int = 0) -> np.ndarray:
-    """The filter-bank statistics of patches of one (normalised) volume.
+    """The filter-bank statistics of patches of one (normalized) volume.
 
     The volume is smoothed once per scale; the responses are evaluated at ``points``
     random voxels of each patch (central differences: 3-point second derivatives, 4-point
@@ -116,7 +116,7 @@ def filter_bank_features(image: np.ndarray, voxel_size: VoxelSize, corners: np.n
     Parameters
     ----------
     image
-        A volume (Z, Y, X), already normalised (e.g. by its 1st and 99.9th percentiles).
+        A volume (Z, Y, X), already normalized (e.g. by its 1st and 99.9th percentiles).
     voxel_size
         Voxel size in µm (z, y, x).
     corners
@@ -169,7 +169,7 @@ def filter_bank_features(image: np.ndarray, voxel_size: VoxelSize, corners: np.n
     return np.stack(columns, axis=1)
 
 
-def standardiser(reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def standardizer(reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and spread (floored at :data:`SD_FLOOR`) of reference features, per column."""
     reference = np.asarray(reference, dtype=np.float64)
     return reference.mean(axis=0), np.maximum(reference.std(axis=0), SD_FLOOR)
@@ -183,7 +183,7 @@ def kid(a: np.ndarray, b: np.ndarray, scale: tuple[np.ndarray, np.ndarray] | Non
     a, b
         ``(m, d)`` and ``(n, d)`` feature sets (m, n >= 2).
     scale
-        ``(mean, sd)`` to standardise both sets with (:func:`standardiser`), or None.
+        ``(mean, sd)`` to standardize both sets with (:func:`standardizer`), or None.
 
     Returns
     -------
@@ -208,5 +208,5 @@ def kid(a: np.ndarray, b: np.ndarray, scale: tuple[np.ndarray, np.ndarray] | Non
 def describe() -> dict[str, Any]:
     """The filter bank's definition, for recording beside the scores."""
     return {"scales_um": list(SCALES_UM), "responses": list(RESPONSES), "statistics": ["mean", "sd"],
-            "kernel": "(x.y/d + 1)^3 on features standardised by the real patches' mean and sd",
+            "kernel": "(x.y/d + 1)^3 on features standardized by the real patches' mean and sd",
             "sd_floor": SD_FLOOR}

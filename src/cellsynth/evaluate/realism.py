@@ -3,11 +3,11 @@
 Users render *simulated* masks, for which no real image exists, so realism is judged by
 distributions (``design.md``, "Judging realism"). :func:`realism_benchmark` compares each
 set of synthetic volumes (one per model) with a set of real volumes, every volume
-normalised by its own 1st and 99.9th percentiles to [0, 1]:
+normalized by its own 1st and 99.9th percentiles to [0, 1]:
 
 ``histogram_w1``
     Wasserstein-1 distance between the intensity histograms (256 bins on [0, 1]; each set's
-    histogram is the mean of its volumes' histograms). In units of the normalised range.
+    histogram is the mean of its volumes' histograms). In units of the normalized range.
 ``spectrum``
     RMS difference of log10 radially averaged power spectral densities of xy planes, on a
     common grid of physical frequencies (cycles/µm), so voxel sizes may differ. Every xy
@@ -18,7 +18,7 @@ normalised by its own 1st and 99.9th percentiles to [0, 1]:
     compared, so every bin is resolved in every volume. 1 means a factor 10 on average.
 ``kid``
     KID (cubic polynomial kernel, unbiased) between the filter-bank statistics of random
-    patches (:mod:`cellsynth.evaluate.filterbank`), standardised by the real patches. The
+    patches (:mod:`cellsynth.evaluate.filterbank`), standardized by the real patches. The
     patch is a box of ``patch_um`` µm, cut to the smallest extent of any volume compared;
     each set contributes about ``patches_per_set`` patches, spread evenly over its volumes.
 ``cnr``
@@ -49,8 +49,10 @@ import numpy as np
 
 from cellsynth.errors import CellsynthError
 from cellsynth.evaluate import filterbank
-from cellsynth.evaluate.metrics import DEFAULT_PERCENTILES, normalize_percentiles, wasserstein_histograms
+from cellsynth.evaluate.metrics import wasserstein_histograms
+from cellsynth.intensity import DEFAULT_PERCENTILES, normalize_percentiles
 from cellsynth.io import VoxelSize, check_voxel_size
+from cellsynth.progress import progress_bar
 
 HISTOGRAM_BINS = 256
 DEFAULT_PATCH_UM: tuple[float, float, float] = (5.0, 5.0, 5.0)
@@ -71,7 +73,7 @@ class RealismVolume:
     Attributes
     ----------
     image
-        The image (Z, Y, X), any intensity scale (normalised by the benchmark).
+        The image (Z, Y, X), any intensity scale (normalized by the benchmark).
     voxel_size
         Voxel size in µm (z, y, x).
     structure, outside
@@ -278,11 +280,11 @@ def realism_benchmark(synthetic: Mapping[str, Sequence[RealismVolume]], real: Se
     seed
         Seed of the patch positions (same seed, same scores).
     percentiles
-        The normalisation of every volume (low, high).
+        The normalization of every volume (low, high).
     floor
         Also compare two disjoint halves (along z) of the real volumes.
     progress
-        Show a progress bar (None: only on a terminal).
+        Progress bar: None (default) on a terminal only, True always, False never.
 
     Returns
     -------
@@ -306,8 +308,6 @@ def realism_benchmark(synthetic: Mapping[str, Sequence[RealismVolume]], real: Se
     >>> result["rows"]["noise"]["spectrum"] < 0.1
     True
     """
-    from tqdm.auto import tqdm
-
     if not real:
         raise CellsynthError("no real volumes given; the benchmark compares with real data of the family")
     sets = {name: list(volumes) for name, volumes in synthetic.items()}
@@ -331,7 +331,7 @@ def realism_benchmark(synthetic: Mapping[str, Sequence[RealismVolume]], real: Se
 
     stats: dict[str, dict[str, Any]] = {}
     total = len(everything)
-    with tqdm(total=total, desc="realism benchmark", disable=(None if progress is None else not progress)) as bar:
+    with progress_bar(total=total, progress=progress, desc="realism benchmark") as bar:
         for g, (group, volumes) in enumerate(groups.items()):
             per_volume = max(2, math.ceil(patches_per_set / len(volumes)))
             hists, psds, features, cnrs = [], [], [], []
@@ -351,7 +351,7 @@ def realism_benchmark(synthetic: Mapping[str, Sequence[RealismVolume]], real: Se
                             "features": np.concatenate(features), "n_volumes": len(volumes),
                             "cnr": float(np.mean(defined)) if defined else None, "cnr_volumes": len(defined)}
 
-    scale = filterbank.standardiser(stats["real"]["features"])
+    scale = filterbank.standardizer(stats["real"]["features"])
 
     def row(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         ratio = (b["cnr"] / a["cnr"]) if (a["cnr"] not in (None, 0.0) and b["cnr"] is not None) else None
@@ -372,7 +372,7 @@ def realism_benchmark(synthetic: Mapping[str, Sequence[RealismVolume]], real: Se
         "curves": {name: {"histogram": s["histogram"], "frequency": centres, "psd": s["psd"]}
                    for name, s in stats.items()},
         "definition": {
-            "normalisation": f"each volume mapped by its own {percentiles[0]:g} and {percentiles[1]:g} "
+            "normalization": f"each volume mapped by its own {percentiles[0]:g} and {percentiles[1]:g} "
                              "percentiles to [0, 1], clipped",
             "histogram_bins": HISTOGRAM_BINS,
             "spectrum_cycles_per_um": [float(edges[0]), float(edges[-1])],

@@ -13,8 +13,8 @@ import html
 import math
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,12 @@ from cellsynth.errors import CellsynthError
 from cellsynth.evaluate import metrics as M
 from cellsynth.evaluate import plots
 from cellsynth.evaluate.realism import RealismVolume, realism_benchmark, realism_volume
+from cellsynth.intensity import DEFAULT_PERCENTILES
 from cellsynth.io import VoxelSize, check_voxel_size
+from cellsynth.progress import progress_bar
 
 FIGURES = {
-    "slices": ("slices.png", "Centre xy, xz and yz slices (after percentile normalisation)."),
+    "slices": ("slices.png", "Centre xy, xz and yz slices (after percentile normalization)."),
     "profile_spectrum": ("profile_spectrum.png",
                          "Fig. 7 of the paper: centre xz slice integrated over z along x, and its power spectrum."),
     "xy_spectra": ("xy_spectra.png", "Radially averaged power spectra of xy slices (the spectrum distance)."),
@@ -41,21 +43,12 @@ METRIC_NOTES = {
     "nrmse": "RMSE / range of the real image (lower is better)",
     "nrmse_euclidean": "||real - synthetic|| / ||real|| (lower is better)",
     "ssim": "structural similarity, Gaussian window sigma 1.5 voxels (1 is best)",
-    "zncc": "zero-mean normalised cross-correlation (1 is best)",
+    "zncc": "zero-mean normalized cross-correlation (1 is best)",
     "histogram_distance": "Wasserstein-1 distance of the intensity histograms (0 is best)",
     "spectrum_distance": "RMS difference of log10 xy power spectra (0 is best)",
     "kid": "KID-style MMD on hand-crafted texture features, not Inception (0 is best)",
     "seam_metric": "steps on patch borders / steps elsewhere in the synthetic image (about 1: no seams)",
 }
-
-
-def _seam_metric() -> Any:
-    """H3's tiling seam metric, or None where this installation lacks it."""
-    try:
-        from cellsynth.tiling import seam_metric
-    except ImportError:
-        return None
-    return seam_metric
 
 
 def _depth_inputs(volumes: Mapping[str, np.ndarray], voxel_size: VoxelSize,
@@ -76,7 +69,7 @@ def _depth_inputs(volumes: Mapping[str, np.ndarray], voxel_size: VoxelSize,
 
 
 def evaluate_pair(real: Any, synthetic: Any, voxel_size: VoxelSize, report_dir: str | os.PathLike | None = None, *,
-                  mask: Any = None, foreground: Any = None, percentiles: Any = M.DEFAULT_PERCENTILES,
+                  mask: Any = None, foreground: Any = None, percentiles: Any = DEFAULT_PERCENTILES,
                   inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """All metrics of a synthetic image against its real counterpart, and the report.
 
@@ -94,7 +87,7 @@ def evaluate_pair(real: Any, synthetic: Any, voxel_size: VoxelSize, report_dir: 
         Organism region for the depth profile; by default estimated from the real image
         (:func:`cellsynth.conditioning.foreground_from_image`).
     percentiles
-        Normalisation of both images (None: raw values).
+        Normalization of both images (None: raw values).
     inputs
         Descriptions of the inputs (file names) recorded in the report.
 
@@ -102,24 +95,24 @@ def evaluate_pair(real: Any, synthetic: Any, voxel_size: VoxelSize, report_dir: 
     -------
     dict
         The metrics (``nrmse``, ``nrmse_euclidean``, ``ssim``, ``zncc``,
-        ``histogram_distance``, ``spectrum_distance``, ``kid`` and, where
-        :mod:`cellsynth.tiling` provides it, ``seam_metric``).
+        ``histogram_distance``, ``spectrum_distance``, ``kid`` and ``seam_metric``
+        (:func:`cellsynth.evaluate.metrics.seam_metric`; left out where it is infinite, for
+        an image whose only steps lie on patch borders).
     """
     start = time.perf_counter()
     voxel = check_voxel_size(voxel_size)
     real, synthetic, mask = M._prepare(real, synthetic, mask, percentiles)
-    seam = _seam_metric()
     with ThreadPoolExecutor(2) as background:  # numpy metrics overlap with matplotlib drawing
         metrics = background.submit(M.paired_metrics_details, real, synthetic, mask, voxel_size=voxel,
                                     percentiles=None)
-        seams = background.submit(seam, synthetic) if seam is not None else None
+        seams = background.submit(M.seam_metric, synthetic)
         if report_dir is not None:
             volumes = {"real": real, "synthetic": synthetic}
             _volume_figures(report_dir, volumes, voxel)
             small, fg, small_voxel = _depth_inputs(volumes, voxel, foreground)
             depth = {name: plots.depth_profile(v, fg, small_voxel, percentiles=None) for name, v in small.items()}
         results, details = metrics.result()
-        seam_value = float(seams.result()) if seams is not None else math.nan
+        seam_value = float(seams.result())
         if math.isfinite(seam_value):  # the ratio is infinite for a seam-only image: not a score
             results["seam_metric"] = seam_value
     if report_dir is not None:
@@ -153,7 +146,7 @@ def _finish_report(report_dir: str | os.PathLike, results: Mapping[str, Any],
         "info": {
             "inputs": dict(inputs),
             "voxel_size_um": {k: list(plots.voxel_of(voxel, k)) for k in volumes},
-            "normalisation": "each image mapped by its own 1st and 99.9th percentiles to [0, 1]",
+            "normalization": "each image mapped by its own 1st and 99.9th percentiles to [0, 1]",
             "ssim_window": "Gaussian, sigma 1.5 voxels, truncated at 3.5 sigma (11 taps)",
             "kid_features": "hand-crafted filter bank (cellsynth.evaluate.metrics.texture_features), no download",
             "depth_profile_um": {k: {"distance": d, "mean": m} for k, (d, m) in depth.items()},
@@ -178,7 +171,7 @@ td{{border:1px solid #ccc;padding:3px 8px}}img{{max-width:100%}}figure{{margin:1
 <body><h1>{html.escape(title)}</h1>
 <ul>{given}</ul>
 <table>{rows}</table>
-<p>Images are normalised by their own 1st and 99.9th percentiles before every metric. The KID-style
+<p>Images are normalized by their own 1st and 99.9th percentiles before every metric. The KID-style
 score uses hand-crafted texture features (no network download); compare it only between cellsynth runs.</p>
 {figures}
 </body></html>
@@ -235,8 +228,8 @@ def dataset_images(dataset_dir: str | os.PathLike, image: str = "image") -> list
     return paths
 
 
-def dataset_volumes(dataset_dir: str | os.PathLike, *, image: str = "image",
-                    max_samples: int | None = None) -> tuple[list[RealismVolume], dict[str, Any]]:
+def dataset_volumes(dataset_dir: str | os.PathLike, *, image: str = "image", max_samples: int | None = None,
+                    progress: bool | None = None) -> tuple[list[RealismVolume], dict[str, Any]]:
     """The samples of a generated data set as benchmark volumes (image, simulated mask, organism).
 
     Returns
@@ -246,12 +239,10 @@ def dataset_volumes(dataset_dir: str | os.PathLike, *, image: str = "image",
         mask is the structure, the rest of the organism the outside) and the data set's
         parameters (``dataset.json``; empty without one).
     """
-    from tqdm.auto import tqdm
-
     root = Path(dataset_dir)
     paths = dataset_images(root, image)[:max_samples]
     volumes = []
-    for path in tqdm(paths, desc=f"reading {root.name}", disable=None):
+    for path in progress_bar(paths, progress=progress, desc=f"reading {root.name}"):
         sample = io.read_sample(path)
         volume, _ = io.read_volume(path / io.read_json(path / "sample.json")["files"][image])
         volumes.append(realism_volume(volume, sample.voxel_size, mask=sample.mask, foreground=sample.foreground,
@@ -297,7 +288,7 @@ def evaluate_unpaired(synthetic: Mapping[str, Sequence[RealismVolume]], real: Se
         plots.plot_montage({k: v.image for k, v in first.items()}, {k: v.voxel_size for k, v in first.items()},
                            out / UNPAIRED_FIGURES["montage"][0])
         plots.plot_spectra({k: (c["frequency"], c["psd"]) for k, c in curves.items()}, out / UNPAIRED_FIGURES[
-            "xy_spectra"][0], ylabel="PSD (normalised intensity² µm²)")
+            "xy_spectra"][0], ylabel="PSD (normalized intensity² µm²)")
         plots.plot_histograms({k: c["histogram"] for k, c in curves.items()}, out / UNPAIRED_FIGURES["histograms"][0])
         record = {**result, "info": {"inputs": dict(inputs or {}), "seconds": round(time.perf_counter() - start, 3)}}
         io.write_json(out / "metrics.json", record)
@@ -308,7 +299,7 @@ def evaluate_unpaired(synthetic: Mapping[str, Sequence[RealismVolume]], real: Se
 
 UNPAIRED_FIGURES = {
     "montage": ("montage.png", "Real | each synthetic set (first volume): centre xy and xz slices, cut to a common "
-                               "field of view, same physical scale, each volume normalised by its own 1st-99.9th "
+                               "field of view, same physical scale, each volume normalized by its own 1st-99.9th "
                                "percentiles and shown on 0-1."),
     "xy_spectra": ("xy_spectra.png", "Mean radially averaged PSD of xy planes per set, on the common frequency "
                                      "grid (the spectrum distance); the real halves give the floor."),
@@ -346,7 +337,7 @@ Hann-windowed xy planes, {definition["spectrum_bins"]} bins from {lo:.3f} to {hi
 KID: cubic-kernel MMD of filter-bank statistics (Gaussian, gradient magnitude, Laplacian of Gaussian,
 Hessian eigenvalues at {", ".join(f"{s:g}" for s in definition["filter_bank"]["scales_um"])} µm; mean and sd
 per patch) of random patches of {" x ".join(f"{p:.2f}" for p in definition["kid_patch_um"])} µm (z, y, x),
-standardised by the real patches; hand-crafted features, so compare it only between cellsynth runs.
+standardized by the real patches; hand-crafted features, so compare it only between cellsynth runs.
 CNR: (mean in structure - mean outside) / sd outside.</p>
 {figures}
 </body></html>
