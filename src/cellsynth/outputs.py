@@ -96,9 +96,9 @@ def check_replaceable(path: str | os.PathLike, *, volume: bool = False) -> None:
         return
     if is_cellsynth_output(path) or (volume and is_zarr_store(path)):
         return
-    what = "a Zarr store" if volume else "cellsynth output (no sample.json, dataset.json, run.json or report)"
-    raise CellsynthError(f"{path} holds files that are not {what}; --overwrite replaces only cellsynth output, "
-                         "so choose another output or empty the folder yourself")
+    raise CellsynthError(f"{path} holds files that are not cellsynth output (no sample.json, dataset.json, run.json "
+                         f"or report{' and not a Zarr store' if volume else ''}); --overwrite replaces only cellsynth "
+                         "output, so choose another output or empty the folder yourself")
 
 
 def check_output(
