@@ -97,21 +97,12 @@ class BinomialBlur3d(nn.Module):
     0.0
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer("taps", torch.tensor([0.25, 0.5, 0.25]), persistent=False)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c = x.shape[:2]
-        taps = self.taps.to(x.dtype)
-        out = x.reshape(n * c, 1, *x.shape[2:])
-        for axis in range(3):
-            shape = [1, 1, 1, 1, 1]
-            shape[2 + axis] = 3
-            pad = [0, 0, 0, 0, 0, 0]
-            pad[4 - 2 * axis:6 - 2 * axis] = [1, 1]
-            out = nn.functional.conv3d(nn.functional.pad(out, pad, mode="replicate"), taps.view(shape))
-        return out.reshape(x.shape)
+        for axis in (2, 3, 4):
+            n = x.shape[axis]
+            padded = torch.cat([x.narrow(axis, 0, 1), x, x.narrow(axis, n - 1, 1)], dim=axis)
+            x = 0.25 * (padded.narrow(axis, 0, n) + padded.narrow(axis, 2, n)) + 0.5 * x
+        return x
 
 
 def _init_weights(module: nn.Module) -> None:
