@@ -90,16 +90,11 @@ def synthesize_image(
     check_inputs(mask, foreground)
     if out is not None and tuple(out.shape) != tuple(mask.shape):
         raise CellsynthError(f"output shape {tuple(out.shape)} does not match the mask {tuple(mask.shape)}")
-<<<<<<< HEAD
-    if isinstance(model, (str, Path)):
-        model = load_model(model, kind, device, voxel_size=voxel, seed=seed)
-    alpha, beta = conditioning_of(model, alpha, beta)
-=======
->>>>>>> main
     streaming = not isinstance(mask, np.ndarray) or not (out is None or isinstance(out, np.ndarray))
-    model = check_synthesis(tuple(mask.shape), voxel, model=model, kind=kind, alpha=alpha, beta=beta, seed=seed,
-                            patch=patch, overlap=overlap, crop=crop, blend=blend, batch_size=batch_size,
-                            device=device, autocast=autocast, streaming=streaming).model
+    plan = check_synthesis(tuple(mask.shape), voxel, model=model, kind=kind, alpha=alpha, beta=beta, seed=seed,
+                           patch=patch, overlap=overlap, crop=crop, blend=blend, batch_size=batch_size,
+                           device=device, autocast=autocast, streaming=streaming)
+    model, alpha, beta = plan.model, plan.alpha, plan.beta
     scratch = tempfile.mkdtemp(prefix="cellsynth-") if streaming else None
     try:
         pos = _positional_map(foreground, voxel, alpha, beta, scratch)
@@ -110,19 +105,38 @@ def synthesize_image(
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-<<<<<<< HEAD
 def conditioning_of(model: Any, alpha: float | None = None, beta: float | None = None) -> tuple[float, float]:
     """The alpha and beta (µm, Eq. 1) to render with: the given ones, else those ``model`` was
     trained with (a generator records them), else the paper's 100 µm.
-=======
+
+    Raises
+    ------
+    CellsynthError
+        For a value that is not a positive length.
+
+    Examples
+    --------
+    >>> conditioning_of("physics", beta=50.0)
+    (100.0, 50.0)
+    """
+    from cellsynth.checks import check_number
+
+    alpha, beta = (getattr(model, name, DEFAULT_DECAY_UM) if value is None else value
+                   for name, value in (("alpha", alpha), ("beta", beta)))
+    return check_number(alpha, "alpha", low=0, low_open=True), check_number(beta, "beta", low=0, low_open=True)
+
+
 @dataclass(frozen=True)
 class SynthesisPlan:
     """What :func:`check_synthesis` found: the loaded model, its patch grid over the volume,
-    and the memory the synthesis needs (bytes, about)."""
+    the memory the synthesis needs (bytes, about), and the alpha and beta it renders with
+    (:func:`conditioning_of`)."""
 
     model: Any
     grid: Any
     memory_bytes: int
+    alpha: float
+    beta: float
 
 
 SYNTHESIS_BYTES_PER_VOXEL = 14
@@ -132,7 +146,7 @@ float32 image, then the uint16 image and its float32 temporary while it is writt
 
 def check_synthesis(
     shape: tuple[int, int, int], voxel_size: VoxelSize, *, model: Any = "default", kind: str = "nuclei",
-    alpha: float = 100.0, beta: float = 100.0, seed: int = 0, patch: Any = None, overlap: Any = None,
+    alpha: float | None = None, beta: float | None = None, seed: int = 0, patch: Any = None, overlap: Any = None,
     crop: Any = None, blend: str = "linear", batch_size: int = 4, device: Any = "cpu", autocast: bool = False,
     streaming: bool = False, check_memory: bool = True,
 ) -> SynthesisPlan:
@@ -158,43 +172,26 @@ def check_synthesis(
     Returns
     -------
     SynthesisPlan
->>>>>>> main
 
     Raises
     ------
     CellsynthError
-<<<<<<< HEAD
-        For a value that is not a positive length.
-
-    Examples
-    --------
-    >>> conditioning_of("physics", beta=50.0)
-    (100.0, 50.0)
-    """
-    resolved = []
-    for name, value in (("alpha", alpha), ("beta", beta)):
-        value = float(getattr(model, name, DEFAULT_DECAY_UM) if value is None else value)
-        if not (np.isfinite(value) and value > 0):
-            raise CellsynthError(f"{name} must be a positive length in µm, got {value}")
-        resolved.append(value)
-    return resolved[0], resolved[1]
-=======
         Naming the setting and what to change.
     """
-    from cellsynth.checks import check_integer, check_number, check_seed
+    from cellsynth.checks import check_integer, check_seed
     from cellsynth.memory import check_memory as refuse_beyond_memory
     from cellsynth.render.registry import load_model
     from cellsynth.tiling import BLENDS, tile_grid, tiling_bytes
 
     voxel = check_voxel_size(voxel_size)
-    for name, value in (("alpha", alpha), ("beta", beta)):
-        check_number(value, name, low=0, low_open=True)
+    conditioning_of(None, alpha, beta)  # given values are checked before the model loads
     check_seed(seed)
     check_integer(batch_size, "batch size", low=1)
     if blend not in BLENDS:
         raise CellsynthError(f"unknown blend {blend!r}; use one of {', '.join(BLENDS)}")
     if isinstance(model, (str, Path)):
         model = load_model(model, kind, device, voxel_size=voxel, seed=seed)
+    alpha, beta = conditioning_of(model, alpha, beta)
     grid = tile_grid(model, shape, patch, overlap, crop)
     voxels = int(np.prod(shape, dtype=np.float64))
     memory = tiling_bytes(grid, batch_size, model) + (0 if streaming else voxels * SYNTHESIS_BYTES_PER_VOXEL)
@@ -202,8 +199,7 @@ def check_synthesis(
         refuse_beyond_memory(memory, f"synthesising a {'x'.join(map(str, shape))} volume",
                              "choose a smaller volume or --patch, a smaller --batch-size, or write OME-Zarr "
                              "(.ome.zarr) to stream it")
-    return SynthesisPlan(model, grid, memory)
->>>>>>> main
+    return SynthesisPlan(model, grid, memory, alpha, beta)
 
 
 def check_inputs(mask: Any, foreground: Any) -> None:
