@@ -149,8 +149,32 @@ def test_cli_trains_end_to_end(h5file, tmp_path):
     assert sorted(p.name for p in (out / "generators").iterdir()) == ["step_0000002.pt", "step_0000003.pt"]
     model = load_generator(out / "generator.pt", kind="nuclei")
     assert model.info["step"] == 3 and model.default_patch == (16, 16, 16)  # tiles as it was trained
-    image = model(torch.rand(1, 2, 8, 16, 16), torch.zeros(1, 3, dtype=torch.int64))
+    inputs = torch.rand(1, 2, 8, 16, 16)
+    inputs[:, 1] = 1.0  # the map of a tissue crop, as in training
+    image = model(inputs, torch.zeros(1, 3, dtype=torch.int64))
     assert image.shape == (1, 1, 8, 16, 16)
+    (volume,) = load_volumes([h5file], "nuclei")
+    assert model.positional_range == pytest.approx([volume.positional.min(), volume.positional.max()])
+
+
+def test_a_generator_warns_once_beyond_its_trained_positional_range():
+    import warnings
+
+    from cellsynth.gan.networks import UNetGenerator
+    from cellsynth.render.gan import GeneratorModel
+
+    model = GeneratorModel(UNetGenerator(width=2, depth=1), "nuclei", info={"positional_range": [0.9, 1.0]})
+    inside = torch.ones(1, 2, 4, 8, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model(inside, torch.zeros(1, 3, dtype=torch.int64))  # within the range: silent
+    outside = inside.clone()
+    outside[:, 1] = 0.3  # an organism surface in view of a generator trained on tissue crops
+    with pytest.warns(UserWarning, match="beyond the 0.90 .. 1.00"):
+        model(outside, torch.zeros(1, 3, dtype=torch.int64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model(outside, torch.zeros(1, 3, dtype=torch.int64))  # once only
 
 
 def test_resume_equals_uninterrupted_run(h5file, tmp_path):
@@ -207,10 +231,13 @@ def test_simulated_masks_must_fit_the_training_data(h5file, tiny_preset, tmp_pat
     other.write_text(tiny_preset.read_text().replace("[1.0, 1.0, 1.0]", "[2.0, 1.0, 1.0]"))
     membranes = tmp_path / "membranes.yaml"
     membranes.write_text(tiny_preset.read_text().replace("kind: nuclei", "kind: membranes")
-                         .replace("  radius: 3.0\n  count: 6\n", ""))
+                         .replace("  radius: 3.0\n  count: 6\n", "  membrane_thickness: 2.0\n"))
     for preset, message in ((other, "voxel size"), (membranes, "nuclei preset")):
         assert main(train_args(h5file, tmp_path / preset.stem, 1, "--simulated", str(preset))) == 2
         assert message in capsys.readouterr().err
+    walls = ["--kind", "membranes", "--simulated", str(membranes), "--membrane-thickness", "1.5"]
+    assert main([*train_args(h5file, tmp_path / "w", 1), *walls]) == 2
+    assert "--membrane-thickness 2" in capsys.readouterr().err
     assert main(train_args(h5file, tmp_path / "c", 1, "--w-consistency", "1")) == 2
     assert "--simulated" in capsys.readouterr().err
 

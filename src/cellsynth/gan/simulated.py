@@ -28,8 +28,8 @@ VOXEL_SIZE_TOLERANCE = 0.05
 
 
 def simulated_volumes(preset: str | os.PathLike, count: int, seed: int, *, kind: str,
-                      voxel_size: VoxelSize | None = None, alpha: float = 100.0,
-                      beta: float = 100.0) -> list[TrainingVolume]:
+                      voxel_size: VoxelSize | None = None, membrane_thickness_um: float | None = None,
+                      alpha: float = 100.0, beta: float = 100.0) -> list[TrainingVolume]:
     """Simulate ``count`` annotations with ``preset`` as masks-only training volumes.
 
     Parameters
@@ -45,13 +45,16 @@ def simulated_volumes(preset: str | os.PathLike, count: int, seed: int, *, kind:
     voxel_size
         Voxel size (µm) of the real training data: the generator works in voxels, so the
         preset must use the same within :data:`VOXEL_SIZE_TOLERANCE`.
+    membrane_thickness_um
+        Wall thickness (µm) of the real training masks (None: the simulation's default);
+        membrane presets must draw their walls as thick.
     alpha, beta
         Positional map decay lengths in µm (Eq. 1), as for the real volumes.
 
     Raises
     ------
     CellsynthError
-        For a preset of another kind or voxel size, or a count below 1.
+        For a preset of another kind, voxel size or wall thickness, or a count below 1.
     """
     from cellsynth.conditioning import positional_map
     from cellsynth.dataset import load_preset, sample_seeds
@@ -68,6 +71,14 @@ def simulated_volumes(preset: str | os.PathLike, count: int, seed: int, *, kind:
     if voxel_size is not None and not np.allclose(voxel, voxel_size, rtol=VOXEL_SIZE_TOLERANCE):
         raise CellsynthError(f"preset {preset} has voxel size {voxel} µm but the training data {tuple(voxel_size)} "
                              "µm; the generator works in voxels, so give a preset of the data's voxel size")
+    if kind == "membranes":
+        from cellsynth.simulate.annotations import DEFAULT_MEMBRANE_THICKNESS_UM
+
+        walls = parameters["simulate"].get("membrane_thickness") or DEFAULT_MEMBRANE_THICKNESS_UM
+        if not np.isclose(walls, membrane_thickness_um or DEFAULT_MEMBRANE_THICKNESS_UM):
+            raise CellsynthError(f"preset {preset} draws walls {walls:g} µm thick but the real training masks "
+                                 f"{membrane_thickness_um or DEFAULT_MEMBRANE_THICKNESS_UM:g} µm; pass "
+                                 f"--membrane-thickness {walls:g}")
     volumes = []
     for index in range(count):
         simulation_seed, _ = sample_seeds(seed, index)

@@ -129,7 +129,8 @@ class Trainer:
             from cellsynth.gan.simulated import simulated_volumes
 
             pool = simulated_volumes(config.simulated, config.simulated_pool, config.seed, kind=config.kind,
-                                     voxel_size=self.sampler.volumes[0].voxel_size, alpha=config.alpha,
+                                     voxel_size=self.sampler.volumes[0].voxel_size,
+                                     membrane_thickness_um=config.membrane_thickness, alpha=config.alpha,
                                      beta=config.beta)
             self.simulated = PatchSampler(pool, config.patch, np.random.default_rng([config.seed, self.rank, 1]),
                                           foreground_bias=config.foreground_bias, flips=config.flips,
@@ -137,6 +138,8 @@ class Trainer:
         elif config.w_consistency > 0:
             raise CellsynthError("--w-consistency needs --simulated PRESET (it applies to images of simulated masks)")
         self.segmenter: torch.nn.Module | None = None
+        maps = [v.positional for v in self.sampler.volumes + (self.simulated.volumes if self.simulated else [])]
+        self.positional_range = (float(min(m.min() for m in maps)), float(max(m.max() for m in maps)))
         self.step, self.last_r = 0, float("nan")
         if self.world > 1:
             for tensor in [*self.generator.state_dict().values(), *self.discriminator.state_dict().values()]:
@@ -297,9 +300,11 @@ class Trainer:
 
     def generator_state(self, meta: dict[str, Any] | None = None) -> dict[str, Any]:
         """The content of a generator file (:func:`cellsynth.gan.checkpoints.generator_record`):
-        the averaged generator with ``ema_half_life``, else the trained one."""
+        the averaged generator with ``ema_half_life``, else the trained one, and the range of
+        positional map values it was trained on."""
         generator = self.generator_ema if self.generator_ema is not None else self.generator
-        return generator_record(generator, asdict(self.config), self.step, meta)
+        return generator_record(generator, asdict(self.config), self.step,
+                                {"positional_range": list(self.positional_range), **(meta or {})})
 
 
 def _as_tuple(value: Any) -> Any:
