@@ -68,7 +68,7 @@ def test_zarr_format(tmp_path, capsys):
     code, _, err = _run(capsys, "simulate", "nuclei", *SMALL, "--radius", "4", "--sh-order", "6", "--format", "zarr",
                         "--out", str(out))
     assert code == 0, err
-    assert (out / "labels.ome.zarr").is_dir()
+    assert (out / "sample.ome.zarr" / "labels" / "labels").is_dir() and (out / "sample.ome.zarr" / ".zattrs").is_file()
     assert read_sample(out).labels.max() > 0
 
 

@@ -130,7 +130,7 @@ def test_zarr_sample_gets_a_zarr_image(tmp_path):
     assert main(["simulate", "nuclei", "--out", str(folder), "--shape", "12", "32", "32", "--voxel-size", "1", "0.5",
                  "0.5", "--radius", "3", "--format", "zarr"]) == 0
     assert main(["synthesize", str(folder), "--model", "physics"]) == 0
-    assert json.loads((folder / "sample.json").read_text())["files"]["image"] == "image.ome.zarr"
+    assert json.loads((folder / "sample.json").read_text())["files"]["image"] == "sample.ome.zarr"
     image = io.read_sample(folder).image
     assert image.shape == (12, 32, 32) and 0 < image.mean() < 1
 

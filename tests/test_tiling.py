@@ -5,10 +5,10 @@ import itertools
 import numpy as np
 import pytest
 import torch
+import zarr
 
 from cellsynth.errors import CellsynthError
 from cellsynth.evaluate.metrics import seam_metric
-from cellsynth.io import create_zarr
 from cellsynth.tiling import (
     BLENDS,
     PAPER_CROP,
@@ -181,10 +181,10 @@ def test_zarr_streaming_matches_numpy_and_writes_uint16(tmp_path):
     mask, pos = _inputs(shape, seed=3)
     model = ConvStack()
     expected = synthesize_tiled(model, mask, pos, patch=(12, 20, 20), overlap=2, crop=3, progress=False)
-    zmask = create_zarr(tmp_path / "m.zarr", shape, np.uint8, (1, 1, 1), chunks=(8, 16, 16))
-    zpos = create_zarr(tmp_path / "p.zarr", shape, np.float32, (1, 1, 1), chunks=(8, 16, 16))
+    on_disk = lambda name, dtype: zarr.create_array(str(tmp_path / name), shape=shape, dtype=dtype,  # noqa: E731
+                                                    chunks=(8, 16, 16), fill_value=0)
+    zmask, zpos, out = on_disk("m.zarr", np.uint8), on_disk("p.zarr", np.float32), on_disk("o.zarr", np.float32)
     zmask[...], zpos[...] = mask, pos
-    out = create_zarr(tmp_path / "o.zarr", shape, np.float32, (1, 1, 1), chunks=(8, 16, 16))
     synthesize_tiled(model, zmask, zpos, patch=(12, 20, 20), overlap=2, crop=3, out=out, progress=False)
     np.testing.assert_array_equal(out[...], expected)
     out16 = np.zeros(shape, np.uint16)

@@ -62,5 +62,5 @@ __getattr__, __dir__, _public = attach(__name__, {
     "cellsynth.io": ["Sample", "read_sample", "read_volume", "write_sample", "write_volume"],
     "cellsynth.dataset": ["generate_dataset", "load_dataset", "load_preset", "preset_names"],
     "cellsynth.export": ["export_dataset"],
-}, submodules=["dataset", "evaluate", "gan", "io", "render", "shapes", "simulate"])
+}, submodules=["dataset", "evaluate", "gan", "io", "omezarr", "render", "shapes", "simulate"])
 __all__ = ["__version__", *_public]

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from cellsynth import io
+from cellsynth import io, omezarr
 from cellsynth.conditioning import (
     foreground_from_image,
     positional_map,
@@ -228,13 +228,15 @@ def annotation_from_labels(
 
 def synthesize_to_file(
     path: str | os.PathLike, mask: Any, foreground: Any, voxel_size: VoxelSize, *, dtype: Any = "uint16",
-    **settings: Any,
+    ngff: str = omezarr.DEFAULT_NGFF, **settings: Any,
 ) -> Path:
     """Synthesise an image straight into a file, written atomically.
 
     The name chooses the container: ``.tif`` (the image is made in memory, then written as
     an ImageJ hyperstack) or ``.ome.zarr`` (written slab by slab while it is made, for
-    volumes larger than memory; ``mask`` and ``foreground`` may then be zarr arrays).
+    volumes larger than memory, with its multiscale pyramid; ``mask`` and ``foreground``
+    may then be zarr arrays). An existing OME-Zarr image with label images (the
+    ``sample.ome.zarr`` of a sample folder) gets the new image and keeps its labels.
 
     Parameters
     ----------
@@ -244,6 +246,9 @@ def synthesize_to_file(
         As for :func:`synthesize_image`.
     dtype
         ``"uint16"`` (0-65535 for 0-1) or ``"float32"`` (values in [0, 1]).
+    ngff
+        OME-NGFF version of a new OME-Zarr image, ``"0.4"`` or ``"0.5"`` (an existing one
+        keeps its own).
     **settings
         Keyword arguments of :func:`synthesize_image` (``model``, ``kind``, ``alpha``, ...).
 
@@ -269,14 +274,32 @@ def synthesize_to_file(
     if dtype not in (np.uint16, np.float32):
         raise CellsynthError(f"image dtype must be uint16 or float32, got {dtype}")
     voxel = check_voxel_size(voxel_size)
-    if file_format == "zarr":
+    if file_format == "zarr" and path.is_dir() and omezarr.label_names(path):
+        existing = omezarr.open_group(path)
+        name = omezarr.ome_attributes(existing)["multiscales"][0].get("name")
+        scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        try:  # beside the sample's image, so that the new levels move in by renaming
+            _synthesize_zarr(scratch / path.name, mask, foreground, voxel, dtype, omezarr.ngff_version(existing), name,
+                             settings)
+            io.replace_zarr_image(path, scratch / path.name)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    elif file_format == "zarr":
         with io.atomic_path(path, directory=True) as tmp:
-            target = io.create_zarr(tmp, tuple(mask.shape), dtype, voxel)
-            synthesize_image(mask, foreground, voxel, out=target, **settings)
+            _synthesize_zarr(tmp, mask, foreground, voxel, dtype, ngff,
+                             path.name.removesuffix(".zarr").removesuffix(".ome"), settings)
     else:
         image = synthesize_image(np.asarray(mask), np.asarray(foreground), voxel, **settings)
         io.write_tiff(path, io.image_to_uint16(image) if dtype == np.uint16 else image, voxel)
     return path
+
+
+def _synthesize_zarr(path: Path, mask: Any, foreground: Any, voxel: VoxelSize, dtype: np.dtype, ngff: str, name: str,
+                     settings: dict[str, Any]) -> None:
+    """A new OME-Zarr image at ``path``: level 0 synthesised slab by slab, then its pyramid."""
+    group = omezarr.create_image(path, tuple(mask.shape), dtype, voxel, ngff=ngff, name=name)
+    synthesize_image(mask, foreground, voxel, out=group["0"], **settings)
+    omezarr.fill_pyramid(group)
 
 
 def _slabs(array: Any) -> list[slice]:

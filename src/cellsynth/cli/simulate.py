@@ -80,7 +80,11 @@ def _add_common(sub: argparse.ArgumentParser, kind: str) -> None:
                    help="voxel size in µm (default 1 1 1)")
     g.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same files (default 0)")
     g.add_argument("--format", choices=("tif", "zarr"), default="tif",
-                   help="volume format: ImageJ TIFF or OME-Zarr for volumes too large for memory (default tif)")
+                   help="volume format: ImageJ TIFFs, or one OME-Zarr image sample.ome.zarr with the labels, mask "
+                        "and foreground as label layers, for volumes too large for memory (default tif)")
+    g.add_argument("--ngff", choices=("0.4", "0.5"), default="0.4",
+                   help="OME-NGFF version with --format zarr: 0.4 (Zarr format 2, read by most viewers) or 0.5 "
+                        "(Zarr format 3) (default 0.4)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing sample folder")
     g = sub.add_argument_group("organism and positions")
     g.add_argument("--organism", default="ellipsoid", metavar="SPEC",
@@ -144,7 +148,7 @@ def run(args: argparse.Namespace) -> None:
             print(f"cellsynth: warning: {warning.message}", file=sys.stderr)
     sample.metadata = {**sample.metadata, "seed": args.seed, "command": "simulate " + args.kind,
                        "config": resolved_config(args)}
-    write_sample(out, sample, file_format=args.format, overwrite=args.overwrite)
+    write_sample(out, sample, file_format=args.format, overwrite=args.overwrite, ngff=args.ngff)
     cells = int(len(sample.positions.get("label", ())))
     shape = "x".join(str(s) for s in np.shape(sample.labels))
     voxel = "x".join(f"{v:g}" for v in sample.voxel_size)

@@ -64,7 +64,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--format", choices=("tif", "zarr"),
                    help="output container (default: from --out, else the sample's format, else tif); zarr "
-                        "streams volumes larger than memory")
+                        "streams volumes larger than memory into an OME-Zarr image with a multiscale pyramid (into "
+                        "the sample's sample.ome.zarr, beside its label images)")
+    g.add_argument("--ngff", choices=("0.4", "0.5"), default="0.4",
+                   help="OME-NGFF version of a new .ome.zarr image: 0.4 (Zarr format 2, read by most viewers) or 0.5 "
+                        "(Zarr format 3); a sample's own OME-Zarr image keeps its version (default 0.4)")
     g.add_argument("--dtype", choices=("uint16", "float32"), default="uint16",
                    help="output pixel type: uint16 (0-65535) or float32 in [0, 1] (default uint16)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing output image")
@@ -91,7 +95,9 @@ def run(args: argparse.Namespace) -> None:
         mask, foreground, voxel, kind = _from_file(source, args)
         meta = None
     out = _output(args, sample_dir, meta.get("format") if meta else None)
-    if out.exists() and not args.overwrite:
+    into_sample_image = sample_dir is not None and out.name == io.SAMPLE_ZARR
+    exists = "image" in meta.get("files", {}) if into_sample_image else out.exists()  # type: ignore[union-attr]
+    if exists and not args.overwrite:
         raise CellsynthError(f"{out} exists; pass --overwrite to replace it or choose another --out")
     if args.batch_size < 1:
         raise CellsynthError(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -101,7 +107,11 @@ def run(args: argparse.Namespace) -> None:
     settings = {"kind": kind, "alpha": args.alpha, "beta": args.beta, "seed": args.seed, "patch": args.patch,
                 "overlap": args.overlap, "crop": args.crop, "blend": args.blend, "batch_size": args.batch_size,
                 "device": args.device, "autocast": args.bf16}
-    synthesize_to_file(out, mask, foreground, voxel, model=model, dtype=args.dtype, **settings)
+    if into_sample_image and exists:  # until the new image is complete, the sample lists none
+        meta["files"].pop("image")  # type: ignore[index]
+        meta.pop("synthesis", None)  # type: ignore[union-attr]
+        io.write_json(sample_dir / "sample.json", meta)  # type: ignore[arg-type, operator]
+    synthesize_to_file(out, mask, foreground, voxel, model=model, dtype=args.dtype, ngff=args.ngff, **settings)
 
     record = {
         "model": describe_model(model), **{k: v for k, v in settings.items() if k not in ("batch_size", "device")},
@@ -184,7 +194,8 @@ def _output(args: argparse.Namespace, sample_dir: Path | None, sample_format: st
     from cellsynth import io
 
     if args.out is None:  # into the sample folder, in its own format unless --format says otherwise
-        return sample_dir / io.volume_filename("image", args.format or sample_format or "tif")  # type: ignore[operator]
+        file_format = args.format or sample_format or "tif"
+        return sample_dir / io.sample_image_file(sample_dir, file_format)  # type: ignore[arg-type, operator]
     out = Path(args.out)
     suffix_format = io.volume_format(out)
     if suffix_format is None:
