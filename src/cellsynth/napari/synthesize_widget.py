@@ -275,7 +275,6 @@ class SynthesizeWidget(Container):
         self.run_button.enabled = self.save_button.enabled = False
         self.cancel_button.enabled = True
         self.status.value = "working..."
-        worker = create_worker(work, *args, _start_thread=False)
 
         def on_yield(stage: str) -> None:
             if generation == self._generation:
@@ -290,13 +289,12 @@ class SynthesizeWidget(Container):
 
         def on_error(err: Exception) -> None:
             if generation == self._generation:
-                message = str(err) if isinstance(err, CellsynthError) else f"{type(err).__name__}: {err}"
-                show_error(f"cellsynth: {message}")
+                show_error(f"cellsynth: {error_line(err)}")
                 self._finish("failed")
 
+        worker = create_worker(work, *args, _start_thread=False, _connect={"errored": on_error})
         worker.yielded.connect(on_yield)
         worker.returned.connect(on_return)
-        worker.errored.connect(on_error)
 
         def on_finish() -> None:
             if self.worker is worker:
@@ -340,6 +338,11 @@ class SynthesizeWidget(Container):
                 layer.contrast_limits = contrast_limits(data)
         else:
             self.viewer.add_layer(Layer.create(data, attributes, layer_type))
+
+
+def error_line(err: Exception) -> str:
+    """One line for a notification: a user error as it is, anything else with its type."""
+    return str(err) if isinstance(err, CellsynthError) else f"{type(err).__name__}: {err}"
 
 
 # ---------------------------------------------------------------------- work (background thread)

@@ -1,0 +1,206 @@
+"""The napari plugin's Synthesize and Compare widgets, in a real (hidden) napari viewer.
+
+The work runs in napari worker threads; the tests wait for the workers' signals with
+pytest-qt's ``qtbot``. They skip only where napari is not installed (see test_napari_plugin.py).
+"""
+
+import functools
+import os
+import threading
+
+import numpy as np
+import pytest
+import tifffile
+
+pytest.importorskip("napari")
+
+from napari.utils.notifications import notification_manager  # noqa: E402
+
+from cellsynth import io  # noqa: E402
+from cellsynth.cli import main  # noqa: E402
+from cellsynth.napari import synthesize_widget as sw  # noqa: E402
+from cellsynth.napari.compare_widget import CompareWidget, compare_images  # noqa: E402
+from cellsynth.napari.synthesize_widget import SynthesizeWidget  # noqa: E402
+
+WAIT_MS = 120_000
+SHAPE, VOXEL = (12, 40, 40), (1.0, 0.5, 0.5)
+
+
+@pytest.fixture
+def widget(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = SynthesizeWidget(viewer)
+    widget.kind.value = "nuclei"
+    widget.shape.value, widget.voxel_size.value = SHAPE, VOXEL
+    widget.radius.value, widget.seed.value, widget.model.value = 3.0, 5, "physics"
+    with widget.alpha.changed.blocked():
+        widget.alpha.value = 50.0
+    return widget
+
+
+@pytest.fixture
+def errors():
+    """The error notifications napari shows while the test runs."""
+    shown = []
+
+    def record(notification):
+        shown.append(str(notification.message))
+
+    notification_manager.notification_ready.connect(record)
+    yield shown
+    notification_manager.notification_ready.disconnect(record)
+
+
+def _run(qtbot, start):
+    worker = start()
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
+        pass
+    return worker
+
+
+def test_synthesize_gives_the_bytes_of_the_commands(qtbot, widget, tmp_path):
+    _run(qtbot, widget.run)
+    viewer = widget.viewer
+    assert [layer.name for layer in viewer.layers] == [
+        "synthesized labels", "synthesized mask", "synthesized foreground", "synthesized image"]
+    for layer in viewer.layers:
+        np.testing.assert_allclose(layer.scale, VOXEL)
+    assert widget.progress.value == widget.progress.max == 2
+    widget.folder.value = tmp_path / "widget"
+    _run(qtbot, widget.save)
+
+    cli = tmp_path / "cli"
+    assert main(["simulate", "nuclei", "--shape", *map(str, SHAPE), "--voxel-size", *map(str, VOXEL),
+                 "--radius", "3", "--seed", "5", "--out", str(cli)]) == 0
+    assert main(["synthesize", str(cli), "--model", "physics", "--alpha", "50", "--seed", "5"]) == 0
+    for name in ("labels", "mask", "foreground", "image"):
+        assert (tmp_path / "widget" / f"{name}.tif").read_bytes() == (cli / f"{name}.tif").read_bytes(), name
+    np.testing.assert_array_equal(viewer.layers["synthesized labels"].data, tifffile.imread(cli / "labels.tif"))
+    saved = io.read_sample(tmp_path / "widget")
+    assert saved.metadata["seed"] == 5 and saved.metadata["synthesis"]["alpha"] == 50.0
+
+
+def test_changing_alpha_renders_again_without_simulating(qtbot, widget, monkeypatch):
+    from cellsynth.simulate import pipeline
+    from cellsynth.synthesis import synthesize_image
+
+    calls = []
+    real_simulate = pipeline.simulate_sample
+
+    @functools.wraps(real_simulate)
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real_simulate(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "simulate_sample", counting)
+    _run(qtbot, widget.run)
+    labels_before = widget.viewer.layers["synthesized labels"].data.copy()
+    image_before = widget.viewer.layers["synthesized image"].data
+    with qtbot.waitSignal(widget.alpha.changed):
+        widget.alpha.value = 5.0
+    with qtbot.waitSignal(widget.worker.finished, timeout=WAIT_MS):
+        pass
+    assert calls == [1]
+    image = widget.viewer.layers["synthesized image"].data
+    sample = widget.sample
+    expected = synthesize_image(sample.mask, sample.foreground, VOXEL, model="physics", kind="nuclei", alpha=5.0,
+                                seed=5, progress=False)
+    np.testing.assert_array_equal(image, expected)
+    assert not np.array_equal(image, image_before)
+    np.testing.assert_array_equal(widget.viewer.layers["synthesized labels"].data, labels_before)
+    assert widget.request.alpha == 5.0 and sample.metadata["synthesis"]["alpha"] == 5.0
+
+
+def test_a_cancelled_run_leaves_no_folder_and_no_layer(qtbot, widget, tmp_path, monkeypatch):
+    release = threading.Event()
+    render = sw._render_image
+    monkeypatch.setattr(sw, "_render_image", lambda *a: release.wait(WAIT_MS / 1000) and render(*a))
+    widget.folder.value = tmp_path / "out"
+    widget.save_after_run.value = True
+    worker = widget.run()
+    with qtbot.waitSignal(worker.yielded, timeout=WAIT_MS):  # simulated; now rendering (held)
+        pass
+    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
+        widget.cancel()
+        release.set()
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor a temporary one
+    assert len(widget.viewer.layers) == 0
+    assert widget.status.value == "cancelled" and widget.run_button.enabled
+
+    # the same run, not cancelled, writes the whole folder
+    _run(qtbot, widget.run)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "foreground.tif", "image.tif", "labels.tif", "mask.tif", "positions.csv", "sample.json"]
+
+
+def test_bad_input_shows_a_notification_and_changes_no_layer(qtbot, widget, tmp_path, errors):
+    widget.viewer.add_image(np.zeros((4, 8, 8)), name="mine")
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    side = int(np.cbrt(memory)) + 1  # a volume of as many voxels as bytes of memory
+    widget.shape.value = (side, side, side)
+    assert widget.run() is None
+    assert "memory" in errors[-1] or "voxels" in errors[-1]
+    assert "smaller" in errors[-1]
+    widget.shape.value = SHAPE
+    widget.model.value = "generator file"
+    widget.model_file.value = tmp_path / "missing.pt"
+    assert widget.run() is None
+    assert "missing.pt" in errors[-1] and "not found" in errors[-1]
+    widget.model.value = "physics"
+    widget.radius.value = 500.0  # no nucleus fits: refused by the simulation, in the worker
+    _run(qtbot, widget.run)
+    assert "do not fit" in errors[-1]  # refused in the worker
+    assert [layer.name for layer in widget.viewer.layers] == ["mine"]
+    assert widget.status.value == "failed"
+    assert widget.save() is None and "nothing to save" in errors[-1]
+
+
+def test_a_preset_fills_the_fields_and_keeps_its_other_settings(widget):
+    widget.preset.value = "membranes"
+    assert widget.kind.value == "membranes"
+    assert tuple(widget.shape.value) == (64, 192, 192)
+    assert widget.cell_size.value == 14.0 and not widget.radius.visible
+    request = widget.read_request()
+    assert request.simulate["semi_axes_um"] == [60.0, 86.0, 86.0]
+    assert request.simulate["membrane_thickness_um"] == 1.0 and request.simulate["cell_size_um"] == 14.0
+    widget.preset.value = sw.CUSTOM
+    assert "semi_axes_um" not in widget.read_request().simulate
+
+
+def test_compare_scores_match_the_metrics_module(qtbot, make_napari_viewer, rng):
+    from cellsynth.evaluate import metrics
+
+    viewer = make_napari_viewer()
+    real = rng.random((12, 32, 32)).astype(np.float32)
+    synthetic = (real + 0.3 * rng.random((12, 32, 32))).astype(np.float32)
+    viewer.add_image(real, name="real", scale=VOXEL)
+    viewer.add_image(synthetic, name="synthetic", scale=VOXEL)
+    viewer.add_labels((real > 0.5).astype(np.uint8), name="labels", scale=VOXEL)
+    widget = CompareWidget(viewer)
+    widget.real.value, widget.synthetic.value = "real", "synthetic"
+    _run(qtbot, widget.compare)
+    unpaired = widget.result["scores"]
+    assert set(unpaired) == {"histogram_distance", "spectrum_distance", "kid"}
+    assert unpaired["histogram_distance"] == pytest.approx(metrics.histogram_distance(real, synthetic))
+    assert unpaired["spectrum_distance"] == pytest.approx(metrics.spectrum_distance(real, synthetic, VOXEL))
+    widget.labels.value = "labels"
+    _run(qtbot, widget.compare)
+    paired = widget.result["scores"]
+    assert paired["zncc"] == pytest.approx(metrics.zncc(real, synthetic))
+    assert paired["ssim"] == pytest.approx(metrics.ssim(real, synthetic))
+    assert "zncc" in widget.table.value and len(widget._figure.axes) == 2
+
+
+def test_compare_refuses_mismatched_inputs(make_napari_viewer, errors):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((8, 32, 32)), name="real", scale=VOXEL)
+    viewer.add_image(np.random.default_rng(1).random((8, 32, 32)), name="other", scale=(2.0, 1.0, 1.0))
+    widget = CompareWidget(viewer)
+    widget.real.value, widget.synthetic.value = "real", "other"
+    with pytest.raises(io.CellsynthError, match="voxels"):
+        compare_images(viewer.layers["real"].data, viewer.layers["other"].data, VOXEL, (2.0, 1.0, 1.0))
+    viewer.layers["other"].scale = VOXEL
+    viewer.add_labels(np.zeros((4, 8, 8), np.uint8), name="small")
+    widget.labels.value = "small"
+    assert widget.compare() is None and "not those of the synthetic image" in errors[-1]
