@@ -110,11 +110,14 @@ def test_reader_opens_ome_zarr_images_and_zarr_samples(make_napari_viewer, tmp_p
     (layer,) = viewer.open(tmp_path / "image.ome.zarr", plugin="cellsynth")
     np.testing.assert_allclose(layer.scale, (2.0, 0.25, 0.25))
     np.testing.assert_array_equal(np.asarray(layer.data), image)
-    layers = viewer.open(zarr_sample, plugin="cellsynth")
+    assert main(["synthesize", str(zarr_sample), "--model", "physics"]) == 0
+    layers = viewer.open(zarr_sample / io.SAMPLE_ZARR, plugin="cellsynth")  # the sample's image opens the sample
     expected = io.read_sample(zarr_sample)
-    assert [layer.metadata["cellsynth"]["volume"] for layer in layers] == ["labels", "mask", "foreground"]
-    for layer, name in zip(layers, ("labels", "mask", "foreground")):
-        np.testing.assert_array_equal(np.asarray(layer.data), getattr(expected, name))
+    assert [layer.metadata["cellsynth"]["volume"] for layer in layers] == ["labels", "mask", "foreground", "image"]
+    for layer, name in zip(layers, ("labels", "mask", "foreground", "image")):
+        stored = getattr(expected, name)
+        stored = np.rint(stored * 65535).astype(np.uint16) if name == "image" else stored  # zarr stays uint16
+        np.testing.assert_array_equal(np.asarray(layer.data), stored)
         np.testing.assert_allclose(layer.scale, (1.0, 1.0, 1.0))
 
 

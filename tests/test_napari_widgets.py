@@ -157,6 +157,8 @@ def test_bad_input_shows_a_notification_and_changes_no_layer(qtbot, widget, tmp_
 
 
 def test_a_preset_fills_the_fields_and_keeps_its_other_settings(widget):
+    from cellsynth.dataset import load_preset
+
     widget.preset.value = "membranes"
     assert widget.kind.value == "membranes"
     assert tuple(widget.shape.value) == (64, 192, 192)
@@ -166,6 +168,12 @@ def test_a_preset_fills_the_fields_and_keeps_its_other_settings(widget):
     assert request.simulate["membrane_thickness_um"] == 1.0 and request.simulate["cell_size_um"] == 14.0
     widget.preset.value = sw.CUSTOM
     assert "semi_axes_um" not in widget.read_request().simulate
+    widget.preset.value = "arabidopsis_ovule_nuclei"  # values with many decimals are kept exactly
+    preset = load_preset("arabidopsis_ovule_nuclei")
+    request = widget.read_request()
+    assert request.voxel_size == tuple(preset["voxel_size"]) and request.shape == tuple(preset["shape"])
+    assert request.simulate["radius_um"] == preset["simulate"]["radius"] == 2.105
+    assert request.simulate["radius_std_um"] == preset["simulate"]["radius_std"]
 
 
 def test_compare_scores_match_the_metrics_module(qtbot, make_napari_viewer, rng):

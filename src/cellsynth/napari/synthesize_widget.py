@@ -113,6 +113,9 @@ class SynthesizeWidget(Container):
         self.folder = FileEdit(label="sample folder", mode="w", tooltip="where Save writes the sample folder")
         self.save_after_run = CheckBox(text="save after each run", value=False)
         self.save_button = PushButton(text="Save sample folder", enabled=False)
+        for spin, decimals in ((self.cell_size, 4), (self.radius, 4), (self.alpha, 4),
+                               *((axis, 8) for axis in self.voxel_size)):
+            _show_decimals(spin, decimals)
         self.extend([self.preset, self.kind, self.shape, self.voxel_size, self.cell_size, self.radius, self.seed,
                      self.model, self.model_file, self.alpha, self.run_button, self.cancel_button, self.progress,
                      self.status, self.folder, self.save_after_run, self.save_button])
@@ -338,6 +341,14 @@ class SynthesizeWidget(Container):
                 layer.contrast_limits = contrast_limits(data)
         else:
             self.viewer.add_layer(Layer.create(data, attributes, layer_type))
+
+
+def _show_decimals(spin: FloatSpinBox, decimals: int) -> None:
+    """Let a float field hold ``decimals`` decimals (Qt rounds the value to those it shows;
+    presets give voxel sizes such as 0.28371837 µm)."""
+    value = spin.value
+    spin.native.setDecimals(decimals)
+    spin.value = value
 
 
 def error_line(err: Exception) -> str:
