@@ -176,39 +176,52 @@ def test_a_preset_fills_the_fields_and_keeps_its_other_settings(widget):
     assert request.simulate["radius_std_um"] == preset["simulate"]["radius_std"]
 
 
-def test_compare_scores_match_the_metrics_module(qtbot, make_napari_viewer, rng):
+def test_compare_gives_the_realism_benchmark_and_the_paired_scores(qtbot, make_napari_viewer):
     from cellsynth.evaluate import metrics
+    from cellsynth.evaluate.realism import FLOOR, realism_benchmark, realism_volume
+    from cellsynth.simulate.pipeline import simulate_sample
+    from cellsynth.synthesis import synthesize_image
 
+    sample = simulate_sample("nuclei", (16, 48, 48), VOXEL, np.random.default_rng(0), radius_um=3.0, progress=False)
+    real = synthesize_image(sample.mask, sample.foreground, VOXEL, model="physics", seed=1, progress=False)
+    synthetic = synthesize_image(sample.mask, sample.foreground, VOXEL, model="physics", alpha=10.0, seed=2,
+                                 progress=False)
     viewer = make_napari_viewer()
-    real = rng.random((12, 32, 32)).astype(np.float32)
-    synthetic = (real + 0.3 * rng.random((12, 32, 32))).astype(np.float32)
     viewer.add_image(real, name="real", scale=VOXEL)
+    viewer.add_labels(sample.labels, name="labels", scale=VOXEL)
     viewer.add_image(synthetic, name="synthetic", scale=VOXEL)
-    viewer.add_labels((real > 0.5).astype(np.uint8), name="labels", scale=VOXEL)
+    viewer.add_labels(sample.mask, name="mask", scale=VOXEL)
     widget = CompareWidget(viewer)
     widget.real.value, widget.synthetic.value = "real", "synthetic"
+    widget.real_labels.value, widget.synthetic_mask.value = "labels", "mask"
     _run(qtbot, widget.compare)
-    unpaired = widget.result["scores"]
-    assert set(unpaired) == {"histogram_distance", "spectrum_distance", "kid"}
-    assert unpaired["histogram_distance"] == pytest.approx(metrics.histogram_distance(real, synthetic))
-    assert unpaired["spectrum_distance"] == pytest.approx(metrics.spectrum_distance(real, synthetic, VOXEL))
-    widget.labels.value = "labels"
+    expected = realism_benchmark({"synthetic": [realism_volume(synthetic, VOXEL, mask=sample.mask)]},
+                                 [realism_volume(real, VOXEL, kind="nuclei", labels=sample.labels)])
+    scores = widget.result["scores"]
+    for name in ("histogram_w1", "spectrum", "kid", "cnr", "cnr_ratio"):
+        assert scores[name] == pytest.approx(expected["rows"]["synthetic"][name])
+    assert widget.result["floor"]["spectrum"] == pytest.approx(expected["rows"][FLOOR]["spectrum"])
+    assert "zncc" not in scores and "floor" in widget.table.value and len(widget._figure.axes) == 2
+
+    widget.paired.value = True
     _run(qtbot, widget.compare)
-    paired = widget.result["scores"]
-    assert paired["zncc"] == pytest.approx(metrics.zncc(real, synthetic))
-    assert paired["ssim"] == pytest.approx(metrics.ssim(real, synthetic))
-    assert "zncc" in widget.table.value and len(widget._figure.axes) == 2
+    assert widget.result["scores"]["zncc"] == pytest.approx(metrics.zncc(real, synthetic))
+    assert widget.result["scores"]["ssim"] == pytest.approx(metrics.ssim(real, synthetic))
+    assert "zncc" in widget.table.value
 
 
 def test_compare_refuses_mismatched_inputs(make_napari_viewer, errors):
     viewer = make_napari_viewer()
-    viewer.add_image(np.random.default_rng(0).random((8, 32, 32)), name="real", scale=VOXEL)
-    viewer.add_image(np.random.default_rng(1).random((8, 32, 32)), name="other", scale=(2.0, 1.0, 1.0))
+    viewer.add_image(np.random.default_rng(0).random((12, 32, 32)), name="real", scale=VOXEL)
+    viewer.add_image(np.random.default_rng(1).random((12, 32, 32)), name="other", scale=(2.0, 1.0, 1.0))
+    viewer.add_labels(np.zeros((4, 8, 8), np.uint8), name="small")
     widget = CompareWidget(viewer)
     widget.real.value, widget.synthetic.value = "real", "other"
-    with pytest.raises(io.CellsynthError, match="voxels"):
-        compare_images(viewer.layers["real"].data, viewer.layers["other"].data, VOXEL, (2.0, 1.0, 1.0))
-    viewer.layers["other"].scale = VOXEL
-    viewer.add_labels(np.zeros((4, 8, 8), np.uint8), name="small")
-    widget.labels.value = "small"
-    assert widget.compare() is None and "not those of the synthetic image" in errors[-1]
+    widget.real_labels.value = "small"
+    assert widget.compare() is None and "not on the grid" in errors[-1]
+    widget.real_labels.value = "(none)"
+    widget.paired.value = True
+    assert widget.compare() is None and "need the real labels" in errors[-1]
+    with pytest.raises(io.CellsynthError, match="one shape and voxel size"):
+        compare_images(viewer.layers["real"].data, viewer.layers["other"].data, VOXEL, (2.0, 1.0, 1.0),
+                       real_labels=np.ones((12, 32, 32), np.uint16), paired=True)

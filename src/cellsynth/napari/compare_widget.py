@@ -1,12 +1,14 @@
 """The "Compare" widget: realism scores of a synthetic image against a real one, in napari.
 
-Pick a real image layer and a synthetic one. The unpaired scores compare the two as
-distributions (they need not show the same cells or have the same shape): intensity
-histogram W1, log radial xy power spectrum distance (cycles/µm) and the KID-style texture
-score (:mod:`cellsynth.evaluate.metrics`). Where the synthetic image was rendered from the
-real image's own labels, pick that labels layer too: the images are then a pair, and the
-paired scores (NRMSE, SSIM, ZNCC) are added. Both images are normalized by their own 1st
-and 99.9th percentiles. The histograms and spectra are drawn below the table.
+Pick a real image layer and a synthetic one. The unpaired realism benchmark
+(:func:`cellsynth.evaluate.realism.realism_benchmark`) compares them as distributions: they
+need not show the same cells, nor have the same shape or voxel size. It gives the intensity
+histogram W1, the log radial xy power spectrum distance (cycles/µm), the KID on filter-bank
+features of patches in µm, and the structure contrast-to-noise ratio (CNR) where the
+structures are known: the real image's labels, and the synthetic image's simulated mask.
+Beside them stands the floor: the same distances between the two z-halves of the real image.
+Where the synthetic image was rendered from the real image's own labels, tick *paired*: the
+paired scores NRMSE, SSIM and ZNCC are added. The histograms and spectra are drawn below.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label, PushButton
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
 from napari.layers import Image, Labels
 from napari.qt.threading import FunctionWorker, create_worker
 from napari.utils.notifications import show_error
@@ -27,11 +29,9 @@ from cellsynth.napari.synthesize_widget import error_line
 if TYPE_CHECKING:
     import napari
 
-NO_LABELS = "(none: unpaired only)"
-UNPAIRED = ("histogram_distance", "spectrum_distance", "kid")
+NONE = "(none)"
 PAIRED = ("nrmse", "ssim", "zncc")
-LOWER_IS_BETTER = {"histogram_distance": True, "spectrum_distance": True, "kid": True, "nrmse": True,
-                   "ssim": False, "zncc": False}
+LOWER_IS_BETTER = {"histogram_w1": True, "spectrum": True, "kid": True, "nrmse": True, "ssim": False, "zncc": False}
 
 
 def layer_voxel_size(layer: Any) -> io.VoxelSize:
@@ -43,7 +43,8 @@ def layer_voxel_size(layer: Any) -> io.VoxelSize:
 
 
 def compare_images(real: Any, synthetic: Any, real_voxel: io.VoxelSize, synthetic_voxel: io.VoxelSize, *,
-                   paired: bool = False) -> dict[str, Any]:
+                   kind: str = "nuclei", real_labels: Any = None, synthetic_mask: Any = None,
+                   synthetic_foreground: Any = None, paired: bool = False) -> dict[str, Any]:
     """The Compare widget's scores and curves.
 
     Parameters
@@ -51,50 +52,59 @@ def compare_images(real: Any, synthetic: Any, real_voxel: io.VoxelSize, syntheti
     real, synthetic
         The two images (Z, Y, X), any intensity range.
     real_voxel, synthetic_voxel
-        Their voxel sizes in µm (z, y, x); the spectrum needs them equal.
+        Their voxel sizes in µm (z, y, x).
+    kind
+        ``"nuclei"`` or ``"membranes"``: how ``real_labels`` become the real structure.
+    real_labels
+        Instance labels of the real image (its CNR), or None.
+    synthetic_mask, synthetic_foreground
+        The synthetic image's structure mask and organism (its CNR), or None.
     paired
-        The synthetic image was rendered from the real image's labels: add the paired
-        scores (the images must have one shape).
+        The synthetic image was rendered from ``real_labels``: add NRMSE, SSIM and ZNCC
+        (the images must have one shape and voxel size).
 
     Returns
     -------
     dict
-        ``scores`` (name -> value), ``histograms`` and ``spectra`` (``real`` and
-        ``synthetic``) for the plots.
+        ``scores`` (the synthetic row: ``histogram_w1``, ``spectrum``, ``kid``, ``cnr``,
+        ``cnr_ratio``, and the paired scores), ``floor`` (the real-vs-real row), ``real_cnr``
+        and ``curves`` (``real`` and ``synthetic``: histogram, frequency, psd) for the plots.
 
     Raises
     ------
     CellsynthError
-        For voxel sizes that differ, or a pair of different shapes.
+        For a pair of different shapes or voxel sizes, or volumes too small to compare.
     """
     from cellsynth.evaluate import metrics
-    from cellsynth.intensity import normalize
+    from cellsynth.evaluate.realism import FLOOR, realism_benchmark, realism_volume
 
-    if not np.allclose(real_voxel, synthetic_voxel, rtol=1e-3):
-        raise CellsynthError(f"the real image has {tuple(real_voxel)} µm voxels and the synthetic one "
-                             f"{tuple(synthetic_voxel)} µm; render the synthetic image at the real voxel size")
-    real, synthetic = normalize(np.asarray(real)), normalize(np.asarray(synthetic))
+    real_volume = realism_volume(np.asarray(real), real_voxel, kind=kind, labels=real_labels, name="real")
+    synthetic_volume = realism_volume(np.asarray(synthetic), synthetic_voxel, mask=synthetic_mask,
+                                      foreground=synthetic_foreground, name="synthetic")
+    result = realism_benchmark({"synthetic": [synthetic_volume]}, [real_volume], progress=False)
+    scores = {k: v for k, v in result["rows"]["synthetic"].items() if k not in ("cnr_volumes", "n_volumes")}
     if paired:
-        if real.shape != synthetic.shape:
-            raise CellsynthError(f"a pair needs one shape, got {real.shape} and {synthetic.shape}; choose no labels "
-                                 "for unpaired scores")
-        scores, curves = metrics.paired_metrics_details(real, synthetic, voxel_size=real_voxel, percentiles=None)
-        return {"scores": {k: scores[k] for k in (*UNPAIRED, *PAIRED)}, **curves}
-    fmax = min(0.5 / real_voxel[1], 0.5 / real_voxel[2])
-    histograms = {name: metrics.intensity_histogram(image, percentiles=None)
-                  for name, image in (("real", real), ("synthetic", synthetic))}
-    spectra = {name: metrics.xy_power_spectrum(image, real_voxel, max_frequency=fmax, percentiles=None)
-               for name, image in (("real", real), ("synthetic", synthetic))}
-    scores = {"histogram_distance": metrics.wasserstein_histograms(histograms["real"], histograms["synthetic"]),
-              "spectrum_distance": metrics.log_spectrum_distance(spectra["real"][1], spectra["synthetic"][1]),
-              "kid": metrics.kid_score(real, synthetic, percentiles=None)}
-    return {"scores": scores, "histograms": histograms, "spectra": spectra}
+        if np.shape(real) != np.shape(synthetic) or not np.allclose(real_voxel, synthetic_voxel, rtol=1e-3):
+            raise CellsynthError(f"a pair needs one shape and voxel size, got {np.shape(real)} at {real_voxel} µm "
+                                 f"and {np.shape(synthetic)} at {synthetic_voxel} µm; untick paired")
+        scores.update({name: getattr(metrics, name)(real, synthetic) for name in PAIRED})
+    return {"scores": scores, "floor": result["rows"][FLOOR], "real_cnr": result["real_cnr"],
+            "curves": {name: result["curves"][name] for name in ("real", "synthetic")}}
 
 
-def format_scores(scores: Mapping[str, float]) -> str:
-    """The scores as lines ``name  value  (lower/higher is better)``."""
-    return "\n".join(f"{name:<20s}{value:9.4f}  ({'lower' if LOWER_IS_BETTER[name] else 'higher'} is better)"
-                     for name, value in scores.items())
+def format_scores(result: Mapping[str, Any]) -> str:
+    """The scores as lines ``name  synthetic  floor  (lower/higher is better)``."""
+    lines = [f"{'':14s}{'synthetic':>10s}{'floor':>9s}"]
+    for name, value in result["scores"].items():
+        floor = result["floor"].get(name) if name in LOWER_IS_BETTER else None
+        better = f"  ({'lower' if LOWER_IS_BETTER[name] else 'higher'} is better)" if name in LOWER_IS_BETTER else ""
+        lines.append(f"{name:14s}{_number(value):>10s}{_number(floor):>9s}{better}")
+    lines.append(f"{'real cnr':14s}{_number(result['real_cnr']):>10s}")
+    return "\n".join(lines)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 class CompareWidget(Container):
@@ -110,12 +120,18 @@ class CompareWidget(Container):
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self.real = ComboBox(label="real image", choices=self._image_names)
+        self.real_labels = ComboBox(label="real labels", choices=self._labels_names,
+                                    tooltip="instance labels of the real image: its structure for the CNR")
+        self.kind = ComboBox(label="kind", choices=["nuclei", "membranes"], value="nuclei",
+                             tooltip="nuclei: labelled voxels are the structure; membranes: the walls between labels")
         self.synthetic = ComboBox(label="synthetic image", choices=self._image_names)
-        self.labels = ComboBox(label="real labels", choices=self._labels_names,
-                               tooltip="the labels the synthetic image was rendered from: adds the paired scores")
+        self.synthetic_mask = ComboBox(label="synthetic mask", choices=self._labels_names,
+                                       tooltip="the simulated mask the synthetic image was rendered from (its CNR)")
+        self.paired = CheckBox(text="paired: the synthetic image was rendered from the real labels", value=False)
         self.compare_button = PushButton(text="Compare")
         self.table = Label(label="scores", value="")
-        self.extend([self.real, self.synthetic, self.labels, self.compare_button, self.table])
+        self.extend([self.real, self.real_labels, self.kind, self.synthetic, self.synthetic_mask, self.paired,
+                     self.compare_button, self.table])
         self.result: dict[str, Any] | None = None
         self.worker: FunctionWorker | None = None
         self._figure, self._canvas = _plot_canvas()
@@ -128,7 +144,17 @@ class CompareWidget(Container):
         return [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
 
     def _labels_names(self, *_: Any) -> list[str]:
-        return [NO_LABELS, *(layer.name for layer in self.viewer.layers if isinstance(layer, Labels))]
+        return [NONE, *(layer.name for layer in self.viewer.layers if isinstance(layer, Labels))]
+
+    def _chosen_labels(self, choice: ComboBox, image: Any) -> Any:
+        """The data of the labels layer chosen in ``choice`` (None for none), on the image's grid."""
+        if choice.value in (None, NONE):
+            return None
+        layer = self.viewer.layers[choice.value]
+        if layer.data.shape != image.data.shape:
+            raise CellsynthError(f"{choice.label} {layer.name!r} {layer.data.shape} are not on the grid of "
+                                 f"{image.name!r} {image.data.shape}; choose its own or none")
+        return np.asarray(layer.data)
 
     def compare(self) -> FunctionWorker | None:
         """Compute the scores in a background thread; the table and plots follow.
@@ -142,17 +168,18 @@ class CompareWidget(Container):
             if real is synthetic:
                 raise CellsynthError("choose two different image layers")
             voxels = layer_voxel_size(real), layer_voxel_size(synthetic)
-            paired = self.labels.value != NO_LABELS
-            if paired and self.viewer.layers[self.labels.value].data.shape != synthetic.data.shape:
-                raise CellsynthError(f"the labels {self.viewer.layers[self.labels.value].data.shape} are not those "
-                                     f"of the synthetic image {synthetic.data.shape}; choose its labels or none")
+            real_labels = self._chosen_labels(self.real_labels, real)
+            synthetic_mask = self._chosen_labels(self.synthetic_mask, synthetic)
+            if self.paired.value and real_labels is None:
+                raise CellsynthError("paired scores need the real labels the synthetic image was rendered from")
         except CellsynthError as err:
             show_error(f"cellsynth: {err}")
             return None
         self.compare_button.enabled = False
         self.table.value = "computing..."
-        worker = create_worker(compare_images, real.data, synthetic.data, *voxels, paired=paired,
-                               _start_thread=False, _connect={"errored": self._failed})
+        worker = create_worker(compare_images, np.asarray(real.data), np.asarray(synthetic.data), *voxels,
+                               kind=self.kind.value, real_labels=real_labels, synthetic_mask=synthetic_mask,
+                               paired=self.paired.value, _start_thread=False, _connect={"errored": self._failed})
         worker.returned.connect(self._show)
         worker.finished.connect(lambda: setattr(self.compare_button, "enabled", True))
         self.worker = worker
@@ -165,7 +192,7 @@ class CompareWidget(Container):
 
     def _show(self, result: dict[str, Any]) -> None:
         self.result = result
-        self.table.value = format_scores(result["scores"])
+        self.table.value = format_scores(result)
         _draw(self._figure, result)
         self._canvas.draw_idle()
 
@@ -181,14 +208,13 @@ def _plot_canvas() -> tuple[Any, Any]:
 
 
 def _draw(figure: Any, result: Mapping[str, Any]) -> None:
-    """Histograms (normalized intensity) and xy power spectra (cycles/µm) of both images."""
+    """Intensity histograms (each image normalized) and xy power spectra (cycles/µm) of both images."""
     figure.clear()
     histogram_axes, spectrum_axes = figure.subplots(2, 1)
-    for name, histogram in result["histograms"].items():
-        centres = (np.arange(len(histogram)) + 0.5) / len(histogram)
-        histogram_axes.plot(centres, histogram, label=name)
+    for name, curve in result["curves"].items():
+        histogram = np.asarray(curve["histogram"])
+        histogram_axes.plot((np.arange(len(histogram)) + 0.5) / len(histogram), histogram, label=name)
+        spectrum_axes.plot(curve["frequency"], curve["psd"], label=name)
     histogram_axes.set(xlabel="normalized intensity", ylabel="fraction of voxels", yscale="log")
-    for name, (frequency, power) in result["spectra"].items():
-        spectrum_axes.plot(frequency, power, label=name)
-    spectrum_axes.set(xlabel="spatial frequency (cycles/µm)", ylabel="xy power", yscale="log")
+    spectrum_axes.set(xlabel="spatial frequency (cycles/µm)", ylabel="xy power (µm²)", yscale="log")
     histogram_axes.legend(fontsize="small")
