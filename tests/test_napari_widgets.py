@@ -134,7 +134,7 @@ def test_a_cancelled_run_leaves_no_folder_and_no_layer(qtbot, widget, tmp_path, 
         "foreground.tif", "image.tif", "labels.tif", "mask.tif", "positions.csv", "sample.json"]
 
 
-def test_bad_input_shows_a_notification_and_changes_no_layer(qtbot, widget, tmp_path, errors):
+def test_bad_input_shows_a_notification_and_changes_no_layer(qtbot, widget, tmp_path, errors, monkeypatch):
     widget.viewer.add_image(np.zeros((4, 8, 8)), name="mine")
     memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     side = int(np.cbrt(memory)) + 1  # a volume of as many voxels as bytes of memory
@@ -148,9 +148,17 @@ def test_bad_input_shows_a_notification_and_changes_no_layer(qtbot, widget, tmp_
     assert widget.run() is None
     assert "missing.pt" in errors[-1] and "not found" in errors[-1]
     widget.model.value = "physics"
-    widget.radius.value = 500.0  # no nucleus fits: refused by the simulation, in the worker
+    widget.radius.value = 500.0  # no nucleus fits: the simulation's own checks refuse it up front
+    assert widget.run() is None
+    assert "do not fit" in errors[-1]
+    widget.radius.value = 3.0
+
+    def failing_render(*_):  # a failure while the worker renders (e.g. the renderer runs out of memory)
+        raise io.CellsynthError("the renderer failed")
+
+    monkeypatch.setattr(sw, "_render_image", failing_render)
     _run(qtbot, widget.run)
-    assert "do not fit" in errors[-1]  # refused in the worker
+    assert errors[-1] == "cellsynth: the renderer failed"
     assert [layer.name for layer in widget.viewer.layers] == ["mine"]
     assert widget.status.value == "failed"
     assert widget.save() is None and "nothing to save" in errors[-1]

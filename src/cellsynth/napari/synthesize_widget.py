@@ -176,25 +176,25 @@ class SynthesizeWidget(Container):
             For a shape too large for memory, a missing model file, or invalid values.
         """
         from cellsynth.dataset.presets import simulate_arguments
-        from cellsynth.render.registry import load_model
         from cellsynth.simulate.organism import check_shape
-        from cellsynth.simulate.pipeline import check_memory
+        from cellsynth.simulate.pipeline import check_simulation
+        from cellsynth.synthesis import check_synthesis
 
         kind = self.kind.value
         shape = check_shape(tuple(int(s) for s in self.shape.value))
-        check_memory(shape)
         voxel = io.check_voxel_size(self.voxel_size.value)
         simulate = dict(self._preset_values.get("simulate", {}))
         simulate["cell_size"] = float(self.cell_size.value) or None
         if kind == "nuclei":
             simulate["radius"] = float(self.radius.value)
+        simulate = simulate_arguments(simulate)
+        check_simulation(kind, shape, voxel, **simulate)  # every setting and the memory, before any work
         settings = {k: v for k, v in self._preset_values.get("synthesize", {}).items() if k != "beta"}
         beta = float(self._preset_values.get("synthesize", {}).get("beta", 100.0))
-        spec = self._model_spec(kind)
-        seed = int(self.seed.value)
-        model = load_model(spec, kind, settings.get("device", "cpu"), voxel_size=voxel, seed=seed)
-        return Request(kind=kind, shape=shape, voxel_size=voxel, seed=seed, simulate=simulate_arguments(simulate),
-                       model_spec=spec, model=model, alpha=float(self.alpha.value), beta=beta, settings=settings)
+        spec, seed, alpha = self._model_spec(kind), int(self.seed.value), float(self.alpha.value)
+        plan = check_synthesis(shape, voxel, model=spec, kind=kind, alpha=alpha, beta=beta, seed=seed, **settings)
+        return Request(kind=kind, shape=shape, voxel_size=voxel, seed=seed, simulate=simulate, model_spec=spec,
+                       model=plan.model, alpha=alpha, beta=beta, settings=settings)
 
     def _model_spec(self, kind: str) -> str:
         choice = self.model.value
