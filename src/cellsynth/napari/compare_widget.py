@@ -181,10 +181,14 @@ class CompareWidget(Container):
                                kind=self.kind.value, real_labels=real_labels, synthetic_mask=synthetic_mask,
                                paired=self.paired.value, _start_thread=False, _connect={"errored": self._failed})
         worker.returned.connect(self._show)
-        worker.finished.connect(lambda: setattr(self.compare_button, "enabled", True))
+        worker.finished.connect(self._finished)
         self.worker = worker
         worker.start()
         return worker
+
+    def _finished(self) -> None:
+        self.compare_button.enabled = True
+        self.worker = None
 
     def _failed(self, err: Exception) -> None:
         self.table.value = "failed"
