@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--nuclei-steps", type=int, default=240, help="StarDist training steps per arm")
     parser.add_argument("--nuclei-patch", type=int, nargs=3, default=(32, 32, 32),
                         help="StarDist patch (z y x) on the 2x downsampled grid")
-    parser.add_argument("--membrane-steps", type=int, default=300, help="boundary U-Net training steps per arm")
+    parser.add_argument("--membrane-steps", type=int, default=250, help="boundary U-Net training steps per arm")
     parser.add_argument("--membrane-width", type=int, default=8, help="boundary U-Net base width")
     parser.add_argument("--membrane-depth", type=int, default=2, help="boundary U-Net depth")
     parser.add_argument("--membrane-patch", type=int, nargs=3, default=(16, 64, 64))
