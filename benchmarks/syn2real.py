@@ -266,8 +266,8 @@ def run_part(part: str, args: argparse.Namespace, done: set, log: Path) -> None:
         training["Real"] = ([real["train"]], [real["train"]])
         syn_train, syn_val = synthetic[default]
         training[f"Mix:{default}"] = (balanced([real["train"]], syn_train), [real["train"]] + syn_val)
-        for arm, (train, val) in training.items():
-            for seed in args.seeds:
+        for seed in args.seeds:  # every arm of one seed first, so that a partial run compares arms
+            for arm, (train, val) in training.items():
                 key = (part, family, arm, seed)
                 if key in done:
                     continue
