@@ -102,7 +102,8 @@ def simulated_stats(preset: str, seeds: int = 3) -> dict[str, object]:
     runs = []
     for seed in range(seeds):
         sample = simulate_sample(params["kind"], params["shape"], tuple(params["voxel_size"]),
-                                 np.random.default_rng(seed), progress=False, **params["simulate"])
+                                 np.random.default_rng(seed), progress=False,
+                                 **dataset.simulate_arguments(params["simulate"]))
         runs.append(measure(sample.labels, tuple(params["voxel_size"])))
     return {k: np.round(np.mean([r[k] for r in runs], axis=0), 3).tolist() for k in KEYS if k in runs[0]}
 

@@ -102,7 +102,7 @@ def test_files_are_deterministic_and_match_the_stages(reference, tmp_path):
 
     simulation_seed, synthesis_seed = dataset.sample_seeds(7, 2)
     direct = simulate_sample("nuclei", (12, 32, 32), (2.0, 1.0, 1.0), np.random.default_rng(simulation_seed),
-                             **params["simulate"])
+                             **dataset.simulate_arguments(params["simulate"]))
     ds = dataset.load_dataset(reference)
     sample = ds[2]
     assert np.array_equal(sample.labels, direct.labels)
@@ -127,16 +127,18 @@ WARM_IMPORTS = """
 import sys, tempfile
 from pathlib import Path
 from cellsynth import dataset
+from cellsynth.dataset.executors import _import_stages
+from cellsynth.dataset.runner import _resolve_model
 from cellsynth.render.registry import shipped_model
 from test_dataset import TINY
-dataset._import_stages()
+_import_stages()
 before = set(sys.modules)
 membranes = {**TINY, "kind": "membranes", "simulate": {"cell_size": 8.0}}
 runs = [dict(p, synthesize={"model": model}) for p in (TINY, membranes)
         for model in ("physics", p["kind"]) if model == "physics" or shipped_model(model) is not None]
 with tempfile.TemporaryDirectory() as tmp:
     for i, params in enumerate(runs):
-        params = dataset._resolve_model(dataset.validate_parameters({**params, "seed": 1}))
+        params = _resolve_model(dataset.validate_parameters({**params, "seed": 1}))
         (Path(tmp) / str(i) / "samples").mkdir(parents=True)
         dataset.make_sample(Path(tmp) / str(i), 0, params)
 new = set(sys.modules) - before
@@ -159,7 +161,9 @@ def test_local_cluster_settings_are_dask_settings():
     import dask
     import distributed  # noqa: F401  (loads the distributed defaults)
 
-    for key in dataset.LOCAL_CLUSTER_CONFIG:
+    from cellsynth.dataset.executors import LOCAL_CLUSTER_CONFIG
+
+    for key in LOCAL_CLUSTER_CONFIG:
         dask.config.get(key)  # raises KeyError for an unknown key
 
 
@@ -299,7 +303,7 @@ def test_early_stop_when_every_sample_fails(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(dataset, "make_sample", broken)
+    monkeypatch.setattr("cellsynth.dataset.executors.make_sample", broken)
     report = dataset.generate_dataset(tmp_path, tiny(), 6, workers=1, progress=False)
     assert sorted(report.failed) == [0, 1, 2] and not report.made  # stopped after three failures in a row
     assert report.failed[0] == "RuntimeError: boom"

@@ -7,10 +7,10 @@ import time
 
 import pytest
 import yaml
+from test_dataset import TINY
 
 from cellsynth import dataset
 from cellsynth.cli import main
-from test_dataset import TINY
 
 
 @pytest.fixture
@@ -97,7 +97,7 @@ def test_corrupt_manifest_and_failures_exit_2(tmp_path, preset_file, capsys, mon
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(dataset, "make_sample", broken)
+    monkeypatch.setattr("cellsynth.dataset.executors.make_sample", broken)
     assert main(["dataset", "--preset", str(preset_file), "--count", "2", "--out", str(tmp_path / "b"),
                  "--workers", "1"]) == 2
     err = capsys.readouterr().err

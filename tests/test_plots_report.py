@@ -99,7 +99,7 @@ def test_evaluate_dataset_and_missing_samples(tmp_path, rng):
     with pytest.raises(CellsynthError, match="not a data set"):
         report.evaluate_dataset(tmp_path / "nothing", reals)
     with pytest.raises(CellsynthError, match="--image"):
-        report.dataset_images(tmp_path / "ds2" if False else _only(tmp_path, rng), "image_alpha10")
+        report.dataset_images(_only(tmp_path, rng), "image_alpha10")
 
 
 def _only(tmp_path, rng):

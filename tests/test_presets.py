@@ -44,7 +44,7 @@ def test_preset_parameters_are_accepted_by_the_simulation(name):
 
     preset = dataset.load_preset(name)
     shape = tuple(min(s, 48) for s in preset["shape"])
-    simulate = dict(preset["simulate"])
+    simulate = dataset.simulate_arguments(preset["simulate"])
     if "count" in simulate:  # scale the cell count with the volume
         simulate["count"] = max(1, int(simulate["count"] * np.prod(shape) / np.prod(preset["shape"])))
     sample = simulate_sample(preset["kind"], shape, tuple(preset["voxel_size"]), np.random.default_rng(0), **simulate)
@@ -119,7 +119,7 @@ def test_real_family_presets_match_the_real_labels(shared_data, name, file):
     voxel = tuple(preset["voxel_size"])
     real = measure(labels, voxel)
     sample = simulate_sample(preset["kind"], preset["shape"], voxel, np.random.default_rng(0), progress=False,
-                             **preset["simulate"])
+                             **dataset.simulate_arguments(preset["simulate"]))
     simulated = measure(sample.labels, voxel)
     if preset["kind"] == "nuclei":
         assert preset["simulate"]["radius"] == pytest.approx(real["interior_diameter_um_mean"] / 2, rel=0.01)

@@ -47,6 +47,7 @@ import numpy as np
 
 from cellsynth import io
 from cellsynth.errors import CellsynthError
+from cellsynth.progress import progress_bar
 
 TOOLS = ("stardist", "cellpose", "nnunet", "plantseg")
 """The layouts :func:`export_dataset` writes."""
@@ -87,7 +88,7 @@ def export_dataset(dataset: str | os.PathLike, out: str | os.PathLike, to: str, 
         nnU-Net: ``boundary`` (background / structure / boundary) or ``foreground``
         (background / structure).
     progress
-        Show a progress bar (default: when the output is a terminal).
+        Progress bar: None (default) on a terminal only, True always, False never.
 
     Returns
     -------
@@ -149,11 +150,9 @@ def _samples(ds: Any, splits: dict[str, list[str]], image_volume: str,
              progress: bool | None) -> Iterator[tuple[str, str, dict[str, np.ndarray]]]:
     """(split, name, {image, labels, mask}) of every sample, split by split; the image as stored
     (uint16), so the export holds the same bytes."""
-    from tqdm.auto import tqdm
-
     index = {name: i for i, name in enumerate(ds.names)}
     order = [(split, name) for split, names in splits.items() for name in names]
-    for split, name in tqdm(order, desc="exporting", unit="sample", disable=None if progress is None else not progress):
+    for split, name in progress_bar(order, progress=progress, desc="exporting", unit="sample"):
         i = index[name]
         path = ds.path(i, image_volume)
         if not path.is_file():

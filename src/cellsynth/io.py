@@ -5,8 +5,11 @@ supported:
 
 - TIFF, written as ImageJ hyperstacks (napari and Fiji read the voxel size);
 - HDF5 files with ``raw`` / ``label`` datasets and an ``element_size_um`` attribute;
-- OME-Zarr (NGFF 0.4, one resolution level), written chunk by chunk for volumes that do
-  not fit in memory.
+- OME-Zarr images (NGFF 0.4 or 0.5, with a multiscale pyramid and label layers;
+  :mod:`cellsynth.omezarr`), written chunk by chunk for volumes that do not fit in memory.
+
+A sample folder (:func:`write_sample`) holds TIFFs, or one OME-Zarr image
+``sample.ome.zarr`` whose ``labels/`` group holds the labels, the mask and the foreground.
 
 Every write goes to a temporary name in the destination folder and is renamed into place
 when complete, so a killed process never leaves a file that looks finished.
@@ -27,12 +30,20 @@ from typing import Any
 
 import numpy as np
 
+from cellsynth import omezarr
 from cellsynth.errors import CellsynthError
 
 VoxelSize = tuple[float, float, float]
 
 SAMPLE_VOLUMES = ("labels", "mask", "foreground", "image")
 """Volume names of a sample folder, in the order they are written."""
+
+SAMPLE_LABELS = ("labels", "mask", "foreground")
+"""The volumes of a sample that are label images (integer labels, 0/1 masks)."""
+
+SAMPLE_ZARR = "sample.ome.zarr"
+"""The OME-Zarr image of a sample folder in zarr format; its ``labels/`` group holds
+:data:`SAMPLE_LABELS`."""
 
 _TIFF_SUFFIXES = (".tif", ".tiff")
 _H5_SUFFIXES = (".h5", ".hdf5", ".hdf")
@@ -99,7 +110,7 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator
         yield target
         if directory:
             os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes private (0700) folders; finished ones are not
-            _replace_directory(tmp, path)
+            replace_directory(tmp, path)
         else:
             os.replace(target, path)
     except OSError as err:
@@ -118,7 +129,7 @@ def _umask() -> int:
     return mask
 
 
-def _replace_directory(new: Path, path: Path) -> None:
+def replace_directory(new: Path, path: Path) -> None:
     """Move folder ``new`` to ``path``, replacing an existing folder there."""
     if path.exists():
         old = path.with_name(f".{path.name}.old-{os.getpid()}")
@@ -282,61 +293,59 @@ def write_h5(path: str | os.PathLike, datasets: Mapping[str, np.ndarray], voxel_
 # --------------------------------------------------------------------------- OME-Zarr
 
 
-def create_zarr(
-    path: str | os.PathLike, shape: tuple[int, ...], dtype: Any, voxel_size: VoxelSize,
-    chunks: tuple[int, int, int] | None = None,
-) -> Any:
-    """Create an empty OME-Zarr (NGFF 0.4) image at ``path`` and return its array.
-
-    The caller fills it chunk by chunk. Use within :func:`atomic_path` (``directory=True``)
-    so that a half-written store is never left under its final name.
-    """
-    import zarr
-
-    vz, vy, vx = check_voxel_size(voxel_size)
-    chunks = chunks or tuple(min(s, c) for s, c in zip(shape, (64, 256, 256)))
-    root = zarr.open_group(str(path), mode="w", zarr_format=2)
-    root.attrs["multiscales"] = [{
-        "version": "0.4",
-        "name": Path(path).name,
-        "axes": [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"],
-        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [vz, vy, vx]}]}],
-    }]
-    return root.create_array("0", shape=shape, dtype=dtype, chunks=chunks, fill_value=0)
-
-
-def write_zarr(path: str | os.PathLike, array: np.ndarray, voxel_size: VoxelSize, *, atomic: bool = True) -> None:
-    """Write an in-memory volume as OME-Zarr, atomically (in place with ``atomic=False``)."""
+def write_zarr(path: str | os.PathLike, array: np.ndarray, voxel_size: VoxelSize, *, atomic: bool = True,
+               ngff: str = omezarr.DEFAULT_NGFF, label: bool = False) -> None:
+    """Write a volume as an OME-Zarr image with its pyramid (:func:`cellsynth.omezarr.write_image`),
+    atomically (in place with ``atomic=False``); ``label`` for label or mask volumes."""
     array = check_volume(array)
+    name = Path(path).name.removesuffix(".zarr").removesuffix(".ome")
     with _destination(path, atomic, directory=True) as tmp:
-        create_zarr(tmp, array.shape, array.dtype, voxel_size)[...] = array
+        omezarr.write_image(tmp, array, check_voxel_size(voxel_size), ngff=ngff, name=name, label=label)
 
 
-def open_zarr(path: str | os.PathLike) -> tuple[Any, VoxelSize | None]:
-    """Open an OME-Zarr image lazily; return its full-resolution array and voxel size."""
-    import zarr
+def replace_zarr_image(path: str | os.PathLike, new_image: str | os.PathLike) -> None:
+    """Put the levels of the OME-Zarr image ``new_image`` into the image at ``path``, keeping the
+    labels of ``path``; ``new_image`` is removed.
 
-    path = _existing(path)
-    try:
-        root = zarr.open_group(str(path), mode="r")
-        ms = root.attrs.get("multiscales")
-        dataset = ms[0]["datasets"][0] if ms else {"path": "0"}
-        array = root[dataset["path"]]
-    except Exception as err:  # zarr raises many types for a damaged store
-        raise CellsynthError(f"cannot open OME-Zarr {path}: {err}") from None
-    voxel = None
-    for t in dataset.get("coordinateTransformations", []):
-        if t.get("type") == "scale":
-            voxel = tuple(float(v) for v in t["scale"][-3:])
-    return check_volume(array, str(path)), voxel  # type: ignore[return-value]
+    Each level is swapped by renaming folders, so a reader sees the old or the new level,
+    never a half-written one. Both images must have the same Zarr format and levels.
+    """
+    old, new = Path(path), Path(new_image)
+    old_group, new_group = omezarr.open_group(old), omezarr.open_group(new)
+    levels = omezarr.level_paths(new_group)
+    if new_group.metadata.zarr_format != old_group.metadata.zarr_format or levels != omezarr.level_paths(old_group):
+        raise CellsynthError(f"the new image of {old} does not have its Zarr format and pyramid levels")
+    for level in levels:
+        replace_directory(new / level, old / level)
+    multiscales = omezarr.ome_attributes(new_group)["multiscales"]
+    omezarr.set_ome_attributes(omezarr.open_group(old, mode="r+"), {"multiscales": multiscales},
+                               omezarr.ngff_version(old_group))
+    shutil.rmtree(new, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- any volume
 
 
 def is_zarr(path: str | os.PathLike) -> bool:
-    """Whether ``path`` names an OME-Zarr store."""
-    return str(path).rstrip("/").endswith(_ZARR_SUFFIX)
+    """Whether ``path`` names an OME-Zarr store or a group inside one (``sample.ome.zarr/labels/mask``)."""
+    path = Path(path)
+    return path.name.endswith(_ZARR_SUFFIX) or (
+        path.suffix.lower() not in (*_TIFF_SUFFIXES, *_H5_SUFFIXES, ".npy")
+        and any(part.endswith(_ZARR_SUFFIX) for part in path.parts[:-1]))
+
+
+def volume_format(path: str | os.PathLike) -> str | None:
+    """The container a volume file name asks for: ``"zarr"`` (``.ome.zarr``), ``"tif"``
+    (``.tif``, ``.tiff``), or None for other names.
+
+    Examples
+    --------
+    >>> volume_format("image.ome.zarr"), volume_format("image.TIF"), volume_format("image.png")
+    ('zarr', 'tif', None)
+    """
+    if is_zarr(path):
+        return "zarr"
+    return "tif" if Path(path).suffix.lower() in _TIFF_SUFFIXES else None
 
 
 def read_volume(
@@ -349,7 +358,8 @@ def read_volume(
     """
     suffix = Path(path).suffix.lower()
     if is_zarr(path):
-        array, voxel = open_zarr(path)
+        array, voxel = omezarr.open_image(path)
+        array = check_volume(array, str(path))
         return (array if lazy else array[...]), voxel
     if suffix in _TIFF_SUFFIXES:
         return read_tiff(path)
@@ -363,25 +373,42 @@ def read_volume(
     raise CellsynthError(f"unsupported file type {path!s}; use .tif, .h5, .npy or .ome.zarr")
 
 
-def write_volume(path: str | os.PathLike, array: np.ndarray, voxel_size: VoxelSize, *, atomic: bool = True) -> None:
-    """Write a volume as TIFF or OME-Zarr, chosen by the file name.
+def write_volume(path: str | os.PathLike, array: np.ndarray, voxel_size: VoxelSize, *, atomic: bool = True,
+                 ngff: str = omezarr.DEFAULT_NGFF, label: bool = False) -> None:
+    """Write a volume as TIFF or OME-Zarr (NGFF version ``ngff``), chosen by the file name.
 
     With ``atomic=False`` it is written in place, for a volume inside a folder that is
-    itself assembled under a temporary name.
+    itself assembled under a temporary name. ``label``: the volume holds labels or a mask
+    (an OME-Zarr pyramid then samples it instead of averaging).
     """
-    if is_zarr(path):
-        write_zarr(path, array, voxel_size, atomic=atomic)
-    elif Path(path).suffix.lower() in _TIFF_SUFFIXES:
+    file_format = volume_format(path)
+    if file_format == "zarr":
+        write_zarr(path, array, voxel_size, atomic=atomic, ngff=ngff, label=label)
+    elif file_format == "tif":
         write_tiff(path, array, voxel_size, atomic=atomic)
     else:
         raise CellsynthError(f"cannot write {path}: use a .tif or .ome.zarr name")
 
 
 def volume_filename(name: str, file_format: str) -> str:
-    """The file name of volume ``name`` in a sample folder for ``file_format`` (tif or zarr)."""
+    """Where volume ``name`` goes in a sample folder of ``file_format`` (tif or zarr).
+
+    TIFF: ``NAME.tif``. OME-Zarr: the image is ``sample.ome.zarr`` itself, the labels, mask
+    and foreground are its label images ``sample.ome.zarr/labels/NAME``, and other images
+    (quality levels) are OME-Zarr images of their own, ``NAME.ome.zarr``.
+
+    Examples
+    --------
+    >>> volume_filename("mask", "tif"), volume_filename("mask", "zarr"), volume_filename("image", "zarr")
+    ('mask.tif', 'sample.ome.zarr/labels/mask', 'sample.ome.zarr')
+    """
     if file_format not in ("tif", "zarr"):
         raise CellsynthError(f"unknown format {file_format!r}; use tif or zarr")
-    return f"{name}.tif" if file_format == "tif" else f"{name}.ome.zarr"
+    if file_format == "tif":
+        return f"{name}.tif"
+    if name == "image":
+        return SAMPLE_ZARR
+    return f"{SAMPLE_ZARR}/{omezarr.LABELS_GROUP}/{name}" if name in SAMPLE_LABELS else f"{name}.ome.zarr"
 
 
 def _existing(path: str | os.PathLike) -> Path:
@@ -490,7 +517,7 @@ class Sample:
 
 def write_sample(
     path: str | os.PathLike, sample: Sample, *, file_format: str = "tif", overwrite: bool = False,
-    images: Mapping[str, np.ndarray] | None = None,
+    images: Mapping[str, np.ndarray] | None = None, ngff: str = omezarr.DEFAULT_NGFF,
 ) -> Path:
     """Write ``sample`` as a sample folder, atomically.
 
@@ -504,12 +531,16 @@ def write_sample(
     sample
         What to write; ``sample.image`` (if set) becomes ``image``.
     file_format
-        ``tif`` or ``zarr``.
+        ``tif`` (ImageJ TIFFs) or ``zarr``: one OME-Zarr image ``sample.ome.zarr`` with the
+        labels, mask and foreground as label images in its ``labels/`` group (its image
+        stays empty, all 0, until one is synthesised; ``sample.json`` lists it only then).
     overwrite
         Replace a sample already in ``path``.
     images
         More images (float in [0, 1]) by volume name, e.g. one per quality level
         (``image_alpha10``); stored as uint16 like ``image`` and listed in ``files``.
+    ngff
+        OME-NGFF version of zarr samples: ``"0.4"`` (Zarr format 2) or ``"0.5"`` (Zarr format 3).
 
     Raises
     ------
@@ -523,22 +554,53 @@ def write_sample(
         raise CellsynthError(f"{path} already exists and is not empty; choose another --out or pass --overwrite")
     voxel = check_voxel_size(sample.voxel_size)
     volumes = {name: getattr(sample, name) for name in SAMPLE_VOLUMES if getattr(sample, name) is not None}
+    ngff = omezarr.check_ngff(ngff)
     with atomic_path(path, directory=True) as tmp:
         # the folder is temporary until renamed, so its files are written in place
-        files = {}
-        for name, volume in volumes.items():
-            volume = image_to_uint16(np.asarray(volume)) if name == "image" else np.asarray(volume)
-            files[name] = volume_filename(name, file_format)
-            write_volume(tmp / files[name], volume, voxel, atomic=False)
+        if file_format == "zarr":
+            files = _write_sample_zarr(tmp, path.name, volumes, voxel, ngff)
+        else:
+            files = {}
+            for name, volume in volumes.items():
+                volume = image_to_uint16(np.asarray(volume)) if name == "image" else np.asarray(volume)
+                files[name] = volume_filename(name, file_format)
+                write_volume(tmp / files[name], volume, voxel, atomic=False)
         write_positions(tmp / "positions.csv", sample.positions, atomic=False)
         files["positions"] = "positions.csv"
         for name, image in (images or {}).items():
             files[name] = volume_filename(name, file_format)
-            write_volume(tmp / files[name], image_to_uint16(np.asarray(image)), voxel, atomic=False)
+            write_volume(tmp / files[name], image_to_uint16(np.asarray(image)), voxel, atomic=False, ngff=ngff)
         meta = {"cellsynth_version": __version__, **sample.metadata, "shape": list(np.shape(sample.labels)),
-                "voxel_size_um": list(voxel), "format": file_format, "files": files}
+                "voxel_size_um": list(voxel), "format": file_format,
+                **({"ngff": ngff} if file_format == "zarr" else {}), "files": files}
         write_json(tmp / "sample.json", meta, atomic=False)  # written last: its presence marks a finished sample
     return path
+
+
+def _write_sample_zarr(folder: Path, name: str, volumes: Mapping[str, Any], voxel: VoxelSize,
+                       ngff: str) -> dict[str, str]:
+    """The sample's OME-Zarr image (empty without an image) with its label images; their file names."""
+    store = folder / SAMPLE_ZARR
+    shape = tuple(np.shape(volumes["labels"]))
+    group = omezarr.create_image(store, shape, np.uint16, voxel, ngff=ngff, name=name)
+    files = {}
+    labels = {key: volumes[key] for key in SAMPLE_LABELS if key in volumes}
+    omezarr.add_labels(store, labels, voxel)
+    files.update({key: volume_filename(key, "zarr") for key in labels})
+    if "image" in volumes:
+        group["0"][...] = image_to_uint16(np.asarray(volumes["image"]))
+        omezarr.fill_pyramid(group)
+        files["image"] = SAMPLE_ZARR
+    return files
+
+
+def sample_image_file(folder: str | os.PathLike, file_format: str) -> str:
+    """Where ``cellsynth synthesize`` puts the image of a sample folder: ``image.tif``; for
+    zarr the sample's OME-Zarr image, or ``image.ome.zarr`` beside the separate OME-Zarr
+    volumes of sample folders written before the labels moved into the image."""
+    if file_format == "zarr" and not (Path(folder) / SAMPLE_ZARR).is_dir():
+        return "image.ome.zarr"
+    return volume_filename("image", file_format)
 
 
 def read_sample(path: str | os.PathLike, *, lazy: bool = False) -> Sample:

@@ -25,11 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--radius", type=float, nargs=2, default=(1.5, 4.0), metavar=("MIN", "MAX"),
                    help="nuclei: smallest and largest nucleus radius in µm (default 1.5 4)")
     p.add_argument("--threshold", type=float, default=0.05,
-                   help="nuclei: minimum LoG blob response in normalised intensity (default 0.05; lower finds more)")
+                   help="nuclei: minimum LoG blob response in normalized intensity (default 0.05; lower finds more)")
     p.add_argument("--min-distance", type=float, metavar="UM",
                    help="nuclei: minimum distance between seeds in µm (default the smallest radius)")
     p.add_argument("--seed-depth", type=float, default=0.05,
-                   help="membranes: how much darker than its walls (normalised intensity) a cell must be to get "
+                   help="membranes: how much darker than its walls (normalized intensity) a cell must be to get "
                         "its own seed (default 0.05; raise it where cells are split, lower it where they merge)")
     p.add_argument("--smoothing", type=float, metavar="UM",
                    help="Gaussian smoothing in µm before the watershed (default 0.25 nuclei, 0.3 membranes)")

@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "evaluate", help="realism metrics and a report: synthetic vs real images",
         description="Compare a synthetic image with its real counterpart (--synthetic: NRMSE, SSIM, ZNCC plus "
                     "distribution metrics) or a generated data set with real images (--dataset: distribution "
-                    "metrics only). Both images are normalised by their own 1st and 99.9th percentiles first. "
+                    "metrics only). Both images are normalized by their own 1st and 99.9th percentiles first. "
                     "Writes metrics.json, PNG figures (axes in µm) and report.html to --report.",
     )
     p.add_argument("--real", type=Path, metavar="FILE_OR_DIR",
@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--h5-dataset", default="raw", metavar="NAME", help="dataset read from HDF5 files (default raw)")
     p.add_argument("--percentiles", type=float, nargs=2, default=(1.0, 99.9), metavar=("LOW", "HIGH"),
                    help="percentiles mapped to 0 and 1 before the metrics (default 1 99.9)")
-    p.add_argument("--raw", action="store_true", help="no normalisation: compare raw intensities (data range 1)")
+    p.add_argument("--raw", action="store_true", help="no normalization: compare raw intensities (data range 1)")
     p.set_defaults(func=run)
 
 

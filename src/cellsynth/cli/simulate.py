@@ -80,7 +80,11 @@ def _add_common(sub: argparse.ArgumentParser, kind: str) -> None:
                    help="voxel size in µm (default 1 1 1)")
     g.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same files (default 0)")
     g.add_argument("--format", choices=("tif", "zarr"), default="tif",
-                   help="volume format: ImageJ TIFF or OME-Zarr for volumes too large for memory (default tif)")
+                   help="volume format: ImageJ TIFFs, or one OME-Zarr image sample.ome.zarr with the labels, mask "
+                        "and foreground as label layers, for volumes too large for memory (default tif)")
+    g.add_argument("--ngff", choices=("0.4", "0.5"), default="0.4",
+                   help="OME-NGFF version with --format zarr: 0.4 (Zarr format 2, read by most viewers) or 0.5 "
+                        "(Zarr format 3) (default 0.4)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing sample folder")
     g = sub.add_argument_group("organism and positions")
     g.add_argument("--organism", default="ellipsoid", metavar="SPEC",
@@ -129,13 +133,13 @@ def run(args: argparse.Namespace) -> None:
 
     start = time.perf_counter()
     out = _check_output(args.out, args.overwrite)
-    params = dict(organism=args.organism, semi_axes=args.semi_axes, center=args.center, placement=args.placement,
-                  positions=args.positions, count=args.count, cell_size=args.cell_size)
+    params = dict(organism=args.organism, semi_axes_um=args.semi_axes, center_um=args.center,
+                  placement=args.placement, positions=args.positions, count=args.count, cell_size_um=args.cell_size)
     if args.kind == "nuclei":
-        params.update(radius=args.radius, radius_std=args.radius_std, smoothness=args.smoothness,
+        params.update(radius_um=args.radius, radius_std_um=args.radius_std, smoothness=args.smoothness,
                       sh_order=args.sh_order, law=args.law, elongation=args.elongation, orientation=args.orientation)
     else:
-        params.update(membrane_thickness=args.membrane_thickness, weight_spread=args.weight_spread)
+        params.update(membrane_thickness_um=args.membrane_thickness, weight_spread=args.weight_spread)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         sample = simulate_sample(args.kind, args.shape, args.voxel_size, np.random.default_rng(args.seed), **params)
@@ -144,7 +148,7 @@ def run(args: argparse.Namespace) -> None:
             print(f"cellsynth: warning: {warning.message}", file=sys.stderr)
     sample.metadata = {**sample.metadata, "seed": args.seed, "command": "simulate " + args.kind,
                        "config": resolved_config(args)}
-    write_sample(out, sample, file_format=args.format, overwrite=args.overwrite)
+    write_sample(out, sample, file_format=args.format, overwrite=args.overwrite, ngff=args.ngff)
     cells = int(len(sample.positions.get("label", ())))
     shape = "x".join(str(s) for s in np.shape(sample.labels))
     voxel = "x".join(f"{v:g}" for v in sample.voxel_size)

@@ -9,8 +9,8 @@
 
 Every function takes a mapping ``{name: volume}`` (e.g. ``{"real": ..., "synthetic": ...}``),
 draws with matplotlib's object API (no pyplot state, no display needed) and writes the PNG
-atomically. Volumes are shown after the percentile normalisation of
-:func:`cellsynth.evaluate.metrics.normalize_percentiles`.
+atomically. Volumes are shown after the percentile normalization of
+:func:`cellsynth.intensity.normalize_percentiles`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import numpy as np
 
 from cellsynth import io
 from cellsynth.errors import CellsynthError
-from cellsynth.evaluate.metrics import DEFAULT_PERCENTILES, normalize_percentiles, radial_power_spectrum
+from cellsynth.evaluate.metrics import radial_power_spectrum
+from cellsynth.intensity import DEFAULT_PERCENTILES, normalize
 from cellsynth.io import VoxelSize, check_voxel_size
 
 DPI = 110
@@ -51,14 +52,11 @@ def voxel_of(voxel_size: VoxelSize | Mapping[str, VoxelSize], name: str) -> Voxe
     return check_voxel_size(voxel_size)
 
 
-def _normalised(volumes: Mapping[str, Any], percentiles: Any) -> dict[str, np.ndarray]:
+def _normalized(volumes: Mapping[str, Any], percentiles: Any) -> dict[str, np.ndarray]:
     if not volumes:
         raise CellsynthError("nothing to plot: give at least one volume")
-    out = {}
-    for name, volume in volumes.items():
-        volume = io.check_volume(np.asarray(volume), name)
-        out[name] = normalize_percentiles(volume, *percentiles) if percentiles else volume.astype(np.float32)
-    return out
+    return {name: normalize(io.check_volume(np.asarray(volume), name), percentiles or None)
+            for name, volume in volumes.items()}
 
 
 def plot_slices(volumes: Mapping[str, Any], voxel_size: VoxelSize | Mapping[str, VoxelSize], path: str | os.PathLike, *,
@@ -75,7 +73,7 @@ def plot_slices(volumes: Mapping[str, Any], voxel_size: VoxelSize | Mapping[str,
     path
         Output PNG.
     """
-    images = _normalised(volumes, percentiles)
+    images = _normalized(volumes, percentiles)
     first = next(iter(images))
     vz, vy, vx = voxel_of(voxel_size, first)
     shape = images[first].shape
@@ -123,7 +121,7 @@ def plot_profile_spectrum(volumes: Mapping[str, Any], voxel_size: VoxelSize | Ma
                           percentiles: Any = DEFAULT_PERCENTILES) -> None:
     """The paper's Fig. 7: centre xz-slice intensity integrated over z along x, and its
     power spectrum, for each volume."""
-    images = _normalised(volumes, percentiles)
+    images = _normalized(volumes, percentiles)
     fig = _figure(11, 3.8, left=0.07, right=0.98, wspace=0.25)
     left, right = fig.subplots(1, 2)
     for (name, img), colour in zip(images.items(), COLOURS):
@@ -182,7 +180,7 @@ def plot_histograms(histograms: Mapping[str, np.ndarray], path: str | os.PathLik
         edges = np.linspace(0.0, 1.0, len(hist) + 1)
         ax.stairs(np.maximum(hist, 1e-9), edges, color=colour, lw=1.2, label=name)
     ax.set_yscale("log")
-    ax.set_xlabel("normalised intensity (1st-99.9th percentile -> 0-1)")
+    ax.set_xlabel("normalized intensity (1st-99.9th percentile -> 0-1)")
     ax.set_ylabel("fraction of voxels")
     ax.set_title("intensity histograms", fontsize=10)
     ax.legend(fontsize=8)
@@ -203,7 +201,7 @@ def depth_profile(image: np.ndarray, foreground: np.ndarray, voxel_size: VoxelSi
     Returns
     -------
     distances, means
-        Bin centres in µm and the mean normalised intensity of the voxels in each bin
+        Bin centres in µm and the mean normalized intensity of the voxels in each bin
         (bins without voxels are left out).
     """
     from cellsynth.conditioning import signed_distance_um
@@ -212,7 +210,7 @@ def depth_profile(image: np.ndarray, foreground: np.ndarray, voxel_size: VoxelSi
     if image.shape != foreground.shape:
         raise CellsynthError(f"image {image.shape} and foreground {foreground.shape} differ in shape")
     voxel = np.asarray(check_voxel_size(voxel_size))
-    image = normalize_percentiles(image, *percentiles) if percentiles else image.astype(np.float32)
+    image = normalize(image, percentiles or None)
     factor = _block_factor(image.shape, voxel, max_voxels)
     if any(f > 1 for f in factor):
         image = _block_mean(image, factor)
@@ -256,4 +254,4 @@ def _block_mean(volume: np.ndarray, factor: tuple[int, int, int]) -> np.ndarray:
 def plot_depth_profile(profiles: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | os.PathLike) -> None:
     """Plot profiles from :func:`depth_profile` (negative distances lie outside the organism)."""
     _line_plot(profiles, path, what="depth profile", xlabel="distance to the organism surface (µm, positive inside)",
-               ylabel="mean normalised intensity", title="depth profile", vline=0.0)
+               ylabel="mean normalized intensity", title="depth profile", vline=0.0)

@@ -12,8 +12,8 @@ import html
 import math
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,12 @@ from cellsynth import io
 from cellsynth.errors import CellsynthError
 from cellsynth.evaluate import metrics as M
 from cellsynth.evaluate import plots
+from cellsynth.intensity import DEFAULT_PERCENTILES, normalize
 from cellsynth.io import VoxelSize, check_voxel_size
+from cellsynth.progress import progress_bar
 
 FIGURES = {
-    "slices": ("slices.png", "Centre xy, xz and yz slices (after percentile normalisation)."),
+    "slices": ("slices.png", "Centre xy, xz and yz slices (after percentile normalization)."),
     "profile_spectrum": ("profile_spectrum.png",
                          "Fig. 7 of the paper: centre xz slice integrated over z along x, and its power spectrum."),
     "xy_spectra": ("xy_spectra.png", "Radially averaged power spectra of xy slices (the spectrum distance)."),
@@ -39,21 +41,12 @@ METRIC_NOTES = {
     "nrmse": "RMSE / range of the real image (lower is better)",
     "nrmse_euclidean": "||real - synthetic|| / ||real|| (lower is better)",
     "ssim": "structural similarity, Gaussian window sigma 1.5 voxels (1 is best)",
-    "zncc": "zero-mean normalised cross-correlation (1 is best)",
+    "zncc": "zero-mean normalized cross-correlation (1 is best)",
     "histogram_distance": "Wasserstein-1 distance of the intensity histograms (0 is best)",
     "spectrum_distance": "RMS difference of log10 xy power spectra (0 is best)",
     "kid": "KID-style MMD on hand-crafted texture features, not Inception (0 is best)",
     "seam_metric": "steps on patch borders / steps elsewhere in the synthetic image (about 1: no seams)",
 }
-
-
-def _seam_metric() -> Any:
-    """H3's tiling seam metric, or None where this installation lacks it."""
-    try:
-        from cellsynth.tiling import seam_metric
-    except ImportError:
-        return None
-    return seam_metric
 
 
 def _depth_inputs(volumes: Mapping[str, np.ndarray], voxel_size: VoxelSize,
@@ -74,7 +67,7 @@ def _depth_inputs(volumes: Mapping[str, np.ndarray], voxel_size: VoxelSize,
 
 
 def evaluate_pair(real: Any, synthetic: Any, voxel_size: VoxelSize, report_dir: str | os.PathLike | None = None, *,
-                  mask: Any = None, foreground: Any = None, percentiles: Any = M.DEFAULT_PERCENTILES,
+                  mask: Any = None, foreground: Any = None, percentiles: Any = DEFAULT_PERCENTILES,
                   inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """All metrics of a synthetic image against its real counterpart, and the report.
 
@@ -92,7 +85,7 @@ def evaluate_pair(real: Any, synthetic: Any, voxel_size: VoxelSize, report_dir: 
         Organism region for the depth profile; by default estimated from the real image
         (:func:`cellsynth.conditioning.foreground_from_image`).
     percentiles
-        Normalisation of both images (None: raw values).
+        Normalization of both images (None: raw values).
     inputs
         Descriptions of the inputs (file names) recorded in the report.
 
@@ -100,24 +93,24 @@ def evaluate_pair(real: Any, synthetic: Any, voxel_size: VoxelSize, report_dir: 
     -------
     dict
         The metrics (``nrmse``, ``nrmse_euclidean``, ``ssim``, ``zncc``,
-        ``histogram_distance``, ``spectrum_distance``, ``kid`` and, where
-        :mod:`cellsynth.tiling` provides it, ``seam_metric``).
+        ``histogram_distance``, ``spectrum_distance``, ``kid`` and ``seam_metric``
+        (:func:`cellsynth.evaluate.metrics.seam_metric`; left out where it is infinite, for
+        an image whose only steps lie on patch borders).
     """
     start = time.perf_counter()
     voxel = check_voxel_size(voxel_size)
     real, synthetic, mask = M._prepare(real, synthetic, mask, percentiles)
-    seam = _seam_metric()
     with ThreadPoolExecutor(2) as background:  # numpy metrics overlap with matplotlib drawing
         metrics = background.submit(M.paired_metrics_details, real, synthetic, mask, voxel_size=voxel,
                                     percentiles=None)
-        seams = background.submit(seam, synthetic) if seam is not None else None
+        seams = background.submit(M.seam_metric, synthetic)
         if report_dir is not None:
             volumes = {"real": real, "synthetic": synthetic}
             _volume_figures(report_dir, volumes, voxel)
             small, fg, small_voxel = _depth_inputs(volumes, voxel, foreground)
             depth = {name: plots.depth_profile(v, fg, small_voxel, percentiles=None) for name, v in small.items()}
         results, details = metrics.result()
-        seam_value = float(seams.result()) if seams is not None else math.nan
+        seam_value = float(seams.result())
         if math.isfinite(seam_value):  # the ratio is infinite for a seam-only image: not a score
             results["seam_metric"] = seam_value
     if report_dir is not None:
@@ -151,7 +144,7 @@ def _finish_report(report_dir: str | os.PathLike, results: Mapping[str, Any],
         "info": {
             "inputs": dict(inputs),
             "voxel_size_um": {k: list(plots.voxel_of(voxel, k)) for k in volumes},
-            "normalisation": "each image mapped by its own 1st and 99.9th percentiles to [0, 1]",
+            "normalization": "each image mapped by its own 1st and 99.9th percentiles to [0, 1]",
             "ssim_window": "Gaussian, sigma 1.5 voxels, truncated at 3.5 sigma (11 taps)",
             "kid_features": "hand-crafted filter bank (cellsynth.evaluate.metrics.texture_features), no download",
             "depth_profile_um": {k: {"distance": d, "mean": m} for k, (d, m) in depth.items()},
@@ -178,7 +171,7 @@ td{{border:1px solid #ccc;padding:3px 8px}}img{{max-width:100%}}figure{{margin:1
 <body><h1>{html.escape(title)}</h1>
 <ul>{given}</ul>
 <table>{rows}</table>
-<p>Images are normalised by their own 1st and 99.9th percentiles before every metric. The KID-style
+<p>Images are normalized by their own 1st and 99.9th percentiles before every metric. The KID-style
 score uses hand-crafted texture features (no network download); compare it only between cellsynth runs.</p>
 {figures}
 </body></html>
@@ -232,8 +225,8 @@ def dataset_images(dataset_dir: str | os.PathLike, image: str = "image") -> list
 
 def evaluate_dataset(dataset_dir: str | os.PathLike, real_images: Sequence[tuple[np.ndarray, VoxelSize]],
                      report_dir: str | os.PathLike | None = None, *, image: str = "image",
-                     percentiles: Any = M.DEFAULT_PERCENTILES, max_samples: int | None = None,
-                     inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                     percentiles: Any = DEFAULT_PERCENTILES, max_samples: int | None = None,
+                     inputs: Mapping[str, Any] | None = None, progress: bool | None = None) -> dict[str, Any]:
     """Distribution metrics of a generated data set against real images.
 
     Histograms and xy power spectra are pooled over all images of each side; the KID-style
@@ -251,21 +244,21 @@ def evaluate_dataset(dataset_dir: str | os.PathLike, real_images: Sequence[tuple
         The sample image to evaluate (``image`` or e.g. ``image_alpha100``).
     max_samples
         Evaluate only the first samples (default: all).
+    progress
+        Progress bars: None (default) on a terminal only, True always, False never.
 
     Returns
     -------
     dict
-        ``histogram_distance``, ``spectrum_distance``, ``kid``, ``seam_metric`` (where
-        available), ``n_real`` and ``n_synthetic``.
+        ``histogram_distance``, ``spectrum_distance``, ``kid``, ``seam_metric`` (the mean
+        over the synthetic images where it is finite), ``n_real`` and ``n_synthetic``.
     """
-    from tqdm.auto import tqdm
-
     start = time.perf_counter()
     if not real_images:
         raise CellsynthError("no real images given; pass --real FILE or a folder of images")
     paths = dataset_images(dataset_dir, image)[:max_samples]
     synthetic = []
-    for path in tqdm(paths, desc="reading samples", disable=None):
+    for path in progress_bar(paths, progress=progress, desc="reading samples"):
         sample = io.read_sample(path)
         fname = io.read_json(path / "sample.json")["files"][image]
         volume, _ = io.read_volume(path / fname)
@@ -273,19 +266,18 @@ def evaluate_dataset(dataset_dir: str | os.PathLike, real_images: Sequence[tuple
     voxels = [v for _, v in real_images] + [v for _, v, _ in synthetic]
     fmax = min(min(0.5 / v[1], 0.5 / v[2]) for v in voxels)
     blocks = max(8, 256 // max(len(real_images), len(synthetic)))
-    seam = _seam_metric()
     pools: dict[str, dict[str, list]] = {"real": {}, "synthetic": {}}
     depth_sources = {"real": [(a, v, None) for a, v in real_images], "synthetic": synthetic}
     for side, items in depth_sources.items():
         pool = pools[side]
-        for i, (volume, voxel, _) in enumerate(tqdm(items, desc=f"features ({side})", disable=None)):
-            norm = M._normalise(volume, percentiles)
+        for i, (volume, voxel, _) in enumerate(progress_bar(items, progress=progress, desc=f"features ({side})")):
+            norm = normalize(volume, percentiles)
             pool.setdefault("hist", []).append(M.intensity_histogram(norm, percentiles=None))
             pool.setdefault("spectrum", []).append(M.xy_power_spectrum(norm, voxel, max_frequency=fmax,
                                                                         percentiles=None))
             pool.setdefault("features", []).append(M.texture_features(norm, max_blocks=blocks, seed=i,
                                                                       percentiles=None))
-            if side == "synthetic" and seam is not None and math.isfinite(value := float(seam(norm))):
+            if side == "synthetic" and math.isfinite(value := float(M.seam_metric(norm))):
                 pool.setdefault("seam", []).append(value)
             if i == 0:
                 pool["first"] = (norm, voxel)

@@ -20,6 +20,7 @@ from scipy import ndimage
 
 from cellsynth.errors import CellsynthError
 from cellsynth.io import Sample, VoxelSize, check_voxel_size, label_dtype
+from cellsynth.progress import progress_bar
 from cellsynth.shapes.ellipsoid import random_rotation
 from cellsynth.shapes.harmonics import LAWS, check_order, random_coefficients, voxelize_sh
 from cellsynth.simulate.positions import check_foreground, check_positions
@@ -93,7 +94,7 @@ def simulate_nuclei(
     orientation
         Long-axis direction (z, y, x) for all nuclei; ``None`` draws one per nucleus.
     progress
-        Show a progress bar (``None``: only on a terminal).
+        Progress bar: None (default) on a terminal only, True always, False never.
 
     Returns
     -------
@@ -110,8 +111,6 @@ def simulate_nuclei(
     >>> int(s.labels.max()), s.mask.dtype.name
     (1, 'uint8')
     """
-    from tqdm.auto import tqdm
-
     start = time.perf_counter()
     voxel = np.asarray(check_voxel_size(voxel_size))
     foreground = np.asarray(foreground)
@@ -137,7 +136,7 @@ def simulate_nuclei(
     labels = np.zeros(foreground.shape, dtype=label_dtype(len(centers)))
     kept: list[int] = []
     volumes: list[int] = []
-    for k in tqdm(range(len(centers)), desc="nuclei", unit="nucleus", disable=None if progress is None else not progress):
+    for k in progress_bar(range(len(centers)), progress=progress, desc="nuclei", unit="nucleus"):
         coeffs = random_coefficients(sh_order, float(radii[k]), smoothness, rng, law)
         if elongation == 1.0:
             rotation = None

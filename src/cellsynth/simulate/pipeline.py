@@ -15,6 +15,7 @@ import numpy as np
 
 from cellsynth.errors import CellsynthError
 from cellsynth.io import Sample, VoxelSize, check_voxel_size
+from cellsynth.simulate.annotations import DEFAULT_MEMBRANE_THICKNESS_UM
 
 KINDS = ("nuclei", "membranes")
 PLACEMENTS = ("layered", "uniform")
@@ -67,20 +68,20 @@ def simulate_sample(
     rng: np.random.Generator,
     *,
     organism: str | os.PathLike = DEFAULT_ORGANISM,
-    semi_axes: Sequence[float] | None = None,
-    center: Sequence[float] | None = None,
+    semi_axes_um: Sequence[float] | None = None,
+    center_um: Sequence[float] | None = None,
     placement: str = DEFAULT_PLACEMENT,
     positions: str | os.PathLike | None = None,
     count: int | None = None,
-    cell_size: float | None = None,
-    radius: float = DEFAULT_RADIUS_UM,
-    radius_std: float = DEFAULT_RADIUS_STD_UM,
+    cell_size_um: float | None = None,
+    radius_um: float = DEFAULT_RADIUS_UM,
+    radius_std_um: float = DEFAULT_RADIUS_STD_UM,
     smoothness: float = DEFAULT_SMOOTHNESS,
     sh_order: int = DEFAULT_SH_ORDER,
     law: str = DEFAULT_LAW,
     elongation: float = 1.0,
     orientation: Sequence[float] | None = None,
-    membrane_thickness: float | None = None,
+    membrane_thickness_um: float | None = None,
     weight_spread: float | None = None,
     progress: bool | None = None,
 ) -> Sample:
@@ -99,9 +100,9 @@ def simulate_sample(
     organism
         ``"box"``, ``"ellipsoid"``, ``"sh"``, a foreground mask file or a shape model
         ``.npz`` (see :func:`cellsynth.simulate.organism.make_organism`).
-    semi_axes
+    semi_axes_um
         Ellipsoid semi-axes (z, y, x) in µm (default: the organism's own default).
-    center
+    center_um
         Centre of the ellipsoid or SH organism (z, y, x) in µm (default: the volume's centre).
         A centre on the deepest z face with a z semi-axis about as tall as the volume gives
         a dome whose apex faces the objective, like a shoot apical meristem.
@@ -114,29 +115,32 @@ def simulate_sample(
         organism.
     count
         Number of cells; ``None`` places as many as fit. Ignored with ``positions``.
-    cell_size
+    cell_size_um
         Mean cell diameter in µm (for nuclei: of the cell around each nucleus); cell
-        centres are placed at least ``cell_size / PACKING_RATIO`` apart. Default: 10 µm
-        for membranes, ``4 * radius`` for nuclei.
-    radius, radius_std
+        centres are placed at least ``cell_size_um / PACKING_RATIO`` apart. Default: 10 µm
+        for membranes, ``4 * radius_um`` for nuclei.
+    radius_um, radius_std_um
         Nuclei: mean and standard deviation of the mean radius (µm).
     smoothness, sh_order, law
         Nuclei: SH smoothness ``gamma``, order ``l`` and coefficient law.
     elongation, orientation
         Nuclei: long-to-short axis ratio and long-axis direction (z, y, x); ``None``
         orients each nucleus at random.
-    membrane_thickness
-        Membranes: wall thickness in µm (default of :mod:`cellsynth.simulate.membranes`).
+    membrane_thickness_um
+        Membranes: wall thickness in µm (default
+        :data:`cellsynth.simulate.annotations.DEFAULT_MEMBRANE_THICKNESS_UM`).
     weight_spread
         Membranes: spread of the Voronoi weights (default of
         :mod:`cellsynth.simulate.membranes`).
     progress
-        Progress bars (``None``: only on a terminal).
+        Progress bars: None (default) on a terminal only, True always, False never.
 
     Returns
     -------
     cellsynth.io.Sample
-        The sample; ``metadata`` holds ``kind``, all ``parameters`` and ``timings``.
+        The sample; ``metadata`` holds ``kind``, all ``parameters`` (named like the flags of
+        ``cellsynth simulate`` and the keys of presets, without the ``_um`` suffix) and
+        ``timings``.
     """
     start = time.perf_counter()
     if kind not in KINDS:
@@ -145,7 +149,10 @@ def simulate_sample(
         raise CellsynthError(f"unknown placement {placement!r}; use layered or uniform")
     from cellsynth.simulate.organism import check_shape, make_organism
     from cellsynth.simulate.positions import (
-        check_positions, layered_positions, poisson_disk_positions, positions_from_csv,
+        check_positions,
+        layered_positions,
+        poisson_disk_positions,
+        positions_from_csv,
     )
 
     shape = check_shape(shape)
@@ -153,14 +160,14 @@ def simulate_sample(
     voxel = check_voxel_size(voxel_size)
     if count is not None and (isinstance(count, bool) or not float(count).is_integer() or count < 1):
         raise CellsynthError(f"count must be a positive whole number of cells, got {count!r}")
-    cell_size = _positive(cell_size, "cell size")
+    cell_size = _positive(cell_size_um, "cell size")
     if cell_size is None:
-        cell_size = NUCLEUS_CELL_SIZE_FACTOR * _positive(radius, "radius") if kind == "nuclei" \
+        cell_size = NUCLEUS_CELL_SIZE_FACTOR * _positive(radius_um, "radius") if kind == "nuclei" \
             else DEFAULT_MEMBRANE_CELL_SIZE_UM
     spacing = cell_size / PACKING_RATIO
     parameters: dict[str, Any] = {
-        "organism": str(organism), "semi_axes": None if semi_axes is None else list(map(float, semi_axes)),
-        "center": None if center is None else list(map(float, center)),
+        "organism": str(organism), "semi_axes": None if semi_axes_um is None else list(map(float, semi_axes_um)),
+        "center": None if center_um is None else list(map(float, center_um)),
         "placement": placement, "positions": None if positions is None else str(positions),
         "count": None if positions is not None else count, "cell_size": cell_size,
         "min_distance_um": spacing,
@@ -168,9 +175,9 @@ def simulate_sample(
     timings: dict[str, float] = {}
 
     tick = time.perf_counter()
-    organism_params = {} if semi_axes is None else {"semi_axes_um": tuple(float(a) for a in semi_axes)}
-    if center is not None:
-        organism_params["center_um"] = tuple(float(c) for c in center)
+    organism_params = {} if semi_axes_um is None else {"semi_axes_um": tuple(float(a) for a in semi_axes_um)}
+    if center_um is not None:
+        organism_params["center_um"] = tuple(float(c) for c in center_um)
     foreground = make_organism(organism, shape, voxel, rng, **organism_params)
     if tuple(foreground.shape) != shape:
         raise CellsynthError(
@@ -196,22 +203,22 @@ def simulate_sample(
     if kind == "nuclei":
         from cellsynth.simulate.nuclei import simulate_nuclei
 
-        parameters.update(radius=radius, radius_std=radius_std, smoothness=smoothness, sh_order=sh_order,
+        parameters.update(radius=radius_um, radius_std=radius_std_um, smoothness=smoothness, sh_order=sh_order,
                           law=law, elongation=elongation,
                           orientation=None if orientation is None else list(map(float, orientation)))
         sample = simulate_nuclei(
-            foreground, voxel, centers, rng, radius_um=radius, radius_std_um=radius_std, smoothness=smoothness,
+            foreground, voxel, centers, rng, radius_um=radius_um, radius_std_um=radius_std_um, smoothness=smoothness,
             sh_order=sh_order, law=law, elongation=elongation, orientation=orientation, progress=progress,
         )
     else:
-        from cellsynth.simulate import membranes
+        from cellsynth.simulate.membranes import DEFAULT_WEIGHT_SPREAD, simulate_membranes
 
-        thickness = membranes.DEFAULT_MEMBRANE_THICKNESS_UM if membrane_thickness is None else membrane_thickness
-        spread = membranes.DEFAULT_WEIGHT_SPREAD if weight_spread is None else weight_spread
+        thickness = DEFAULT_MEMBRANE_THICKNESS_UM if membrane_thickness_um is None else membrane_thickness_um
+        spread = DEFAULT_WEIGHT_SPREAD if weight_spread is None else weight_spread
         parameters.update(membrane_thickness=thickness, weight_spread=spread)
-        sample = membranes.simulate_membranes(
+        sample = simulate_membranes(
             foreground, voxel, centers, rng, weight_spread=spread, membrane_thickness_um=thickness,
-            progress=progress is not False,
+            progress=progress,
         )
     timings[f"{kind}_s"] = time.perf_counter() - tick
     timings["total_s"] = time.perf_counter() - start
