@@ -1,7 +1,7 @@
 """Automatic annotation against proofread labels, on the part it may be tuned on and on the
 parts it is reported on: detection F1 at IoU 0.5 and matched IoU.
 
-    python benchmarks/bench_annotate.py [--radius 1.5 4.0] [--threshold 0.05] [--seed-depth 0.05]
+    python benchmarks/bench_annotate.py [--radius 1.5 4.0] [--threshold 0.07] [--level 0.55] [--seed-depth 0.05]
 
 Protocol (the project's held-out rule): settings may be tuned only on the first 75 % along y
 of a volume ("train"); scores are reported on the last 25 % ("held-out") and on volumes that
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cellsynth.annotate import DEFAULT_NUCLEUS_RADIUS_UM
+from cellsynth.annotate import DEFAULT_NUCLEUS_LEVEL, DEFAULT_NUCLEUS_RADIUS_UM, DEFAULT_NUCLEUS_THRESHOLD
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 NUCLEI = DATA / "nuclei" / "arabidopsis_ovule_nuclei_1135.h5"
@@ -68,7 +68,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--radius", type=float, nargs=2, default=DEFAULT_NUCLEUS_RADIUS_UM,
                         help="nucleus radius range, µm (default: the package default)")
-    parser.add_argument("--threshold", type=float, default=0.05, help="nuclei: LoG threshold")
+    parser.add_argument("--threshold", type=float, default=DEFAULT_NUCLEUS_THRESHOLD, help="nuclei: LoG threshold")
+    parser.add_argument("--level", type=float, default=DEFAULT_NUCLEUS_LEVEL, help="nuclei: boundary level")
     parser.add_argument("--seed-depth", type=float, default=0.05, help="membranes: h-minima depth")
     parser.add_argument("--smoothing", type=float, help="membranes: smoothing in µm (default: the package's)")
     args = parser.parse_args()
@@ -77,7 +78,8 @@ def main() -> None:
     raw, voxel = io.read_h5(NUCLEI, "raw")
     truth, _ = io.read_h5(NUCLEI, "label")
     report(NUCLEI.name, truth, lambda r: annotate_nuclei(raw[r], voxel, radius_um=tuple(args.radius),
-                                                         threshold=args.threshold).labels)
+                                                         threshold=args.threshold,
+                                                         level=args.level).labels)
 
     print("annotate_membranes (cut_to_foreground=False), IoU >= 0.5:")
     options = {"seed_depth": args.seed_depth, "cut_to_foreground": False}

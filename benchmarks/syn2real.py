@@ -142,7 +142,7 @@ def balanced(real: list, synthetic: list) -> list:
 def _downsample(image: np.ndarray, labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
     from skimage.transform import downscale_local_mean
 
-    from cellsynth.evaluate.metrics import normalize_percentiles
+    from cellsynth.intensity import normalize_percentiles
 
     crop = tuple(slice(0, s - s % f) for s, f in zip(image.shape, NUCLEI_DOWNSAMPLE))
     small = downscale_local_mean(normalize_percentiles(image[crop], 1.0, 99.8), NUCLEI_DOWNSAMPLE).astype(np.float32)
