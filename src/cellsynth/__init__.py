@@ -15,7 +15,8 @@ use, so ``import cellsynth`` stays fast (it imports neither torch nor dask).
   :func:`annotation_from_labels`, :func:`load_model`, :func:`positional_map`
 - measure: :func:`nrmse`, :func:`ssim`, :func:`zncc`, :func:`histogram_distance`,
   :func:`spectrum_distance`, :func:`kid_score`, :func:`paired_metrics`,
-  :func:`seam_metric`, :func:`normalize_percentiles`
+  :func:`seam_metric`, :func:`normalize_percentiles`; the unpaired realism benchmark
+  :func:`realism_benchmark` of :func:`realism_volume` sets
 - annotate real images: :func:`annotate_nuclei`, :func:`annotate_membranes`
 - files: :func:`read_volume`, :func:`write_volume`, :func:`read_sample`,
   :func:`write_sample`, :class:`Sample`
@@ -57,6 +58,7 @@ __getattr__, __dir__, _public = attach(__name__, {
     "cellsynth.render.registry": ["load_model"],
     "cellsynth.evaluate.metrics": ["histogram_distance", "kid_score", "nrmse", "paired_metrics", "seam_metric",
                                    "spectrum_distance", "ssim", "zncc"],
+    "cellsynth.evaluate.realism": ["realism_benchmark", "realism_volume"],
     "cellsynth.intensity": ["normalize_percentiles"],
     "cellsynth.annotate": ["annotate_membranes", "annotate_nuclei"],
     "cellsynth.io": ["Sample", "read_sample", "read_volume", "write_sample", "write_volume"],

@@ -25,7 +25,7 @@ from cellsynth.dataset.manifest import read_manifest
 from cellsynth.dataset.seeds import check_seed
 from cellsynth.errors import CellsynthError
 
-PRESET_KEYS = ("description", "source", "kind", "shape", "voxel_size", "simulate", "synthesize")
+PRESET_KEYS = ("description", "source", "family", "kind", "shape", "voxel_size", "simulate", "synthesize")
 
 SYNTHESIZE_KEYS = ("model", "alpha", "beta", "patch", "overlap", "crop", "blend", "batch_size", "device", "autocast")
 
@@ -134,6 +134,9 @@ def validate_parameters(data: Mapping[str, Any], source: str = "parameters") -> 
         raise CellsynthError(f"{source}: unknown keys {', '.join(unknown)}; allowed: {', '.join(PRESET_KEYS)}")
     if data.get("kind") not in ("nuclei", "membranes"):
         raise CellsynthError(f"{source}: kind must be nuclei or membranes, got {data.get('kind')!r}")
+    family = data.get("family")
+    if family is not None and not (isinstance(family, str) and family.isidentifier()):
+        raise CellsynthError(f"{source}: family must be a name such as arabidopsis_ovule_nuclei, got {family!r}")
     shape = data.get("shape")
     if not (isinstance(shape, (list, tuple)) and len(shape) == 3
             and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in shape)):

@@ -2,6 +2,9 @@
 
 - :mod:`~cellsynth.evaluate.metrics`: paired (NRMSE, SSIM, ZNCC) and distribution
   (histogram, spectrum, KID-style) metrics, and the tiling seam metric;
+- :mod:`~cellsynth.evaluate.realism`: the unpaired realism benchmark (sets of synthetic
+  volumes against real volumes of a family, with the real-vs-real floor), with the filter
+  bank of its KID in :mod:`~cellsynth.evaluate.filterbank`;
 - :mod:`~cellsynth.evaluate.plots`: figures with µm axes;
 - :mod:`~cellsynth.evaluate.report`: ``metrics.json``, figures and ``report.html``;
 - :mod:`~cellsynth.evaluate.segmentation`: segmentation scores (tolerance IoU, instance F1);
@@ -21,6 +24,7 @@ from cellsynth._lazy import attach
 __getattr__, __dir__, __all__ = attach(__name__, {
     ".metrics": ["histogram_distance", "kid_score", "nrmse", "paired_metrics", "seam_metric", "spectrum_distance",
                  "ssim", "zncc"],
-    ".report": ["evaluate_dataset", "evaluate_pair"],
+    ".realism": ["RealismVolume", "realism_benchmark", "realism_volume"],
+    ".report": ["dataset_volumes", "evaluate_pair", "evaluate_unpaired"],
     ".segmentation": ["match_instances", "multiclass_scores", "tolerance_iou"],
 })
