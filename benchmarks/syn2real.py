@@ -56,6 +56,7 @@ fraction of Real2Real F1.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -102,12 +103,14 @@ def synthetic_export(out: Path, preset: str, model: str, count: int, tool: str, 
     if smoke:
         params["shape"] = SMOKE_SHAPES[params["kind"]]
         params["simulate"].pop("count", None)
-    root = out / "data" / f"{preset}-{model}"
+    # the folder names the parameters, so a changed preset makes a new data set instead of failing
+    digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
+    root = out / "data" / f"{preset}-{model}-{digest}"
     dataset.generate_dataset(root, params, count + 1, seed=0, split_fractions=(count / (count + 1),
                                                                                 1 / (count + 1), 0.0),
                              workers=1, progress=False)
     used = dataset.read_manifest(root)["parameters"]["synthesize"]["model"]
-    export = out / "data" / f"{preset}-{model}-{tool}"
+    export = root.with_name(f"{root.name}-{tool}")
     if not export.is_dir():
         export_dataset(root, export, tool, progress=False)
     return export, used

@@ -33,7 +33,7 @@ def test_smoke_run_scores_every_arm_and_resumes(syn2real, shared_data, tmp_path,
     for r in rows:
         assert 0 <= r["f1"] <= 1 and 0 <= r["iou_membrane"] <= 1 and 0 <= r["iou_centroid"] <= 1
         assert r["tp"] + r["fn"] > 0  # the held-out real crop has cells
-    export = tmp_path / "data" / "arabidopsis_ovule_membranes-physics-plantseg"
+    (export,) = (tmp_path / "data").glob("arabidopsis_ovule_membranes-physics-*-plantseg")
     assert sorted(p.parent.name for p in export.rglob("*.h5")) == ["train", "val"]
     table = (tmp_path / "table.md").read_text()
     assert all(f"| ovule | {arm}" in table for arm in arms)
