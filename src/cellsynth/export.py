@@ -47,6 +47,7 @@ import numpy as np
 
 from cellsynth import io
 from cellsynth.errors import CellsynthError
+from cellsynth.outputs import check_output
 from cellsynth.progress import progress_bar
 
 TOOLS = ("stardist", "cellpose", "nnunet", "plantseg")
@@ -106,6 +107,7 @@ def export_dataset(dataset: str | os.PathLike, out: str | os.PathLike, to: str, 
     >>> export_dataset("demo", "demo_stardist", "stardist")  # doctest: +SKIP
     PosixPath('demo_stardist')
     """
+    from cellsynth import __version__
     from cellsynth.dataset import SPLIT_NAMES, image_name, load_dataset
 
     if to not in TOOLS:
@@ -117,9 +119,8 @@ def export_dataset(dataset: str | os.PathLike, out: str | os.PathLike, to: str, 
                              f"got {dataset_id}")
     if slices and to != "cellpose":
         raise CellsynthError("2D slices are a Cellpose option; leave out --slices for other tools")
+    check_output(out, overwrite=overwrite)
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise CellsynthError(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
     ds = load_dataset(dataset)
     if not len(ds):
         raise CellsynthError(f"{dataset} holds no finished sample; complete it with `cellsynth dataset --resume`")
@@ -140,7 +141,7 @@ def export_dataset(dataset: str | os.PathLike, out: str | os.PathLike, to: str, 
                 files[split].append(str(path.relative_to(tmp)))
         extra = _write_nnunet_dataset_json(tmp, splits, ds.kind, options) if to == "nnunet" else {}
         io.write_json(tmp / MANIFEST, {
-            "tool": to, "source": str(Path(dataset).resolve()), "kind": ds.kind, "alpha": alpha,
+            "cellsynth_version": __version__, "tool": to, "source": str(Path(dataset).resolve()), "kind": ds.kind, "alpha": alpha,
             "voxel_size_um": list(voxel), "samples": splits, "files": files, **extra}, atomic=False)
         (tmp / "README.md").write_text(_readme(to, ds.kind, voxel, splits, options, Path(dataset).name))
     return out

@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="membranes: keep cells outside the estimated organism region (crops inside tissue)")
     p.add_argument("--percentiles", type=float, nargs=2, default=(1.0, 99.9), metavar=("LOW", "HIGH"),
                    help="intensity percentiles mapped to 0 and 1 (default 1 99.9)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out folder (only cellsynth output is ever replaced)")
     p.set_defaults(func=run)
 
 
@@ -51,11 +52,9 @@ def run(args: argparse.Namespace) -> None:
     from cellsynth.annotate import annotate_membranes, annotate_nuclei
     from cellsynth.cli import resolved_config
     from cellsynth.errors import CellsynthError
+    from cellsynth.outputs import check_output
 
-    if args.out is None:
-        raise CellsynthError("give the output sample folder with --out DIR")
-    if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
-        raise CellsynthError(f"{args.out} already exists and is not empty; choose another --out or pass --overwrite")
+    check_output(args.out, overwrite=args.overwrite)
     image, voxel = io.read_volume(args.image, args.h5_dataset)
     voxel = args.voxel_size or voxel
     if voxel is None:
