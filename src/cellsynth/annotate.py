@@ -177,7 +177,7 @@ def segment_nuclei(image: np.ndarray, voxel_size: VoxelSize, seeds: np.ndarray, 
     return labels
 
 
-def _positions_table(labels: np.ndarray, voxel_size: VoxelSize) -> dict[str, np.ndarray]:
+def positions_table(labels: np.ndarray, voxel_size: VoxelSize) -> dict[str, np.ndarray]:
     """label, z/y/x in µm and voxels, and the equivalent radius (µm) of every label."""
     from cellsynth.simulate.annotations import label_centroids_um
 
@@ -255,7 +255,7 @@ def annotate_nuclei(image: Any, voxel_size: VoxelSize, *, radius_um: tuple[float
         "timings": {"detect": t1 - t0, "segment": t2 - t1, "foreground": time.perf_counter() - t2},
     }
     return Sample(labels=labels, mask=structure_mask(labels, "nuclei", voxel), foreground=foreground,
-                  voxel_size=voxel, positions=_positions_table(labels, voxel), metadata=metadata)
+                  voxel_size=voxel, positions=positions_table(labels, voxel), metadata=metadata)
 
 
 def annotate_membranes(image: Any, voxel_size: VoxelSize, *, seed_depth: float = 0.05, smoothing_um: float = 0.3,
@@ -318,5 +318,5 @@ def annotate_membranes(image: Any, voxel_size: VoxelSize, *, seed_depth: float =
         "cells": int(labels.max()), "timings": {"segment": t1 - t0},
     }
     return Sample(labels=labels, mask=structure_mask(labels, "membranes", tuple(voxel), **kwargs),
-                  foreground=foreground, voxel_size=tuple(voxel), positions=_positions_table(labels, voxel),
+                  foreground=foreground, voxel_size=tuple(voxel), positions=positions_table(labels, voxel),
                   metadata=metadata)
