@@ -18,7 +18,10 @@ The segmenter is a small U-Net trained on the real training pairs before the GAN
 could learn to read whatever code the generator writes into them. It sees each real patch
 with a random gain, offset, gamma and noise, so that it recognises structures, not one
 exact intensity scale. :func:`consistency_loss` is its binary cross-entropy on a generated
-image against the simulated mask; gradients flow through the frozen segmenter into the
+image against the simulated mask, computed from logits (a cross-entropy on clamped
+probabilities has no gradient where the segmenter is sure and wrong, and a first segmenter
+trained that way on the ovule walls predicted no wall at all) and weighted so that the
+structure counts as much as the rest; gradients flow through the frozen segmenter into the
 generator.
 """
 
@@ -35,7 +38,7 @@ from cellsynth.gan.networks import UNetGenerator
 
 SEGMENTER_WIDTH = 8
 SEGMENTER_DEPTH = 2
-SEGMENTER_LR = 2e-3
+SEGMENTER_LR = 3e-3
 
 
 def _jitter(image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -53,9 +56,15 @@ def _jitter(image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def consistency_loss(segmenter: torch.nn.Module, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy between ``segmenter(image)`` and ``mask`` (both ``(N, 1, Z, Y, X)``), in float32."""
-    probability = segmenter(image).float().clamp(1e-4, 1 - 1e-4)
-    return F.binary_cross_entropy(probability, mask.float())
+    """Binary cross-entropy between ``segmenter(image)`` and ``mask`` (both ``(N, 1, Z, Y, X)``), in float32.
+
+    Structure and background voxels are weighted so that each class counts half, whatever
+    the share of structure (thin walls are a fifth of the voxels or less).
+    """
+    mask = mask.float()
+    share = mask.mean().clamp(0.01, 0.99)
+    weight = torch.where(mask > 0.5, 0.5 / share, 0.5 / (1 - share))
+    return F.binary_cross_entropy_with_logits(segmenter(image, logits=True).float(), mask, weight=weight)
 
 
 def train_structure_segmenter(volumes: Sequence[TrainingVolume], patch: Sequence[int], steps: int, seed: int, *,

@@ -202,11 +202,12 @@ class UNetGenerator(nn.Module):
         decoder = sum((3 if self.upsample_blur else 2) * 2**level for level in range(self.depth))
         return encoder + bottleneck + decoder
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, logits: bool = False) -> torch.Tensor:
         """Map ``(N, in_channels, Z, Y, X)`` to ``(N, out_channels, Z, Y, X)`` in (0, 1).
 
         ``noise`` (``(N, 1, Z, Y, X)``, standard normal) is used where the network was built
-        with ``noise=True``; it is drawn from torch's generator when omitted.
+        with ``noise=True``; it is drawn from torch's generator when omitted. ``logits``
+        returns the values before the sigmoid (for a numerically safe cross-entropy).
         """
         m = self.size_multiple
         if any(s % m for s in x.shape[2:]):
@@ -225,7 +226,8 @@ class UNetGenerator(nn.Module):
                     noise = torch.randn((h.shape[0], 1, *h.shape[2:]), device=h.device, dtype=h.dtype)
                 h = h + self.noise_weight.view(1, -1, 1, 1, 1).to(h.dtype) * noise.to(h.dtype)
             h = decoder(h)
-        return torch.sigmoid(self.head(h))
+        out = self.head(h)
+        return out if logits else torch.sigmoid(out)
 
 
 class PatchGAN3D(nn.Module):
