@@ -41,6 +41,7 @@ def synthesize_image(
     model: Any = "default", kind: str = "nuclei", alpha: float = 100.0, beta: float = 100.0, seed: int = 0,
     patch: Any = None, overlap: Any = None, crop: Any = None, blend: str = "linear",
     batch_size: int = 4, device: Any = "cpu", autocast: bool = False, out: Any = None, progress: bool | None = None,
+    renderer: Any = None, family: str | None = None,
 ) -> Any:
     """Synthesise a fluorescence image for a structure mask.
 
@@ -69,6 +70,12 @@ def synthesize_image(
         Optional numpy or zarr array (float, uint8 or uint16) to write into.
     progress
         Progress bar: None (default) on a terminal only, True always, False never.
+    renderer
+        Physics parameters (a renderer file from ``cellsynth calibrate`` or a mapping) used
+        where the model named is, or ``"default"`` resolves to, the physics renderer.
+    family
+        The family of real volumes mimicked (a preset's ``family``): what ``"default"``
+        means (:func:`cellsynth.render.registry.default_model_name`).
 
     Returns
     -------
@@ -92,7 +99,9 @@ def synthesize_image(
     if out is not None and tuple(out.shape) != tuple(mask.shape):
         raise CellsynthError(f"output shape {tuple(out.shape)} does not match the mask {tuple(mask.shape)}")
     if isinstance(model, (str, Path)):
-        model = load_model(model, kind, device, voxel_size=voxel, seed=seed)
+        model = load_model(model, kind, device, voxel_size=voxel, seed=seed, renderer=renderer, family=family)
+    elif renderer is not None:
+        raise CellsynthError("a renderer applies to a model given by name (physics or default), not to a model object")
     streaming = not isinstance(mask, np.ndarray) or not (out is None or isinstance(out, np.ndarray))
     scratch = tempfile.mkdtemp(prefix="cellsynth-") if streaming else None
     try:

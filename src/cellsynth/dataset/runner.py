@@ -232,7 +232,7 @@ def _resolve_model(parameters: dict[str, Any]) -> dict[str, Any]:
 
     model = str(parameters["synthesize"]["model"])
     if model == "default":
-        model = default_model_name(parameters["kind"])
+        model = default_model_name(parameters["kind"], parameters.get("family"))
     elif model not in ("physics", *KINDS):
         path = Path(model)
         if not path.is_file():
