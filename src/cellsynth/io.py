@@ -32,6 +32,7 @@ import numpy as np
 
 from cellsynth import omezarr
 from cellsynth.errors import CellsynthError
+from cellsynth.outputs import check_output, check_replaceable, normalized
 
 VoxelSize = tuple[float, float, float]
 
@@ -53,20 +54,30 @@ _ZARR_SUFFIX = ".zarr"
 # --------------------------------------------------------------------------- checks
 
 
+VOXEL_SIZE_RANGE_UM = (1e-4, 1e4)
+"""Voxel sizes outside this range (0.1 nm to 1 cm) are refused as a mistake of units."""
+
+
 def check_voxel_size(voxel_size: Any) -> VoxelSize:
     """Validate a voxel size and return it as a tuple of three positive floats (µm).
 
     Raises
     ------
     CellsynthError
-        If it does not have three finite positive entries.
+        If it does not have three finite entries within :data:`VOXEL_SIZE_RANGE_UM`.
     """
+    if isinstance(voxel_size, (str, bytes, Mapping)):
+        raise CellsynthError(f"voxel size must be three numbers (z y x) in µm, got {voxel_size!r}")
     try:
         values = tuple(float(v) for v in voxel_size)
     except (TypeError, ValueError):
         raise CellsynthError(f"voxel size must be three numbers (z y x) in µm, got {voxel_size!r}") from None
     if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):
         raise CellsynthError(f"voxel size must be three positive numbers (z y x) in µm, got {voxel_size!r}")
+    low, high = VOXEL_SIZE_RANGE_UM
+    if not all(low <= v <= high for v in values):
+        raise CellsynthError(f"voxel size {' '.join(f'{v:g}' for v in values)} µm is outside {low:g}-{high:g} µm; "
+                             "give it in micrometres (z y x)")
     return values  # type: ignore[return-value]
 
 
@@ -89,22 +100,25 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator
     """Yield a temporary path beside ``path``; rename it to ``path`` on success.
 
     On an exception the temporary file or folder is removed and ``path`` is untouched.
-    An existing ``path`` is replaced only once the new content is complete.
+    An existing ``path`` is replaced only once the new content is complete, and an existing
+    folder only where :func:`cellsynth.outputs.check_replaceable` allows it. Temporaries
+    that a killed process left beside ``path`` are removed first (:func:`remove_stale_temporaries`).
 
     Parameters
     ----------
     path
-        The final destination.
+        The final destination (``sub/../name`` is ``name``: no folder ``sub`` is made).
     directory
         Whether the destination is a folder (e.g. an OME-Zarr store or a sample folder).
     """
-    path = Path(path)
+    path = normalized(path)
     parent = path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+        remove_stale_temporaries(parent, path.name)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_owner()}.", suffix=_TMP_SUFFIX, dir=parent))
     except OSError as err:
-        raise CellsynthError(f"cannot write to {parent}: {err.strerror}; choose a writable output location") from None
+        raise CellsynthError(f"cannot write to {parent}: {err.strerror or err}; choose a writable output location") from None
     target = tmp if directory else tmp / path.name
     try:
         yield target
@@ -123,6 +137,61 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+_TMP_SUFFIX = ".tmp"
+_OLD_SUFFIX = ".old"
+
+
+def _owner() -> str:
+    """``HOST-PID`` of this process for temporary names (HOST: a short hash of the host name)."""
+    import socket
+    import zlib
+
+    return f"{zlib.crc32(socket.gethostname().encode()) & 0xFFFF:04x}-{os.getpid()}"
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one of :func:`atomic_path`'s temporaries (hidden, ``.tmp`` or ``.old``)."""
+    return name.startswith(".") and (name.endswith(_TMP_SUFFIX) or name.endswith(_OLD_SUFFIX))
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, name: str) -> list[Path]:
+    """Remove the temporaries of destination ``folder/name`` whose writer process is gone.
+
+    :func:`atomic_path` names its temporaries ``.NAME.HOST-PID.*.tmp`` (and ``.NAME.HOST-PID.old``
+    while a folder is replaced); a process killed while writing leaves them behind. Those of
+    this host whose process no longer runs are deleted; others (another host on a shared file
+    system, a running process) are left alone.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The removed entries.
+    """
+    host = _owner().split("-")[0]
+    removed = []
+    prefix = f".{name}."
+    for entry in Path(folder).iterdir():
+        if not (entry.name.startswith(prefix) and is_temporary(entry.name)):
+            continue
+        owner = entry.name[len(prefix):].split(".")[0]
+        entry_host, _, pid = owner.partition("-")
+        if entry_host != host or not pid.isdigit() or _running(int(pid)):
+            continue
+        shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
@@ -130,9 +199,11 @@ def _umask() -> int:
 
 
 def replace_directory(new: Path, path: Path) -> None:
-    """Move folder ``new`` to ``path``, replacing an existing folder there."""
+    """Move folder ``new`` to ``path``, replacing an existing folder there if it may be replaced
+    (:func:`cellsynth.outputs.check_replaceable`; any Zarr store or array is data cellsynth may replace)."""
     if path.exists():
-        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        check_replaceable(path, volume=True)
+        old = path.with_name(f".{path.name}.{_owner()}{_OLD_SUFFIX}")
         os.replace(path, old)
         os.replace(new, path)
         shutil.rmtree(old, ignore_errors=True)
@@ -535,7 +606,7 @@ def write_sample(
         labels, mask and foreground as label images in its ``labels/`` group (its image
         stays empty, all 0, until one is synthesised; ``sample.json`` lists it only then).
     overwrite
-        Replace a sample already in ``path``.
+        Replace an existing output in ``path`` (only cellsynth output is ever replaced).
     images
         More images (float in [0, 1]) by volume name, e.g. one per quality level
         (``image_alpha10``); stored as uint16 like ``image`` and listed in ``files``.
@@ -545,13 +616,13 @@ def write_sample(
     Raises
     ------
     CellsynthError
-        If ``path`` already holds a sample and ``overwrite`` is false.
+        If ``path`` cannot be written or exists and may not be replaced
+        (:func:`cellsynth.outputs.check_output`).
     """
     from cellsynth import __version__
 
+    check_output(path, overwrite=overwrite)
     path = Path(path)
-    if path.exists() and any(path.iterdir()) and not overwrite:
-        raise CellsynthError(f"{path} already exists and is not empty; choose another --out or pass --overwrite")
     voxel = check_voxel_size(sample.voxel_size)
     volumes = {name: getattr(sample, name) for name in SAMPLE_VOLUMES if getattr(sample, name) is not None}
     ngff = omezarr.check_ngff(ngff)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -88,21 +89,19 @@ def synthesize_image(
     >>> image.dtype, image.shape
     (dtype('float32'), (8, 32, 32))
     """
-    from cellsynth.render.registry import load_model
     from cellsynth.tiling import synthesize_tiled
 
     voxel = check_voxel_size(voxel_size)
-    for name, value in (("alpha", alpha), ("beta", beta)):
-        if not (np.isfinite(value) and value > 0):
-            raise CellsynthError(f"{name} must be a positive length in µm, got {value}")
     check_inputs(mask, foreground)
     if out is not None and tuple(out.shape) != tuple(mask.shape):
         raise CellsynthError(f"output shape {tuple(out.shape)} does not match the mask {tuple(mask.shape)}")
-    if isinstance(model, (str, Path)):
-        model = load_model(model, kind, device, voxel_size=voxel, seed=seed, renderer=renderer, family=family)
-    elif renderer is not None:
+    if renderer is not None and not isinstance(model, (str, Path)):
         raise CellsynthError("a renderer applies to a model given by name (physics or default), not to a model object")
     streaming = not isinstance(mask, np.ndarray) or not (out is None or isinstance(out, np.ndarray))
+    model = check_synthesis(tuple(mask.shape), voxel, model=model, kind=kind, alpha=alpha, beta=beta, seed=seed,
+                            patch=patch, overlap=overlap, crop=crop, blend=blend, batch_size=batch_size,
+                            device=device, autocast=autocast, streaming=streaming, renderer=renderer,
+                            family=family).model
     scratch = tempfile.mkdtemp(prefix="cellsynth-") if streaming else None
     try:
         pos = _positional_map(foreground, voxel, alpha, beta, scratch)
@@ -111,6 +110,80 @@ def synthesize_image(
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class SynthesisPlan:
+    """What :func:`check_synthesis` found: the loaded model, its patch grid over the volume,
+    and the memory the synthesis needs (bytes, about)."""
+
+    model: Any
+    grid: Any
+    memory_bytes: int
+
+
+SYNTHESIS_BYTES_PER_VOXEL = 14
+"""Memory of an in-memory synthesis per voxel besides the inputs: the positional map and the
+float32 image, then the uint16 image and its float32 temporary while it is written."""
+
+
+def check_synthesis(
+    shape: tuple[int, int, int], voxel_size: VoxelSize, *, model: Any = "default", kind: str = "nuclei",
+    alpha: float = 100.0, beta: float = 100.0, seed: int = 0, patch: Any = None, overlap: Any = None,
+    crop: Any = None, blend: str = "linear", batch_size: int = 4, device: Any = "cpu", autocast: bool = False,
+    streaming: bool = False, check_memory: bool = True, renderer: Any = None, family: str | None = None,
+) -> SynthesisPlan:
+    """Check the settings of :func:`synthesize_image` for a volume of ``shape`` without rendering.
+
+    Loads the model (a name or path; a model object is taken as it is), lays out the patch
+    grid and estimates the memory (in memory, or ``streaming`` from and to on-disk arrays).
+    :func:`synthesize_image` calls it first; ``cellsynth synthesize`` and ``cellsynth
+    dataset`` call it before they write anything.
+
+    Parameters
+    ----------
+    shape
+        Volume shape (Z, Y, X).
+    voxel_size, model, kind, alpha, beta, seed, patch, overlap, crop, blend, batch_size, device, autocast
+    renderer, family
+        As for :func:`synthesize_image`.
+    streaming
+        Whether the volume streams from and to on-disk arrays (less memory).
+    check_memory
+        Refuse (:func:`cellsynth.memory.check_memory`) when the estimate exceeds what is
+        available.
+
+    Returns
+    -------
+    SynthesisPlan
+
+    Raises
+    ------
+    CellsynthError
+        Naming the setting and what to change.
+    """
+    from cellsynth.checks import check_integer, check_number, check_seed
+    from cellsynth.memory import check_memory as refuse_beyond_memory
+    from cellsynth.render.registry import load_model
+    from cellsynth.tiling import BLENDS, tile_grid, tiling_bytes
+
+    voxel = check_voxel_size(voxel_size)
+    for name, value in (("alpha", alpha), ("beta", beta)):
+        check_number(value, name, low=0, low_open=True)
+    check_seed(seed)
+    check_integer(batch_size, "batch size", low=1)
+    if blend not in BLENDS:
+        raise CellsynthError(f"unknown blend {blend!r}; use one of {', '.join(BLENDS)}")
+    if isinstance(model, (str, Path)):
+        model = load_model(model, kind, device, voxel_size=voxel, seed=seed, renderer=renderer, family=family)
+    grid = tile_grid(model, shape, patch, overlap, crop)
+    voxels = int(np.prod(shape, dtype=np.float64))
+    memory = tiling_bytes(grid, batch_size, model) + (0 if streaming else voxels * SYNTHESIS_BYTES_PER_VOXEL)
+    if check_memory:
+        refuse_beyond_memory(memory, f"synthesising a {'x'.join(map(str, shape))} volume",
+                             "choose a smaller volume or --patch, a smaller --batch-size, or write OME-Zarr "
+                             "(.ome.zarr) to stream it")
+    return SynthesisPlan(model, grid, memory)
 
 
 def check_inputs(mask: Any, foreground: Any) -> None:

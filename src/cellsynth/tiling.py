@@ -235,10 +235,16 @@ def make_grid(
         warnings.warn(f"patch {patch} adjusted to {adjusted}: the model needs sides that are multiples of "
                       f"{multiple}", UserWarning, stacklevel=2)
         patch = adjusted  # type: ignore[assignment]
-    for length, p, o, c in zip(shape, patch, overlap, crop):
-        if length > p and o + 2 * c >= p:  # only axes split into several patches have interior sides
+    for axis, (length, p, o, c, m) in enumerate(zip(shape, patch, overlap, crop, multiple)):
+        if length <= p:  # only axes split into several patches have interior sides
+            continue
+        if o + 2 * c >= p:
             raise CellsynthError(f"overlap {overlap} + 2 x crop {crop} must be smaller than the patch {patch} "
                                  "on every axis; reduce --overlap or --crop, or enlarge --patch")
+        if p - 2 * c - o < m and length - p > p - 2 * c - o:
+            raise CellsynthError(f"the patch step along {'zyx'[axis]} (patch - 2 x crop - overlap = {p - 2 * c - o}) "
+                                 f"is below the model's size multiple {m}: patches cannot be placed; enlarge --patch "
+                                 f"(e.g. {4 * m}) or reduce --crop and --overlap")
     eff, starts, pad = [], [], []
     for length, p, o, c, m in zip(shape, patch, overlap, crop, multiple):
         if length <= p:
@@ -254,15 +260,20 @@ def make_grid(
 
 
 def _axis_starts(length: int, patch: int, step: int, multiple: int) -> tuple[int, ...]:
-    """Evenly spread patch origins from 0 to ``length - patch``, multiples of ``multiple``, gaps <= ``step``."""
+    """Evenly spread patch origins from 0 to ``length - patch``, multiples of ``multiple``, gaps <= ``step``.
+
+    Needs ``step >= multiple`` (or a single gap); :func:`make_grid` checks it. Where no even
+    spread of multiples works, the origins are the multiples every ``step // multiple *
+    multiple`` voxels, then the last one.
+    """
     span = length - patch
-    n = -(-span // step) + 1
-    while True:
+    for n in range(-(-span // step) + 1, span // multiple + 3):
         starts = [min(span, round(i * span / (n - 1)) // multiple * multiple) for i in range(n)]
         starts[-1] = span
         if all(0 < b - a <= step for a, b in pairwise(starts)):
             return tuple(starts)
-        n += 1
+    stride = step // multiple * multiple
+    return (*range(0, span, stride), span)
 
 
 # --------------------------------------------------------------------------- inference
@@ -306,6 +317,24 @@ def tile_grid(model: Any, shape: Any, patch: Any = None, overlap: Any = None, cr
     default_patch, default_overlap, default_crop = default_tiling(model, patch)
     return make_grid(shape, default_patch, default_overlap if overlap is None else overlap,
                      default_crop if crop is None else crop, getattr(model, "size_multiple", 1))
+
+
+DEFAULT_WORKING_BYTES_PER_VOXEL = 64
+"""Memory a model needs per voxel of a patch while it runs, where it does not say
+(``working_bytes_per_voxel``): about sixteen float32 temporaries."""
+
+
+def tiling_bytes(grid: PatchGrid, batch_size: int, model: Any = None) -> int:
+    """About the peak memory of :func:`synthesize_tiled` besides its inputs and output, in bytes.
+
+    The accumulation window (``patch[0]`` planes), two prefetched input slabs (mask and
+    positional map of a z-row of patches), the planes written at a time, and a batch of
+    patches with the model's working memory (``model.working_bytes_per_voxel``).
+    """
+    window = grid.patch[0] * grid.shape[1] * grid.shape[2]
+    per_voxel = getattr(model, "working_bytes_per_voxel", DEFAULT_WORKING_BYTES_PER_VOXEL)
+    batch = batch_size * math.prod(grid.patch) * (2 * 4 + 4 + per_voxel)
+    return window * (4 + 2 * 5 + 10) + batch
 
 
 def synthesize_tiled(

@@ -24,8 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--h5-dataset", default="raw", metavar="NAME", help="dataset read from HDF5 files (default raw)")
     p.add_argument("--radius", type=float, nargs=2, default=(1.5, 4.0), metavar=("MIN", "MAX"),
                    help="nuclei: smallest and largest nucleus radius in µm (default 1.5 4)")
-    p.add_argument("--threshold", type=float, default=0.05,
-                   help="nuclei: minimum LoG blob response in normalized intensity (default 0.05; lower finds more)")
+    p.add_argument("--threshold", type=float, default=0.07,
+                   help="nuclei: minimum LoG blob response in normalized intensity (default 0.07; lower finds more)")
+    p.add_argument("--level", type=float, default=0.55,
+                   help="nuclei: fraction between a nucleus's local background and peak that bounds it "
+                        "(default 0.55; lower gives larger nuclei)")
     p.add_argument("--min-distance", type=float, metavar="UM",
                    help="nuclei: minimum distance between seeds in µm (default the smallest radius)")
     p.add_argument("--seed-depth", type=float, default=0.05,
@@ -38,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="membranes: keep cells outside the estimated organism region (crops inside tissue)")
     p.add_argument("--percentiles", type=float, nargs=2, default=(1.0, 99.9), metavar=("LOW", "HIGH"),
                    help="intensity percentiles mapped to 0 and 1 (default 1 99.9)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out folder (only cellsynth output is ever replaced)")
     p.set_defaults(func=run)
 
 
@@ -48,11 +52,9 @@ def run(args: argparse.Namespace) -> None:
     from cellsynth.annotate import annotate_membranes, annotate_nuclei
     from cellsynth.cli import resolved_config
     from cellsynth.errors import CellsynthError
+    from cellsynth.outputs import check_output
 
-    if args.out is None:
-        raise CellsynthError("give the output sample folder with --out DIR")
-    if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
-        raise CellsynthError(f"{args.out} already exists and is not empty; choose another --out or pass --overwrite")
+    check_output(args.out, overwrite=args.overwrite)
     image, voxel = io.read_volume(args.image, args.h5_dataset)
     voxel = args.voxel_size or voxel
     if voxel is None:
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> None:
     if args.smoothing is not None:
         options["smoothing_um"] = args.smoothing
     if args.kind == "nuclei":
-        sample = annotate_nuclei(image, voxel, radius_um=tuple(args.radius), threshold=args.threshold,
+        sample = annotate_nuclei(image, voxel, radius_um=tuple(args.radius), threshold=args.threshold, level=args.level,
                                  min_distance_um=args.min_distance, **options)
     else:
         if args.min_distance is not None:

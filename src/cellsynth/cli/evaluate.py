@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--foreground", type=Path, metavar="FILE",
                    help="organism region for the depth profile (default: from the sample, else Otsu on --real)")
     p.add_argument("--report", type=Path, metavar="DIR", help="output folder; without it the metrics are only printed")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --report folder (only cellsynth output is ever replaced)")
     p.add_argument("--voxel-size", type=float, nargs=3, metavar=("Z", "Y", "X"),
                    help="voxel size in µm of the real images (overrides the files' own)")
     p.add_argument("--h5-dataset", default="raw", metavar="NAME", help="dataset read from HDF5 files (default raw)")
@@ -143,13 +146,30 @@ def run(args: argparse.Namespace) -> None:
     """Run ``cellsynth evaluate``."""
     from cellsynth import io
     from cellsynth.cli import resolved_config
-    from cellsynth.evaluate import report
-    from cellsynth.evaluate.realism import format_table
+    from cellsynth.outputs import check_output
 
     if not args.real:
         raise CellsynthError("give the real image with --real FILE")
     if (args.synthetic is None) == (args.dataset is None):
         raise CellsynthError("give exactly one of --synthetic FILE (paired) or --dataset DIR (unpaired benchmark)")
+    if args.report is not None:
+        check_output(args.report, overwrite=args.overwrite, flag="--report")
+    # the report is assembled in a temporary folder and appears whole, or not at all
+    with io.atomic_path(args.report, directory=True) if args.report is not None else nullcontext() as report_dir:
+        summary = _evaluate(args, report_dir)
+        if report_dir is not None:
+            io.write_json(report_dir / "config.json", resolved_config(args), atomic=False)
+    print(summary)
+    if args.report is not None:
+        print(f"report: {args.report / 'report.html'}")
+
+
+def _evaluate(args: argparse.Namespace, report_dir: Path | None) -> str:
+    """Compute the metrics (and the report in ``report_dir``); return the summary to print."""
+    from cellsynth import io
+    from cellsynth.evaluate import report
+    from cellsynth.evaluate.realism import format_table
+
     inputs = {k: (str(v) if isinstance(v, Path) else " ".join(map(str, v)))
               for k, v in (("real", args.real), ("synthetic", args.synthetic), ("dataset", args.dataset),
                            ("mask", args.mask)) if v is not None}
@@ -158,25 +178,21 @@ def run(args: argparse.Namespace) -> None:
             raise CellsynthError("--raw applies to the paired comparison; the benchmark normalises every volume")
         sets, kind, thickness = _synthetic_sets(args)
         real = _real_volumes(args, kind, args.membrane_thickness or thickness)
-        results = report.evaluate_unpaired(sets, real, args.report, inputs=inputs, patch_um=tuple(args.patch_um),
+        results = report.evaluate_unpaired(sets, real, report_dir, inputs=inputs, patch_um=tuple(args.patch_um),
                                            patches_per_set=args.patches, seed=args.seed,
                                            percentiles=tuple(args.percentiles))
-        print(format_table(results))
-    else:
-        if len(args.real) != 1 or (args.real[0].is_dir() and not io.is_zarr(args.real[0])):
-            raise CellsynthError("a paired comparison needs one real image file; give --real FILE")
-        percentiles = None if args.raw else tuple(args.percentiles)
-        real, real_voxel, _ = _read(args.real[0], args.h5_dataset)
-        synthetic, synth_voxel, foreground = _read(args.synthetic, args.h5_dataset)
-        voxel = args.voxel_size or real_voxel or synth_voxel
-        if voxel is None:
-            raise CellsynthError("neither image records a voxel size; give one with --voxel-size Z Y X (µm)")
-        mask = io.read_volume(args.mask, "label")[0] if args.mask is not None else None
-        if args.foreground is not None:
-            foreground = io.read_volume(args.foreground)[0]
-        results = report.evaluate_pair(real, synthetic, voxel, args.report, mask=mask, foreground=foreground,
-                                       percentiles=percentiles, inputs=inputs)
-        print(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in results.items()}, indent=2))
-    if args.report is not None:
-        io.write_json(args.report / "config.json", resolved_config(args))
-        print(f"report: {args.report / 'report.html'}")
+        return format_table(results)
+    if len(args.real) != 1 or (args.real[0].is_dir() and not io.is_zarr(args.real[0])):
+        raise CellsynthError("a paired comparison needs one real image file; give --real FILE")
+    percentiles = None if args.raw else tuple(args.percentiles)
+    real, real_voxel, _ = _read(args.real[0], args.h5_dataset)
+    synthetic, synth_voxel, foreground = _read(args.synthetic, args.h5_dataset)
+    voxel = args.voxel_size or real_voxel or synth_voxel
+    if voxel is None:
+        raise CellsynthError("neither image records a voxel size; give one with --voxel-size Z Y X (µm)")
+    mask = io.read_volume(args.mask, "label")[0] if args.mask is not None else None
+    if args.foreground is not None:
+        foreground = io.read_volume(args.foreground)[0]
+    results = report.evaluate_pair(real, synthetic, voxel, report_dir, mask=mask, foreground=foreground,
+                                   percentiles=percentiles, inputs=inputs)
+    return json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in results.items()}, indent=2)

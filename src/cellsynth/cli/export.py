@@ -32,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--name", metavar="NAME", help="nnunet: data set name (default: the data set folder's name)")
     p.add_argument("--classes", choices=("boundary", "foreground"), default="boundary",
                    help="nnunet: labels background/structure/boundary (default) or background/structure")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out folder (only cellsynth output is ever replaced)")
     p.set_defaults(func=run)
 
 

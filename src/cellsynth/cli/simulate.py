@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from pathlib import Path
-
-from cellsynth.errors import CellsynthError
 
 # Defaults shown in the help; they mirror cellsynth.simulate.pipeline and
 # cellsynth.simulate.membranes (not imported here so that the command starts fast).
@@ -85,7 +81,8 @@ def _add_common(sub: argparse.ArgumentParser, kind: str) -> None:
     g.add_argument("--ngff", choices=("0.4", "0.5"), default="0.4",
                    help="OME-NGFF version with --format zarr: 0.4 (Zarr format 2, read by most viewers) or 0.5 "
                         "(Zarr format 3) (default 0.4)")
-    g.add_argument("--overwrite", action="store_true", help="replace an existing sample folder")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an existing sample folder (only cellsynth output is ever replaced)")
     g = sub.add_argument_group("organism and positions")
     g.add_argument("--organism", default="ellipsoid", metavar="SPEC",
                    help="organism: box (the whole volume), ellipsoid, sh (embryo-like blob), a foreground mask "
@@ -105,22 +102,6 @@ def _add_common(sub: argparse.ArgumentParser, kind: str) -> None:
                    help=f"number of {kind} (default: as many as fit; a warning says when fewer fit)")
 
 
-def _check_output(out: str | None, overwrite: bool) -> Path:
-    if not out:
-        raise CellsynthError("give the output sample folder with --out DIR")
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise CellsynthError(f"{path} exists and is not a folder; choose another --out")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise CellsynthError(f"{path} already exists and is not empty; choose another --out or pass --overwrite")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise CellsynthError(f"cannot write to {parent}; choose a writable --out")
-    return path
-
-
 def run(args: argparse.Namespace) -> None:
     """Simulate the sample and write it atomically; print a one-line summary."""
     import warnings
@@ -129,10 +110,12 @@ def run(args: argparse.Namespace) -> None:
 
     from cellsynth.cli import resolved_config
     from cellsynth.io import write_sample
+    from cellsynth.outputs import check_output
     from cellsynth.simulate.pipeline import simulate_sample
 
     start = time.perf_counter()
-    out = _check_output(args.out, args.overwrite)
+    check_output(args.out, overwrite=args.overwrite)
+    out = args.out
     params = dict(organism=args.organism, semi_axes_um=args.semi_axes, center_um=args.center,
                   placement=args.placement, positions=args.positions, count=args.count, cell_size_um=args.cell_size)
     if args.kind == "nuclei":

@@ -78,10 +78,12 @@ def run(args: argparse.Namespace) -> None:
     from cellsynth.cli import resolved_config
     from cellsynth.gan.data import find_pairs, load_volumes
     from cellsynth.gan.train import train
+    from cellsynth.outputs import check_output
 
     for flag in ("data", "kind", "out"):
         if not getattr(args, flag):
             raise CellsynthError(f"--{flag} is required")
+    check_output(args.out, existing_ok=True)
     if args.steps < 1:
         raise CellsynthError(f"--steps must be at least 1, got {args.steps}")
     if args.threads:

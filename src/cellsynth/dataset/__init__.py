@@ -40,7 +40,8 @@ from cellsynth._lazy import attach
 __getattr__, __dir__, __all__ = attach(__name__, {
     ".presets": ["PRESET_KEYS", "SYNTHESIZE_KEYS", "apply_overrides", "load_preset", "parse_alphas",
                  "preset_names", "simulate_arguments", "simulate_keys", "validate_parameters"],
-    ".seeds": ["DEFAULT_SPLITS", "SPLIT_NAMES", "assign_splits", "check_seed", "check_split_fractions",
+    "cellsynth.checks": ["check_seed"],
+    ".seeds": ["DEFAULT_SPLITS", "SPLIT_NAMES", "assign_splits", "check_split_fractions",
                "sample_name", "sample_seeds"],
     ".sample": ["image_name", "make_sample", "one_thread"],
     ".manifest": ["DATASET_FORMAT", "DATASET_FORMAT_VERSION", "read_manifest"],

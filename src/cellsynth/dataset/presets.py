@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from cellsynth import io
+from cellsynth.checks import check_seed
 from cellsynth.dataset.manifest import read_manifest
-from cellsynth.dataset.seeds import check_seed
 from cellsynth.errors import CellsynthError
 
 PRESET_KEYS = ("description", "source", "family", "kind", "shape", "voxel_size", "simulate", "synthesize", "renderer")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,13 +16,22 @@ from typing import Any
 import numpy as np
 
 from cellsynth import io
+from cellsynth.checks import check_seed
 from cellsynth.dataset.executors import default_workers, sample_executor
 from cellsynth.dataset.manifest import build_manifest, differences, read_manifest
 from cellsynth.dataset.presets import validate_parameters
 from cellsynth.dataset.readme import write_readme
-from cellsynth.dataset.seeds import DEFAULT_SPLITS, assign_splits, check_seed, check_split_fractions, sample_name
+from cellsynth.dataset.seeds import (
+    DEFAULT_SPLITS,
+    SPLIT_NAMES,
+    assign_splits,
+    check_split_fractions,
+    sample_name,
+)
 from cellsynth.errors import CellsynthError
 from cellsynth.locking import folder_lock
+from cellsynth.memory import check_memory
+from cellsynth.outputs import check_output, normalized
 from cellsynth.progress import progress_bar
 
 DEFAULT_SCHEDULER_TIMEOUT_S = 10.0
@@ -73,7 +83,7 @@ def generate_dataset(
     count: int | None,
     *,
     seed: int = 0,
-    split_fractions: Sequence[float] = DEFAULT_SPLITS,
+    split_fractions: Sequence[float] | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
     scheduler_timeout_s: float = DEFAULT_SCHEDULER_TIMEOUT_S,
@@ -95,7 +105,9 @@ def generate_dataset(
     seed
         The data set seed; sample ``i`` uses ``SeedSequence(seed, spawn_key=(i,))``.
     split_fractions
-        train, val, test fractions for ``splits.csv``.
+        train, val, test fractions for ``splits.csv`` (default: 0.8, 0.1, 0.1 for a new data
+        set, the recorded ones for an existing one, which may not be changed: it would move
+        samples between the splits).
     workers
         Local worker processes (default: the core count), at most one per sample to make;
         one worker runs in this process.
@@ -122,44 +134,120 @@ def generate_dataset(
         an unwritable folder, or an unreachable scheduler.
     """
     start = time.perf_counter()
-    root = Path(out)
+    root = normalized(out)
     if workers is not None and (isinstance(workers, bool) or workers < 1):
         raise CellsynthError(f"--workers must be at least 1, got {workers}")
     if workers is not None and scheduler:
         raise CellsynthError("give either --workers (a local cluster) or --scheduler (an existing one), not both")
-    fractions = check_split_fractions(split_fractions)
+    fractions = None if split_fractions is None else check_split_fractions(split_fractions)
     if resume and not (root / "dataset.json").is_file():
         raise CellsynthError(f"--resume: {root} holds no data set (no dataset.json); drop --resume to create one")
     _refuse_foreign_folder(root)
+    before = sorted(_entries(root)) if root.is_dir() else None
     _prepare_folder(root)
-    with folder_lock(root, f"another `cellsynth dataset` run is writing to {root}; wait for it or choose "
-                           "another --out"):
-        _remove_leftovers(root)
-        parameters, count = _resolve_run(root, parameters, count, seed)
-        splits = assign_splits(count, fractions)
-        existing = {i for i in range(count) if (root / "samples" / sample_name(i) / "sample.json").is_file()}
-        states = {i: "done" for i in existing}
-        errors: dict[int, str] = {}
-        report = RunReport(root=root, count=count, skipped=sorted(existing))
-        write_manifest = lambda: io.write_json(  # noqa: E731
-            root / "dataset.json", build_manifest(parameters, count, splits, fractions, states, errors))
-        write_manifest()
-        io.write_positions(root / "splits.csv", {"name": np.array([sample_name(i) for i in range(count)]),
-                                                 "split": np.array(splits)})
-        write_readme(root, parameters, count, fractions)
-        todo = [i for i in range(count) if i not in existing]
-        if todo:
-            _run_tasks(root, parameters, todo, count, report, states, errors, write_manifest,
-                       workers=workers, scheduler=scheduler, timeout=scheduler_timeout_s, progress=progress)
-        write_manifest()
+    report = RunReport(root=root, count=0)
+    locked = first_start = False
+    try:
+        with folder_lock(root, f"another `cellsynth dataset` run is writing to {root}; wait for it or choose "
+                               "another --out"):
+            locked, first_start = True, not (root / "dataset.json").exists()
+            _remove_leftovers(root)
+            parameters, count, fractions = _resolve_run(root, parameters, count, seed, fractions)
+            check_run(parameters, count, workers if scheduler is None else 1)  # before anything is written
+            splits = assign_splits(count, fractions)
+            existing = {i for i in range(count) if (root / "samples" / sample_name(i) / "sample.json").is_file()}
+            states = {i: "done" for i in existing}
+            errors: dict[int, str] = {}
+            report.count, report.skipped = count, sorted(existing)
+            write_manifest = lambda: io.write_json(  # noqa: E731
+                root / "dataset.json", build_manifest(parameters, count, splits, fractions, states, errors))
+            write_manifest()
+            io.write_positions(root / "splits.csv", {"name": np.array([sample_name(i) for i in range(count)]),
+                                                     "split": np.array(splits)})
+            write_readme(root, parameters, count, fractions)
+            todo = [i for i in range(count) if i not in existing]
+            if todo:
+                _run_tasks(root, parameters, todo, count, report, states, errors, write_manifest,
+                           workers=workers, scheduler=scheduler, timeout=scheduler_timeout_s, progress=progress)
+            write_manifest()
+    except BaseException:
+        if first_start and not report.made:
+            _undo_first_start(root, before)
+        elif not locked and before is None:  # only the empty folders made above, never another run's
+            for folder in (root / "samples", root):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        raise
+    if first_start and not report.made and report.failed:
+        _undo_first_start(root, before)
+        index, error = min(report.failed.items())
+        raise CellsynthError(f"no sample could be made, so the data set was not kept ({sample_name(index)}: "
+                             f"{error})")
     report.wall_s = time.perf_counter() - start
     return report
 
 
+def check_run(parameters: Mapping[str, Any], count: int, workers: int | None = None) -> None:
+    """Check that a data set run can work, before anything of it is written.
+
+    The simulation parameters (:func:`cellsynth.simulate.pipeline.check_simulation`), the
+    model (it loads, and its tiling fits the shape: :func:`cellsynth.synthesis.check_synthesis`),
+    and memory: the manifest of ``count`` samples, and one sample per local worker.
+
+    Raises
+    ------
+    CellsynthError
+        Naming what cannot work and what to change.
+    """
+    from cellsynth.dataset.presets import simulate_arguments
+    from cellsynth.simulate.pipeline import check_simulation, simulation_bytes
+    from cellsynth.synthesis import check_synthesis
+
+    kind, shape, voxel = parameters["kind"], tuple(parameters["shape"]), tuple(parameters["voxel_size"])
+    check_memory(count * MANIFEST_BYTES_PER_SAMPLE, f"a data set of {count} samples", "choose a smaller --count")
+    check_simulation(kind, shape, voxel, **simulate_arguments(parameters["simulate"]))
+    synth = {k: v for k, v in parameters["synthesize"].items() if k != "alpha"}
+    alphas = parameters["synthesize"]["alpha"]
+    synthesis = check_synthesis(shape, voxel, kind=kind, alpha=alphas[0], check_memory=False,
+                                renderer=parameters.get("renderer"), family=parameters.get("family"),
+                                **synth).memory_bytes
+    parallel = max(1, min(workers or default_workers(), count))
+    voxels = int(np.prod(shape, dtype=np.float64))
+    # a sample keeps its annotation and one image per alpha while the next image is made
+    sample = max(simulation_bytes(shape), voxels * (SAMPLE_BYTES_PER_VOXEL + 4 * len(alphas)) + synthesis)
+    check_memory(parallel * sample, f"making {parallel} samples of {'x'.join(map(str, shape))} voxels at once",
+                 "choose a smaller --shape or fewer --workers")
+
+
+MANIFEST_BYTES_PER_SAMPLE = 2048
+"""About what one sample costs in memory in the manifest, the splits and the run's bookkeeping."""
+
+SAMPLE_BYTES_PER_VOXEL = 6
+"""A finished sample's labels (up to uint32), mask and foreground, per voxel."""
+
+
+def _entries(root: Path) -> set[str]:
+    """Relative names of what a data set folder holds (its samples folder opened)."""
+    names = {e.name for e in root.iterdir()}
+    if (root / "samples").is_dir():
+        names |= {f"samples/{e.name}" for e in (root / "samples").iterdir()}
+    return names
+
+
+def _undo_first_start(root: Path, before: list[str] | None) -> None:
+    """Remove what a first start that made no sample wrote: the folder, if it made it, else the
+    entries that were not there before."""
+    if before is None:
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    for name in sorted(_entries(root) - set(before), reverse=True):  # samples/... before samples
+        entry = root / name
+        shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+
+
 def _refuse_foreign_folder(root: Path) -> None:
     """Refuse a non-empty folder that is not a data set, before writing anything into it."""
-    if root.is_file():
-        raise CellsynthError(f"{root} is a file; give a folder for --out")
+    check_output(root, existing_ok=True)
     if not root.is_dir() or (root / "dataset.json").exists():
         return
     foreign = [e.name for e in root.iterdir() if not e.name.startswith(".") and e.name != "samples"]
@@ -182,20 +270,28 @@ def _remove_leftovers(root: Path) -> None:
     """Delete temporary folders left by a killed run (never a finished sample)."""
     for folder in (root, root / "samples"):
         for entry in folder.iterdir():
-            if entry.name.startswith(".") and (entry.name.endswith(".tmp") or ".old-" in entry.name):
-                shutil.rmtree(entry, ignore_errors=True)
+            if io.is_temporary(entry.name):
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
 
 
-def _resolve_run(root: Path, parameters: Mapping[str, Any] | None, count: int | None,
-                 seed: int) -> tuple[dict[str, Any], int]:
-    """Merge the requested run with a data set already in ``root``; refuse a mismatch."""
+Fractions = tuple[float, float, float]
+
+
+def _resolve_run(root: Path, parameters: Mapping[str, Any] | None, count: int | None, seed: int,
+                 fractions: Fractions | None) -> tuple[dict[str, Any], int, Fractions]:
+    """Merge the requested run with a data set already in ``root``; refuse a mismatch.
+
+    Returns the parameters, the count and the split fractions of the run (``fractions``
+    None: the recorded ones, or the default for a new data set).
+    """
     has_manifest = (root / "dataset.json").exists()
     if not has_manifest:
         if parameters is None:
             raise CellsynthError("give --preset to create a data set")
         if count is None or isinstance(count, bool) or count < 1:
             raise CellsynthError(f"--count must be a positive number of samples, got {count}")
-        return _resolve_model(validate_parameters({**parameters, "seed": check_seed(seed)})), int(count)
+        return (_resolve_model(validate_parameters({**parameters, "seed": check_seed(seed)})), int(count),
+                fractions or DEFAULT_SPLITS)
     manifest = read_manifest(root)
     recorded = manifest["parameters"]
     recorded_count = manifest.get("count")
@@ -204,14 +300,22 @@ def _resolve_run(root: Path, parameters: Mapping[str, Any] | None, count: int | 
                              "or delete the folder and generate again")
     try:
         recorded = validate_parameters(recorded, source=str(root / "dataset.json"))
-    except CellsynthError as err:
+        recorded_split = manifest.get("split_fractions", dict(zip(SPLIT_NAMES, DEFAULT_SPLITS)))
+        recorded_fractions = check_split_fractions([recorded_split[name] for name in SPLIT_NAMES])
+    except (CellsynthError, TypeError, KeyError) as err:
         raise CellsynthError(f"{err} (corrupted dataset.json?)") from None
     if parameters is not None:
         wanted = _resolve_model(validate_parameters({**parameters, "seed": check_seed(seed)}))
         diffs = differences(recorded, wanted)
+        if not np.allclose(recorded_fractions, fractions or DEFAULT_SPLITS, atol=1e-9):
+            diffs.append(f"split: {','.join(map(str, recorded_fractions))} -> "
+                         f"{','.join(map(str, fractions or DEFAULT_SPLITS))}")
         if diffs:
             raise CellsynthError(f"{root} holds a data set made with other parameters ({'; '.join(diffs[:4])}); "
                                  "use the same parameters to complete it, or choose another --out")
+    elif fractions is not None and not np.allclose(recorded_fractions, fractions, atol=1e-9):
+        raise CellsynthError(f"{root} holds a data set split {','.join(map(str, recorded_fractions))}; another "
+                             "--split would move samples between train, val and test: leave --split out")
     if count is None:
         count = recorded_count
     if isinstance(count, bool) or count < recorded_count:
@@ -222,7 +326,7 @@ def _resolve_run(root: Path, parameters: Mapping[str, Any] | None, count: int | 
     if manifest.get("cellsynth_version") != __version__:
         print(f"cellsynth: warning: {root} was made with cellsynth {manifest.get('cellsynth_version')}, this is "
               f"{__version__}; new samples may differ from old ones", file=sys.stderr)
-    return recorded, int(count)
+    return recorded, int(count), recorded_fractions
 
 
 def _resolve_model(parameters: dict[str, Any]) -> dict[str, Any]:

@@ -41,12 +41,6 @@ def sample_seeds(seed: int, index: int) -> tuple[np.random.SeedSequence, int]:
     return simulation, int(synthesis.generate_state(1, np.uint32)[0])
 
 
-def check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise CellsynthError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
-
-
 def assign_splits(count: int, fractions: Sequence[float] = DEFAULT_SPLITS) -> list[str]:
     """Assign ``count`` samples to train / val / test with the given fractions.
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from cellsynth import io
+from cellsynth import __version__, io
 from cellsynth.errors import CellsynthError
 from cellsynth.evaluate import metrics as M
 from cellsynth.evaluate import plots
@@ -144,6 +144,7 @@ def _finish_report(report_dir: str | os.PathLike, results: Mapping[str, Any],
     record = {
         **results,
         "info": {
+            "cellsynth_version": __version__,
             "inputs": dict(inputs),
             "voxel_size_um": {k: list(plots.voxel_of(voxel, k)) for k in volumes},
             "normalization": "each image mapped by its own 1st and 99.9th percentiles to [0, 1]",

@@ -277,7 +277,9 @@ class RunLog:
 def check_run_folder(out: Path, run_info: dict[str, Any], resume: bool) -> None:
     """Refuse to start a new run in a used folder, or to resume a different run."""
     from cellsynth.io import read_json
+    from cellsynth.outputs import check_output
 
+    check_output(out, existing_ok=True)
     run_file = out / "run.json"
     if not resume:
         if out.exists() and any(out.iterdir()):

@@ -74,6 +74,17 @@ def boundary_map(labels: np.ndarray) -> np.ndarray:
     return edge.view(np.uint8)
 
 
+def check_membrane_thickness(thickness_um: float, limit_um: float | None = None, limit_name: str = "") -> float:
+    """Check a membrane wall thickness in µm: positive, finite and below ``limit_um`` (a cell
+    size or the volume's extent, named ``limit_name``), where one is given."""
+    if not (isinstance(thickness_um, (int, float, np.number)) and np.isfinite(thickness_um) and thickness_um > 0):
+        raise CellsynthError(f"membrane thickness must be a positive length in µm, got {thickness_um!r}")
+    if limit_um is not None and thickness_um >= limit_um:
+        raise CellsynthError(f"a membrane thickness of {thickness_um:g} µm is not below {limit_name} ({limit_um:g} µm): "
+                             "the walls would fill the cells; give the wall thickness in µm, e.g. 1")
+    return float(thickness_um)
+
+
 def membrane_mask(
     labels: np.ndarray, voxel_size: VoxelSize, thickness_um: float = DEFAULT_MEMBRANE_THICKNESS_UM,
     foreground: np.ndarray | None = None,
@@ -109,10 +120,11 @@ def membrane_mask(
     """
     labels = np.asarray(check_volume(labels, "labels"))
     voxel = check_voxel_size(voxel_size)
-    if not (np.isfinite(thickness_um) and thickness_um > 0):
-        raise CellsynthError(f"membrane thickness must be a positive length in µm, got {thickness_um!r}")
+    check_membrane_thickness(thickness_um, float((np.asarray(labels.shape) * voxel).max()), "the volume's extent")
     if labels.dtype.kind not in "ui":
         raise CellsynthError(f"labels must be an integer volume, got {labels.dtype}")
+    if labels.dtype.kind == "i" and labels.min() < 0:
+        raise CellsynthError("labels must be non-negative integers (0 = background)")
     if foreground is not None:
         foreground = np.asarray(foreground)
         if foreground.shape != labels.shape:

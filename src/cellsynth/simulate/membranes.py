@@ -36,7 +36,7 @@ from scipy.spatial import cKDTree
 from cellsynth.errors import CellsynthError
 from cellsynth.io import Sample, VoxelSize, check_volume, check_voxel_size, label_dtype
 from cellsynth.progress import progress_bar
-from cellsynth.simulate.annotations import DEFAULT_MEMBRANE_THICKNESS_UM, membrane_mask
+from cellsynth.simulate.annotations import DEFAULT_MEMBRANE_THICKNESS_UM, check_membrane_thickness, membrane_mask
 
 DEFAULT_WEIGHT_SPREAD = 0.2
 """Default spread of the Voronoi weights: ``gamma_j ~ Uniform(0.8, 1.2)``."""
@@ -44,7 +44,7 @@ DEFAULT_WEIGHT_SPREAD = 0.2
 _CHUNK_ELEMENTS = 1 << 22
 """Upper bound on the elements of one vectorised candidate comparison (memory ~ 8x bytes)."""
 
-__all__ = ["DEFAULT_WEIGHT_SPREAD", "draw_weights", "simulate_membranes", "weighted_voronoi"]
+__all__ = ["DEFAULT_WEIGHT_SPREAD", "check_weight_spread", "draw_weights", "simulate_membranes", "weighted_voronoi"]
 
 
 # --------------------------------------------------------------------------- tessellation
@@ -233,10 +233,16 @@ def connect_cells(labels: np.ndarray) -> tuple[np.ndarray, int]:
 # --------------------------------------------------------------------------- simulation
 
 
+def check_weight_spread(spread: float) -> float:
+    """Check the spread of the Voronoi weights: a number in [0, 1)."""
+    if not (isinstance(spread, (int, float, np.number)) and np.isfinite(spread) and 0 <= spread < 1):
+        raise CellsynthError(f"weight spread must be in [0, 1), got {spread!r}")
+    return float(spread)
+
+
 def draw_weights(count: int, spread: float, rng: np.random.Generator) -> np.ndarray:
     """Voronoi weights ``gamma_j ~ Uniform(1 - spread, 1 + spread)`` for ``count`` cells."""
-    if not (np.isfinite(spread) and 0 <= spread < 1):
-        raise CellsynthError(f"weight spread must be in [0, 1), got {spread!r}")
+    spread = check_weight_spread(spread)
     return rng.uniform(1.0 - spread, 1.0 + spread, size=count)
 
 
@@ -289,8 +295,7 @@ def simulate_membranes(
     seeds = np.asarray(seeds_um, dtype=np.float64).reshape(-1, 3)
     if len(seeds) == 0:
         raise CellsynthError("no cell positions were given; lower the cell size or enlarge the organism")
-    if not (np.isfinite(membrane_thickness_um) and membrane_thickness_um > 0):
-        raise CellsynthError(f"membrane thickness must be a positive length in µm, got {membrane_thickness_um!r}")
+    check_membrane_thickness(membrane_thickness_um)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     weights = draw_weights(len(seeds), weight_spread, rng)

@@ -22,7 +22,7 @@ from cellsynth.errors import CellsynthError
 from cellsynth.io import Sample, VoxelSize, check_voxel_size, label_dtype
 from cellsynth.progress import progress_bar
 from cellsynth.shapes.ellipsoid import random_rotation
-from cellsynth.shapes.harmonics import LAWS, check_order, random_coefficients, voxelize_sh
+from cellsynth.shapes.harmonics import LAWS, check_order, degree_power, random_coefficients, voxelize_sh
 from cellsynth.simulate.positions import check_foreground, check_positions
 
 
@@ -50,6 +50,38 @@ def elongation_scale(elongation: float) -> np.ndarray:
     if not (np.isfinite(elongation) and elongation > 0):
         raise CellsynthError(f"elongation must be a positive ratio (1 = round), got {elongation!r}")
     return np.array([elongation ** (2 / 3), elongation ** (-1 / 3), elongation ** (-1 / 3)])
+
+
+def check_nuclei_parameters(
+    shape: Sequence[int], voxel_size: VoxelSize, *, radius_um: float, radius_std_um: float, smoothness: float,
+    sh_order: int, law: str, elongation: float, orientation: Sequence[float] | None,
+) -> int:
+    """Check the nucleus parameters of :func:`simulate_nuclei` for a volume; return the SH order.
+
+    Raises
+    ------
+    CellsynthError
+        Naming the parameter and what to change.
+    """
+    voxel = np.asarray(check_voxel_size(voxel_size))
+    extent = float((np.asarray(shape) * voxel).min())
+    if not (isinstance(radius_um, (int, float, np.number)) and np.isfinite(radius_um) and radius_um > 0):
+        raise CellsynthError(f"radius must be a positive length in µm, got {radius_um!r}")
+    if 2 * radius_um > extent:
+        raise CellsynthError(
+            f"nuclei of radius {radius_um} µm do not fit in a volume {extent:g} µm thick; lower --radius or "
+            "enlarge --shape"
+        )
+    if not (isinstance(radius_std_um, (int, float, np.number)) and np.isfinite(radius_std_um) and radius_std_um >= 0):
+        raise CellsynthError(f"radius std must be a non-negative length in µm, got {radius_std_um!r}")
+    order = check_order(sh_order)
+    if law not in LAWS:
+        raise CellsynthError(f"unknown coefficient law {law!r}; use one of {', '.join(LAWS)}")
+    degree_power(order, smoothness, law)
+    elongation_scale(elongation)
+    if orientation is not None:
+        axis_rotation(orientation)
+    return order
 
 
 def simulate_nuclei(
@@ -117,18 +149,9 @@ def simulate_nuclei(
     inside = check_foreground(foreground)
     centers = np.asarray(centers_um, dtype=np.float64).reshape(-1, 3)
     index = check_positions(centers, inside, voxel)
-    extent = float((np.asarray(foreground.shape) * voxel).min())
-    if not (np.isfinite(radius_um) and radius_um > 0):
-        raise CellsynthError(f"radius must be a positive length in µm, got {radius_um!r}")
-    if 2 * radius_um > extent:
-        raise CellsynthError(
-            f"nuclei of radius {radius_um} µm do not fit in a volume {extent:g} µm thick; lower --radius or enlarge --shape"
-        )
-    if not (np.isfinite(radius_std_um) and radius_std_um >= 0):
-        raise CellsynthError(f"radius std must be a non-negative length in µm, got {radius_std_um!r}")
-    sh_order = check_order(sh_order)
-    if law not in LAWS:
-        raise CellsynthError(f"unknown coefficient law {law!r}; use one of {', '.join(LAWS)}")
+    sh_order = check_nuclei_parameters(foreground.shape, voxel, radius_um=radius_um, radius_std_um=radius_std_um,
+                                       smoothness=smoothness, sh_order=sh_order, law=law, elongation=elongation,
+                                       orientation=orientation)
     scale = elongation_scale(elongation)
     fixed_rotation = None if orientation is None else axis_rotation(orientation)
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cellsynth.errors import CellsynthError
 from cellsynth.io import Sample, VoxelSize, check_voxel_size
-from cellsynth.simulate.annotations import DEFAULT_MEMBRANE_THICKNESS_UM
+from cellsynth.memory import check_memory
+from cellsynth.simulate.annotations import DEFAULT_MEMBRANE_THICKNESS_UM, check_membrane_thickness
 
 KINDS = ("nuclei", "membranes")
 PLACEMENTS = ("layered", "uniform")
@@ -36,21 +38,13 @@ layered placement (measured: 1.43-1.50 in box and ellipsoid organisms for distan
 8-16 voxels). Positions are placed at least ``cell_size / PACKING_RATIO`` apart so that
 the cells' mean diameter is ``cell_size``."""
 
-_BYTES_PER_VOXEL = 12  # labels, mask, foreground, depth and temporaries at peak
+SIMULATION_BYTES_PER_VOXEL = 12
+"""Peak memory of a simulation per voxel: labels, mask, foreground, depth and temporaries."""
 
 
-def check_memory(shape: Sequence[int]) -> None:
-    """Refuse volumes whose simulation would not fit in this machine's memory."""
-    try:
-        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return
-    voxels = int(np.prod(shape, dtype=np.int64))
-    if voxels * _BYTES_PER_VOXEL > memory:
-        raise CellsynthError(
-            f"a {'x'.join(map(str, shape))} volume needs about {voxels * _BYTES_PER_VOXEL / 2**30:.0f} GiB of "
-            f"memory, more than this machine has ({memory / 2**30:.0f} GiB); choose a smaller --shape"
-        )
+def simulation_bytes(shape: Sequence[int]) -> int:
+    """About how much memory simulating a volume of ``shape`` needs at its peak, in bytes."""
+    return int(np.prod(shape, dtype=np.float64)) * SIMULATION_BYTES_PER_VOXEL
 
 
 def _positive(value: float | None, name: str) -> float | None:
@@ -59,6 +53,81 @@ def _positive(value: float | None, name: str) -> float | None:
     if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
         raise CellsynthError(f"{name} must be a positive length in µm, got {value!r}")
     return float(value)
+
+
+def check_simulation(
+    kind: str, shape: Sequence[int], voxel_size: VoxelSize, *, organism: str | os.PathLike = DEFAULT_ORGANISM,
+    semi_axes_um: Sequence[float] | None = None, center_um: Sequence[float] | None = None,
+    placement: str = DEFAULT_PLACEMENT, positions: str | os.PathLike | None = None, count: int | None = None,
+    cell_size_um: float | None = None, radius_um: float = DEFAULT_RADIUS_UM,
+    radius_std_um: float = DEFAULT_RADIUS_STD_UM, smoothness: float = DEFAULT_SMOOTHNESS, sh_order: int = DEFAULT_SH_ORDER, law: str = DEFAULT_LAW,
+    elongation: float = 1.0, orientation: Sequence[float] | None = None, membrane_thickness_um: float | None = None,
+    weight_spread: float | None = None, **more: Any,
+) -> tuple[tuple[int, int, int], VoxelSize, float]:
+    """Check the arguments of :func:`simulate_sample` without simulating (fast).
+
+    Everything that can be checked before drawing is checked here: names, ranges, that the
+    volume fits in memory (:func:`cellsynth.memory.check_memory`), that the organism and
+    positions files exist, that cells span at least two voxels, and that walls are thinner
+    than cells. :func:`simulate_sample` calls it first; ``cellsynth dataset`` calls it before
+    it writes anything. Arguments this check does not know (``more``) are left to the
+    simulation.
+
+    Returns
+    -------
+    shape, voxel_size, cell_size_um
+        The checked shape and voxel size, and the cell size in µm (its default filled in).
+
+    Raises
+    ------
+    CellsynthError
+        Naming the argument and what to change.
+    """
+    from cellsynth.simulate.membranes import DEFAULT_WEIGHT_SPREAD, check_weight_spread
+    from cellsynth.simulate.nuclei import check_nuclei_parameters
+    from cellsynth.simulate.organism import SHAPES, check_shape
+
+    if kind not in KINDS:
+        raise CellsynthError(f"unknown kind {kind!r}; use nuclei or membranes")
+    if placement not in PLACEMENTS:
+        raise CellsynthError(f"unknown placement {placement!r}; use layered or uniform")
+    shape = check_shape(shape)
+    check_memory(simulation_bytes(shape), f"simulating a {'x'.join(map(str, shape))} volume",
+                 "choose a smaller --shape")
+    voxel = check_voxel_size(voxel_size)
+    if count is not None and (isinstance(count, bool) or not float(count).is_integer() or count < 1):
+        raise CellsynthError(f"count must be a positive whole number of cells, got {count!r}")
+    cell_size = _positive(cell_size_um, "cell size")
+    if cell_size is None:
+        cell_size = NUCLEUS_CELL_SIZE_FACTOR * _positive(radius_um, "radius") if kind == "nuclei" \
+            else DEFAULT_MEMBRANE_CELL_SIZE_UM
+    if cell_size < 2 * min(voxel):
+        raise CellsynthError(f"a cell size of {cell_size:g} µm is below two voxels ({2 * min(voxel):g} µm): cells "
+                             "cannot be drawn that small; raise the cell size (or --radius) or use smaller voxels")
+    for name, values in (("semi-axes", semi_axes_um), ("centre", center_um)):
+        if values is not None:
+            array = np.asarray(values, dtype=object)
+            if array.shape != (3,) or not all(isinstance(v, (int, float, np.number)) and np.isfinite(v)
+                                              for v in array):
+                raise CellsynthError(f"the organism {name} must be three finite numbers (z y x) in µm, got {values!r}")
+    if str(organism) not in SHAPES and not Path(organism).is_file() and not _is_zarr_folder(organism):
+        raise CellsynthError(f"unknown organism {str(organism)!r}: use {', '.join(SHAPES)}, a mask file or a shape "
+                             "model .npz (file not found)")
+    if positions is not None and not Path(positions).is_file():
+        raise CellsynthError(f"positions file not found: {positions}")
+    if kind == "nuclei":
+        check_nuclei_parameters(shape, voxel, radius_um=radius_um, radius_std_um=radius_std_um,
+                                smoothness=smoothness, sh_order=sh_order, law=law, elongation=elongation,
+                                orientation=orientation)
+    else:
+        thickness = DEFAULT_MEMBRANE_THICKNESS_UM if membrane_thickness_um is None else membrane_thickness_um
+        check_membrane_thickness(thickness, cell_size, "the cell size")
+        check_weight_spread(DEFAULT_WEIGHT_SPREAD if weight_spread is None else weight_spread)
+    return shape, voxel, cell_size
+
+
+def _is_zarr_folder(path: str | os.PathLike) -> bool:
+    return str(path).rstrip("/").endswith(".zarr") and Path(path).is_dir()
 
 
 def simulate_sample(
@@ -143,11 +212,12 @@ def simulate_sample(
         ``timings``.
     """
     start = time.perf_counter()
-    if kind not in KINDS:
-        raise CellsynthError(f"unknown kind {kind!r}; use nuclei or membranes")
-    if placement not in PLACEMENTS:
-        raise CellsynthError(f"unknown placement {placement!r}; use layered or uniform")
-    from cellsynth.simulate.organism import check_shape, make_organism
+    shape, voxel, cell_size = check_simulation(
+        kind, shape, voxel_size, organism=organism, semi_axes_um=semi_axes_um, center_um=center_um,
+        placement=placement, positions=positions, count=count, cell_size_um=cell_size_um, radius_um=radius_um,
+        radius_std_um=radius_std_um, smoothness=smoothness, sh_order=sh_order, law=law, elongation=elongation,
+        orientation=orientation, membrane_thickness_um=membrane_thickness_um, weight_spread=weight_spread)
+    from cellsynth.simulate.organism import make_organism
     from cellsynth.simulate.positions import (
         check_positions,
         layered_positions,
@@ -155,15 +225,6 @@ def simulate_sample(
         positions_from_csv,
     )
 
-    shape = check_shape(shape)
-    check_memory(shape)
-    voxel = check_voxel_size(voxel_size)
-    if count is not None and (isinstance(count, bool) or not float(count).is_integer() or count < 1):
-        raise CellsynthError(f"count must be a positive whole number of cells, got {count!r}")
-    cell_size = _positive(cell_size_um, "cell size")
-    if cell_size is None:
-        cell_size = NUCLEUS_CELL_SIZE_FACTOR * _positive(radius_um, "radius") if kind == "nuclei" \
-            else DEFAULT_MEMBRANE_CELL_SIZE_UM
     spacing = cell_size / PACKING_RATIO
     parameters: dict[str, Any] = {
         "organism": str(organism), "semi_axes": None if semi_axes_um is None else list(map(float, semi_axes_um)),
