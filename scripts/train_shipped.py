@@ -79,9 +79,14 @@ def real_volume(data: dict[str, Any], part: str):
                           name=f"{data['family'].real_file} ({part})")
 
 
-def physics_spec(data: dict[str, Any]) -> dict[str, Any]:
-    """The physics renderer the family's preset uses (its ``renderer:`` where it has one)."""
-    return dict(data["preset"].get("renderer") or {})
+def family_model(data: dict[str, Any], spec: str, seed: int = 0):
+    """Load ``spec`` for the family: ``"physics"`` with the preset's calibrated ``renderer:``
+    (where it has one), else a generator file."""
+    from cellsynth.render.registry import load_model
+
+    preset = data["preset"]
+    renderer = preset.get("renderer") if spec == "physics" else None
+    return load_model(spec, preset["kind"], voxel_size=tuple(preset["voxel_size"]), seed=seed, renderer=renderer)
 
 
 def render_simulated(data: dict[str, Any], models: dict[str, Any], count: int, seed: int):
@@ -92,7 +97,6 @@ def render_simulated(data: dict[str, Any], models: dict[str, Any], count: int, s
     from cellsynth import dataset
     from cellsynth.dataset.presets import simulate_arguments
     from cellsynth.evaluate.realism import realism_volume
-    from cellsynth.render.registry import load_model
     from cellsynth.simulate.pipeline import simulate_sample
     from cellsynth.synthesis import synthesize_image
 
@@ -106,9 +110,7 @@ def render_simulated(data: dict[str, Any], models: dict[str, Any], count: int, s
         sample = simulate_sample(kind, shape, voxel, np.random.default_rng(simulation_seed), progress=False,
                                  **simulate_arguments(preset["simulate"]))
         for name, spec in models.items():
-            physics = spec if isinstance(spec, dict) else {}
-            model = load_model("physics" if isinstance(spec, dict) else spec, kind, voxel_size=voxel,
-                               seed=synthesis_seed, **physics)
+            model = family_model(data, spec, synthesis_seed)
             start = time.perf_counter()
             image = synthesize_image(sample.mask, sample.foreground, voxel, model=model, kind=kind, progress=False)
             seconds[name].append(time.perf_counter() - start)
@@ -135,7 +137,7 @@ def select(name: str, run: Path, count: int) -> dict[str, Any]:
 
     data = family_data(name)
     generators = sorted((run / "generators").glob("step_*.pt"))
-    models = {f.stem: str(f) for f in generators} | {"physics": physics_spec(data)}
+    models = {f.stem: str(f) for f in generators} | {"physics": "physics"}
     volumes, _, _ = render_simulated(data, models, count, SELECTION_SEED)
     result = realism_benchmark(volumes, [real_volume(data, "train")], progress=False)
     result.pop("curves")
@@ -157,7 +159,6 @@ def paired_heldout(data: dict[str, Any], generator: Path) -> dict[str, dict[str,
     """Raw and band-passed paired scores of the generator and physics on the held-out real masks."""
     from cellsynth.conditioning import organism_from_labels
     from cellsynth.evaluate.metrics import band_passed_metrics, paired_metrics
-    from cellsynth.render.registry import load_model
     from cellsynth.simulate.annotations import structure_mask
     from cellsynth.synthesis import synthesize_image
 
@@ -167,9 +168,8 @@ def paired_heldout(data: dict[str, Any], generator: Path) -> dict[str, dict[str,
     organism = organism_from_labels(data["labels"], voxel)
     real = data["raw"][held].astype(np.float32)
     scores = {}
-    for label, spec in (("generator", str(generator)), ("physics", physics_spec(data))):
-        physics = spec if isinstance(spec, dict) else {}
-        model = load_model("physics" if physics or spec == {} else spec, kind, voxel_size=voxel, seed=0, **physics)
+    for label, spec in (("generator", str(generator)), ("physics", "physics")):
+        model = family_model(data, spec)
         image = synthesize_image(mask, organism, voxel, model=model, kind=kind, progress=False)[held]
         raw_scores = paired_metrics(real, image, voxel_size=voxel)
         scores[label] = {"zncc": raw_scores["zncc"], "ssim": raw_scores["ssim"],
@@ -197,14 +197,17 @@ def speed(data: dict[str, Any], generator: Path, repeats: int = 3) -> dict[str, 
     sample = simulate_sample(preset["kind"], shape, voxel, np.random.default_rng(dataset.sample_seeds(REPORT_SEED, 0)[0]),
                              progress=False, **simulate_arguments(preset["simulate"]))
     out = {}
-    for label, model in (("generator", str(generator)), ("physics", "physics")):
-        times = []
+    for label, spec in (("generator", str(generator)), ("physics", "physics")):
+        times, cpu = [], []
         for _ in range(repeats):
-            start = time.perf_counter()
+            model = family_model(data, spec)
+            start, start_cpu = time.perf_counter(), time.process_time()
             synthesize_image(sample.mask, sample.foreground, voxel, model=model, kind=preset["kind"], progress=False)
             times.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
         out[f"{label}_s"] = statistics.median(times)
         out[f"{label}_voxels_per_s"] = float(np.prod(shape)) / statistics.median(times)
+        out[f"{label}_cpu_s"] = statistics.median(cpu)
     out["shape"] = list(shape)
     return out
 
@@ -224,7 +227,7 @@ def export(name: str, run: Path, step: int | None, count: int) -> None:
     target = MODELS / f"{name}.pt"
     with io.atomic_path(target) as tmp:
         shutil.copyfile(source, tmp)
-    models = {"generator": str(target), "physics": physics_spec(data)}
+    models = {"generator": str(target), "physics": "physics"}
     volumes, images, seconds = render_simulated(data, models, count, REPORT_SEED)
     result = realism_benchmark(volumes, [real_volume(data, "held")], progress=False)
     result.pop("curves")
@@ -304,9 +307,11 @@ def model_card(name: str, data: dict[str, Any], report: dict[str, Any], size_byt
                      f"{s['ssim_bandpass']:.3f} |")
     sp = report["speed"]
     lines += ["", "## Speed", "",
-              f"One {'x'.join(map(str, sp['shape']))} preset volume on this CPU (median of 3): generator "
-              f"{sp['generator_s']:.1f} s ({sp['generator_voxels_per_s'] / 1e3:.0f} k voxels/s), physics "
-              f"{sp['physics_s']:.1f} s ({sp['physics_voxels_per_s'] / 1e3:.0f} k voxels/s).", ""]
+              f"One {'x'.join(map(str, sp['shape']))} preset volume on this CPU (median of 3, one thread; wall "
+              f"clock depends on the machine's load, CPU seconds less): generator {sp['generator_s']:.1f} s "
+              f"({sp['generator_voxels_per_s'] / 1e3:.0f} k voxels/s; {sp['generator_cpu_s']:.1f} CPU s), physics "
+              f"{sp['physics_s']:.1f} s ({sp['physics_voxels_per_s'] / 1e3:.0f} k voxels/s; {sp['physics_cpu_s']:.1f} "
+              "CPU s). Compare models side by side with `benchmarks/bench_synthesis_speed.py`.", ""]
     return "\n".join(lines)
 
 
