@@ -2,7 +2,7 @@
 
     python scripts/train_shipped.py train  FAMILY [--steps N] [--run runs/FAMILY]
     python scripts/train_shipped.py select FAMILY [--run runs/FAMILY] [--count 3]
-    python scripts/train_shipped.py export FAMILY [--run runs/FAMILY] [--step S]
+    python scripts/train_shipped.py export FAMILY [--run runs/FAMILY] [--step S] [--to DIR]
 
 A family (``cellsynth.families``) is a real volume and the preset that mimics it; its
 generator trains on the first 75 % along y of the real volume (the recipe
@@ -212,8 +212,11 @@ def speed(data: dict[str, Any], generator: Path, repeats: int = 3) -> dict[str, 
     return out
 
 
-def export(name: str, run: Path, step: int | None, count: int) -> None:
-    """Ship the chosen generator, score it on the held-out part, write its benchmark and model card."""
+def export(name: str, run: Path, step: int | None, count: int, folder: Path = MODELS) -> None:
+    """Ship the chosen generator, score it on the held-out part, write its benchmark and model card.
+
+    ``folder`` other than the package's models folder scores a candidate without shipping it.
+    """
     import torch
 
     from cellsynth import io
@@ -224,7 +227,8 @@ def export(name: str, run: Path, step: int | None, count: int) -> None:
     if step is None:
         step = json.loads((run / "selection.json").read_text())["step"]
     source = run / "generators" / f"step_{step:07d}.pt"
-    target = MODELS / f"{name}.pt"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{name}.pt"
     with io.atomic_path(target) as tmp:
         shutil.copyfile(source, tmp)
     models = {"generator": str(target), "physics": "physics"}
@@ -242,11 +246,23 @@ def export(name: str, run: Path, step: int | None, count: int) -> None:
         "paired": paired_heldout(data, target), "speed": speed(data, target), "ada": ada_trace(run),
         "training": torch.load(target, weights_only=True)["training"],
     }
-    (MODELS / f"{name}.benchmark.json").write_text(json.dumps(report, indent=2) + "\n")
+    (folder / f"{name}.benchmark.json").write_text(json.dumps(report, indent=2) + "\n")
     card = model_card(name, data, report, target.stat().st_size)
-    with io.atomic_path(MODELS / f"{name}.md") as tmp:
+    with io.atomic_path(folder / f"{name}.md") as tmp:
         tmp.write_text(card)
     print(card)
+
+
+def acceptance(report: dict[str, Any]) -> dict[str, bool]:
+    """Issue 17's acceptance of a family generator from its held-out report: the CNR from simulated
+    masks within 30 % of the real one, better than (calibrated) physics on at least two of W1,
+    spectrum and KID, no artifact flagged, band-passed ZNCC on the held-out masks at least physics'."""
+    gen, phys = report["rows"]["generator"], report["rows"]["physics"]
+    wins = sum(gen[k] < phys[k] for k in DISTANCES)
+    paired = report["paired"]
+    return {"cnr": gen.get("cnr_ratio") is not None and abs(gen["cnr_ratio"] - 1) <= CNR_TOLERANCE,
+            "distances": wins >= 2, "artifacts": report["artifacts"]["generator"]["flagged"] == 0,
+            "paired": paired["generator"]["zncc_bandpass"] >= paired["physics"]["zncc_bandpass"]}
 
 
 def model_card(name: str, data: dict[str, Any], report: dict[str, Any], size_bytes: int) -> str:
@@ -305,6 +321,15 @@ def model_card(name: str, data: dict[str, Any], report: dict[str, Any], size_byt
     for label, s in report["paired"].items():
         lines.append(f"| {label} | {s['zncc']:.3f} | {s['ssim']:.3f} | {s['zncc_bandpass']:.3f} | "
                      f"{s['ssim_bandpass']:.3f} |")
+    verdict = acceptance(report)
+    wins = [k for k in DISTANCES if rows["generator"][k] < rows["physics"][k]]
+    lines += ["", "## Acceptance (issue 17)", "",
+              f"- CNR within ±{CNR_TOLERANCE:.0%} of the real held-out part's: "
+              f"{'yes' if verdict['cnr'] else 'NO'} (ratio {rows['generator'].get('cnr_ratio') or float('nan'):.2f})",
+              f"- better than physics on at least two of W1, spectrum, KID: {'yes' if verdict['distances'] else 'NO'} "
+              f"({', '.join(wins) or 'none'})",
+              f"- no artifact flagged: {'yes' if verdict['artifacts'] else 'NO'}",
+              f"- band-passed ZNCC on the held-out masks at least physics': {'yes' if verdict['paired'] else 'NO'}"]
     sp = report["speed"]
     lines += ["", "## Speed", "",
               f"One {'x'.join(map(str, sp['shape']))} preset volume on this CPU (median of 3, one thread; wall "
@@ -322,6 +347,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="train: total steps (default: the recipe's)")
     parser.add_argument("--run", type=Path, help="run folder (default runs/FAMILY)")
     parser.add_argument("--step", type=int, help="export: this step instead of the selected one")
+    parser.add_argument("--to", type=Path, default=MODELS, metavar="DIR",
+                        help="export: write weights, benchmark and card here instead of src/cellsynth/models "
+                             "(score a candidate without shipping it)")
     parser.add_argument("--count", type=int, default=3, help="simulated samples per benchmark (default 3)")
     args = parser.parse_args()
     run = args.run or ROOT / "runs" / args.family
@@ -336,7 +364,7 @@ def main() -> None:
     elif args.action == "select":
         select(args.family, run, args.count)
     else:
-        export(args.family, run, args.step, args.count)
+        export(args.family, run, args.step, args.count, args.to)
 
 
 if __name__ == "__main__":
