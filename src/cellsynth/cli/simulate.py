@@ -68,7 +68,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--membrane-thickness", type=float, metavar="UM",
                    help=f"membrane wall thickness in µm, symmetric about the wall (default {d['membrane_thickness']:g})")
     g.add_argument("--weight-spread", type=float, metavar="S",
-                   help=f"Voronoi weights gamma_j ~ U(1-S, 1+S); 0 gives flat walls (default {d['weight_spread']:g})")
+                   help=f"Voronoi weights gamma_j ~ U(1-S, 1+S), the cells' sizes; 0 gives flat walls "
+                        f"(default {d['weight_spread']:g})")
+    g.add_argument("--packing", choices=("points", "cells"), default="points",
+                   help="points: seeds cell-size/1.47 apart, then Eq. 3 (the paper, default); cells: seeds of "
+                        "non-overlapping ellipsoids with each cell's size and shape, each cell measuring distance "
+                        "in its own metric (elongated, oriented cells; the options below)")
+    g = membranes.add_argument_group("cell shape (with --packing cells)")
+    g.add_argument("--elongation", type=float, default=1.0, metavar="RATIO",
+                   help="long-to-short axis ratio of every cell's ellipsoid, volume preserving (default 1: round)")
+    g.add_argument("--flatness", type=float, default=0.0, metavar="F",
+                   help="middle axis = short axis x elongation^F: 0 cigars (default), 1 discs, 0.5 triaxial")
+    g.add_argument("--orientation", type=float, nargs=3, metavar=("Z", "Y", "X"),
+                   help="long-axis direction of all cells (default: random, see --orientation-coherence)")
+    g.add_argument("--orientation-coherence", type=float, default=0.0, metavar="UM",
+                   help="cells closer than about this many µm point alike (a smooth random field); "
+                        "0 orients every cell independently (default)")
+    g.add_argument("--stretch", type=float, nargs=3, metavar=("Z", "Y", "X"),
+                   help="stretch the whole tissue by these factors (scaled to a product of 1), e.g. 0.75 1.15 1.15 "
+                        "for cells flatter along z (default: none)")
 
 
 def _add_common(sub: argparse.ArgumentParser, kind: str) -> None:
@@ -135,7 +153,10 @@ def run(args: argparse.Namespace) -> None:
         params.update(radius=args.radius, radius_std=args.radius_std, smoothness=args.smoothness,
                       sh_order=args.sh_order, law=args.law, elongation=args.elongation, orientation=args.orientation)
     else:
-        params.update(membrane_thickness=args.membrane_thickness, weight_spread=args.weight_spread)
+        params.update(membrane_thickness=args.membrane_thickness, weight_spread=args.weight_spread,
+                      packing=args.packing, elongation=args.elongation, flatness=args.flatness,
+                      orientation=args.orientation, orientation_coherence=args.orientation_coherence,
+                      stretch=args.stretch)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         sample = simulate_sample(args.kind, args.shape, args.voxel_size, np.random.default_rng(args.seed), **params)
@@ -145,7 +166,7 @@ def run(args: argparse.Namespace) -> None:
     sample.metadata = {**sample.metadata, "seed": args.seed, "command": "simulate " + args.kind,
                        "config": resolved_config(args)}
     write_sample(out, sample, file_format=args.format, overwrite=args.overwrite)
-    cells = int(len(sample.positions.get("label", ())))
+    cells = len(sample.positions.get("label", ()))
     shape = "x".join(str(s) for s in np.shape(sample.labels))
     voxel = "x".join(f"{v:g}" for v in sample.voxel_size)
     print(f"wrote {cells} {args.kind} in a {shape} volume ({voxel} µm voxels) to {out} "

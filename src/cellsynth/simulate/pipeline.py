@@ -18,9 +18,11 @@ from cellsynth.io import Sample, VoxelSize, check_voxel_size
 
 KINDS = ("nuclei", "membranes")
 PLACEMENTS = ("layered", "uniform")
+PACKINGS = ("points", "cells")
 
 DEFAULT_ORGANISM = "ellipsoid"
 DEFAULT_PLACEMENT = "layered"
+DEFAULT_PACKING = "points"
 DEFAULT_RADIUS_UM = 9.0
 DEFAULT_RADIUS_STD_UM = 1.0
 DEFAULT_SMOOTHNESS = 5.0
@@ -60,6 +62,26 @@ def _positive(value: float | None, name: str) -> float | None:
     return float(value)
 
 
+def _membrane_packing(
+    packing: str, shape: tuple[int, int, int], voxel: VoxelSize, rng: np.random.Generator, *, spacing: float,
+    elongation: float, flatness: float, orientation: Sequence[float] | None, coherence: float,
+    stretch: Sequence[float] | None, weight_spread: float | None, positions: str | os.PathLike | None,
+) -> Any:
+    """The :class:`~cellsynth.simulate.anisotropy.CellPacking` of ``packing="cells"``, else None."""
+    if packing == "points":
+        if elongation != 1.0 or flatness or orientation is not None or coherence or stretch is not None:
+            raise CellsynthError("elongated or oriented membrane cells need packing: cells (--packing cells)")
+        return None
+    if positions is not None:
+        raise CellsynthError("packing: cells places its own seeds; it cannot take --positions (use packing: points)")
+    from cellsynth.simulate.anisotropy import CellPacking, orientation_field
+    from cellsynth.simulate.membranes import DEFAULT_WEIGHT_SPREAD
+
+    field = orientation_field(shape, voxel, rng, orientation=orientation, coherence_um=coherence)
+    spread = DEFAULT_WEIGHT_SPREAD if weight_spread is None else weight_spread
+    return CellPacking(spacing, elongation, spread, field, flatness, stretch)
+
+
 def simulate_sample(
     kind: str,
     shape: Sequence[int],
@@ -82,6 +104,10 @@ def simulate_sample(
     orientation: Sequence[float] | None = None,
     membrane_thickness: float | None = None,
     weight_spread: float | None = None,
+    packing: str = DEFAULT_PACKING,
+    flatness: float = 0.0,
+    orientation_coherence: float = 0.0,
+    stretch: Sequence[float] | None = None,
     progress: bool | None = None,
 ) -> Sample:
     """Simulate one annotated sample (Sec. 3 of the paper).
@@ -123,13 +149,31 @@ def simulate_sample(
     smoothness, sh_order, law
         Nuclei: SH smoothness ``gamma``, order ``l`` and coefficient law.
     elongation, orientation
-        Nuclei: long-to-short axis ratio and long-axis direction (z, y, x); ``None``
-        orients each nucleus at random.
+        Long-to-short axis ratio and long-axis direction (z, y, x) of the nuclei, or of the
+        cells with ``packing="cells"``; ``None`` orients each at random (see
+        ``orientation_coherence``).
     membrane_thickness
         Membranes: wall thickness in µm (default of :mod:`cellsynth.simulate.membranes`).
     weight_spread
-        Membranes: spread of the Voronoi weights (default of
+        Membranes: spread of the Voronoi weights, the cells' sizes (default of
         :mod:`cellsynth.simulate.membranes`).
+    packing
+        Membranes: ``"points"`` (the paper, Eq. 3: seeds ``cell_size / 1.47`` apart,
+        weights drawn afterwards) or ``"cells"``: seeds of non-overlapping ellipsoids with
+        each cell's size (weight) and elongation, and a tessellation in each cell's own
+        metric (:mod:`cellsynth.simulate.anisotropy`).
+    flatness
+        Membranes with ``packing="cells"``: 0 makes cells cigars (middle axis as short as
+        the short one), 1 discs, in between triaxial (see
+        :func:`cellsynth.simulate.anisotropy.semi_axes`).
+    orientation_coherence
+        Without ``orientation``: 0 orients every cell independently; a length in µm makes
+        the cells' axes a smooth random field, alike over about that distance (membranes
+        with ``packing="cells"``).
+    stretch
+        Membranes with ``packing="cells"``: factors (z, y, x) by which the whole tissue is
+        stretched (scaled to a product of 1), e.g. ``[0.75, 1.15, 1.15]`` for cells flatter
+        along z.
     progress
         Progress bars (``None``: only on a terminal).
 
@@ -143,9 +187,17 @@ def simulate_sample(
         raise CellsynthError(f"unknown kind {kind!r}; use nuclei or membranes")
     if placement not in PLACEMENTS:
         raise CellsynthError(f"unknown placement {placement!r}; use layered or uniform")
+    if packing not in PACKINGS:
+        raise CellsynthError(f"unknown packing {packing!r}; use points or cells")
+    if kind == "nuclei" and (packing != DEFAULT_PACKING or flatness or orientation_coherence or stretch is not None):
+        raise CellsynthError("packing, flatness, stretch and orientation coherence shape membrane cells; "
+                             "nuclei take elongation and orientation")
     from cellsynth.simulate.organism import check_shape, make_organism
     from cellsynth.simulate.positions import (
-        check_positions, layered_positions, poisson_disk_positions, positions_from_csv,
+        check_positions,
+        layered_positions,
+        poisson_disk_positions,
+        positions_from_csv,
     )
 
     shape = check_shape(shape)
@@ -181,13 +233,18 @@ def simulate_sample(
     timings["organism_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
+    cells = None
+    if kind == "membranes":
+        cells = _membrane_packing(packing, shape, voxel, rng, spacing=spacing, elongation=elongation,
+                                  flatness=flatness, orientation=orientation, coherence=orientation_coherence,
+                                  stretch=stretch, weight_spread=weight_spread, positions=positions)
     if positions is not None:
         centers = positions_from_csv(positions, voxel, shape)
         check_positions(centers, foreground, voxel)
     elif placement == "layered":
-        centers = layered_positions(foreground, voxel, spacing, rng, count)
+        centers = layered_positions(foreground, voxel, spacing, rng, count, packing=cells)
     else:
-        centers = poisson_disk_positions(foreground, voxel, spacing, rng, count)
+        centers = poisson_disk_positions(foreground, voxel, spacing, rng, count, packing=cells)
     if len(centers) == 0:
         raise CellsynthError("no cell fits in the organism; lower the cell size or enlarge the organism")
     timings["positions_s"] = time.perf_counter() - tick
@@ -208,10 +265,17 @@ def simulate_sample(
 
         thickness = membranes.DEFAULT_MEMBRANE_THICKNESS_UM if membrane_thickness is None else membrane_thickness
         spread = membranes.DEFAULT_WEIGHT_SPREAD if weight_spread is None else weight_spread
-        parameters.update(membrane_thickness=thickness, weight_spread=spread)
+        parameters.update(membrane_thickness=thickness, weight_spread=spread, packing=packing)
+        packed = {}
+        if cells is not None:
+            parameters.update(elongation=elongation, flatness=flatness, orientation_coherence=orientation_coherence,
+                              orientation=None if orientation is None else list(map(float, orientation)),
+                              stretch=None if stretch is None else list(map(float, stretch)))
+            packed = dict(weights=centers[:, 3], metrics=cells.metrics(centers[:, 3:]))
+            centers = centers[:, :3]
         sample = membranes.simulate_membranes(
             foreground, voxel, centers, rng, weight_spread=spread, membrane_thickness_um=thickness,
-            progress=progress is not False,
+            progress=progress is not False, **packed,
         )
     timings[f"{kind}_s"] = time.perf_counter() - tick
     timings["total_s"] = time.perf_counter() - start
