@@ -87,6 +87,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--stretch", type=float, nargs=3, metavar=("Z", "Y", "X"),
                    help="stretch the whole tissue by these factors (scaled to a product of 1), e.g. 0.75 1.15 1.15 "
                         "for cells flatter along z (default: none)")
+    g.add_argument("--orientation-bias", type=float, nargs=3, metavar=("Z", "Y", "X"),
+                   help="factors on the random long axes before normalisation, e.g. 0.3 1 1 for long axes "
+                        "mostly in the xy plane (default: none)")
 
 
 def _add_common(sub: argparse.ArgumentParser, kind: str) -> None:
@@ -156,7 +159,7 @@ def run(args: argparse.Namespace) -> None:
         params.update(membrane_thickness=args.membrane_thickness, weight_spread=args.weight_spread,
                       packing=args.packing, elongation=args.elongation, flatness=args.flatness,
                       orientation=args.orientation, orientation_coherence=args.orientation_coherence,
-                      stretch=args.stretch)
+                      stretch=args.stretch, orientation_bias=args.orientation_bias)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         sample = simulate_sample(args.kind, args.shape, args.voxel_size, np.random.default_rng(args.seed), **params)

@@ -332,9 +332,12 @@ def plot_label_slices(volumes: Mapping[str, Any], voxel_size: VoxelSize | Mappin
     sizes = {name: np.asarray(np.shape(v)) * np.asarray(voxel_of(voxel_size, name)) for name, v in volumes.items()}
     field = np.min(list(sizes.values()), axis=0) if extent_um is None else np.asarray(extent_um, dtype=np.float64)
     dz, dy, dx = field
-    height = 0.9 + 2.8 * len(volumes) * max(0.45, min(1.0, (dy + dz) / (2 * dx + dy)))
-    fig = _figure(11, height, left=0.06, right=0.98, bottom=0.7 / height, top=1 - 0.35 / height,
-                  wspace=0.25, hspace=0.55)
+    width = 11.0
+    panel = (width * 0.92 - 0.9) / (2 * dx + dy)  # inches per µm across the three panels
+    row = max(dy, dz) * panel + 0.75  # the tallest panel and its labels
+    height = 0.3 + row * len(volumes)
+    fig = _figure(width, height, left=0.06, right=0.98, bottom=0.55 / height, top=1 - 0.3 / height,
+                  wspace=0.25, hspace=0.75 / (row - 0.75))
     axes = fig.subplots(len(volumes), 3, squeeze=False, gridspec_kw={"width_ratios": [dx, dx, dy]})
     for row, (name, labels) in zip(axes, volumes.items()):
         voxel = np.asarray(voxel_of(voxel_size, name))

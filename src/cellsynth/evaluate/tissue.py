@@ -97,6 +97,9 @@ STATISTICS: dict[str, tuple[str, str]] = {
     "chord_ratio_z": ("chord along z over the geometric mean of the three: below 1, flatter along z", "all"),
     "chord_ratio_y": ("chord along y over the geometric mean of the three", "all"),
     "orientation_order": ("order of the long axes: 0 random, 1 all parallel", "interior"),
+    "long_axis_z": ("mean |z component| of the long axes: 0.5 random, 0 all in the xy plane", "interior"),
+    "long_axis_y": ("mean |y component| of the long axes", "interior"),
+
     "neighbour_alignment": ("order of the long axes of touching cells: 0 unrelated, 1 parallel", "interior"),
     "neighbour_alignment_all": ("the same over all touching labels", "all"),
     "sphericity_median": ("median sphericity", "interior"),
@@ -462,6 +465,9 @@ def summarize(tables: TissueCells | Sequence[TissueCells]) -> dict[str, float]:
     mean_chord = float(np.exp(np.mean(np.log(chord)))) if np.all(np.isfinite(chord)) else float("nan")
     stats["chord_ratio_z"], stats["chord_ratio_y"] = float(chord[0] / mean_chord), float(chord[1] / mean_chord)
     stats["orientation_order"] = orientation_order(axes, weight)[0]
+    for k, axis in ((0, "z"), (1, "y")):
+        stats[f"long_axis_{axis}"] = (float(np.average(np.abs(axes[:, k]), weights=weight)) if weight.sum() > 0
+                                      else float("nan"))
     stats["neighbour_alignment"] = _neighbour_alignment(tables, interior_only=True)  # membranes only
     stats["neighbour_alignment_all"] = _neighbour_alignment(tables, interior_only=False)
     stats["sphericity_median"] = weighted_quantile(col["sphericity"], weight, 0.5)

@@ -65,15 +65,17 @@ class OrientationField:
 
     Three kinds: one long-axis ``direction`` for every cell (the middle axis turned at
     random about it); a smooth random field whose frames stay alike over about
-    ``coherence_um``; or (coherence 0) an independent random frame per cell. Use
-    :func:`orientation_field` to make one.
+    ``coherence_um``; or (coherence 0) an independent random frame per cell. The random
+    long axes are scaled by ``bias`` (z, y, x) before they are normalised, so that a small
+    factor makes them rarely point along that axis. Use :func:`orientation_field` to make one.
     """
 
     def __init__(self, *, direction: np.ndarray | None = None, grid: np.ndarray | None = None,
-                 spacing_um: float = 0.0) -> None:
+                 spacing_um: float = 0.0, bias: np.ndarray | None = None) -> None:
         self.direction = direction
         self.grid = grid  # (6, gz, gy, gx): two vector fields on a grid of spacing_um, origin at 0
         self.spacing_um = spacing_um
+        self.bias = np.ones(3) if bias is None else np.asarray(bias, dtype=np.float64)
 
     def frames(self, points_um: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """(N, 2, 3): the unit long axis and a unit middle axis perpendicular to it at each point."""
@@ -82,11 +84,12 @@ class OrientationField:
             long_axes = np.broadcast_to(self.direction, points.shape).copy()
             other = random_directions(len(points), rng)
         elif self.grid is None:
-            long_axes, other = random_directions(len(points), rng), random_directions(len(points), rng)
+            long_axes = _unit(random_directions(len(points), rng) * self.bias, rng)
+            other = random_directions(len(points), rng)
         else:
             coords = (points / self.spacing_um).T
             values = np.stack([ndimage.map_coordinates(c, coords, order=1, mode="nearest") for c in self.grid], axis=1)
-            long_axes, other = _unit(values[:, :3], rng), values[:, 3:]
+            long_axes, other = _unit(values[:, :3] * self.bias, rng), values[:, 3:]
         middle = other - np.einsum("ni,ni->n", other, long_axes)[:, None] * long_axes
         return np.stack([long_axes, _unit(middle, rng, perpendicular_to=long_axes)], axis=1)
 
@@ -108,7 +111,7 @@ def _unit(vectors: np.ndarray, rng: np.random.Generator, perpendicular_to: np.nd
 
 def orientation_field(
     shape: Sequence[int], voxel_size: VoxelSize, rng: np.random.Generator, *,
-    orientation: Sequence[float] | None = None, coherence_um: float = 0.0,
+    orientation: Sequence[float] | None = None, coherence_um: float = 0.0, bias: Sequence[float] | None = None,
 ) -> OrientationField:
     """An orientation field for the cells of a volume.
 
@@ -125,6 +128,9 @@ def orientation_field(
         length gives a smooth random field: two white-noise vector fields smoothed by a
         Gaussian of this standard deviation (µm) give the long and middle axes, so that
         cells closer than about this length point alike.
+    bias
+        Factors (z, y, x) on the random long axes before normalisation: ``(0.3, 1, 1)``
+        lays most of them in the xy plane (default: none).
 
     Returns
     -------
@@ -142,14 +148,18 @@ def orientation_field(
         return OrientationField(direction=check_direction(orientation))
     if not (isinstance(coherence_um, (int, float)) and np.isfinite(coherence_um) and coherence_um >= 0):
         raise CellsynthError(f"orientation coherence must be a length >= 0 in µm, got {coherence_um!r}")
+    if bias is not None:
+        bias = np.asarray(bias, dtype=np.float64)
+        if bias.shape != (3,) or not np.all(np.isfinite(bias) & (bias > 0)):
+            raise CellsynthError(f"orientation bias must be three positive factors (z y x), got {bias.tolist()}")
     if coherence_um == 0:
-        return OrientationField()
+        return OrientationField(bias=bias)
     spacing = coherence_um / 2.0
     extent = np.asarray(shape) * voxel
     size = tuple(int(n) for n in np.ceil(extent / spacing).astype(int) + 7)  # margin for the smoothing
     noise = rng.standard_normal((6, *size))
     grid = np.stack([ndimage.gaussian_filter(c, coherence_um / spacing, mode="wrap") for c in noise])
-    return OrientationField(grid=grid, spacing_um=spacing)
+    return OrientationField(grid=grid, spacing_um=spacing, bias=bias)
 
 
 def check_flatness(flatness: float) -> float:

@@ -64,9 +64,12 @@ MEMBRANE_TARGETS = (
     Target("orientation_coherence", "neighbour_alignment", "log", "linear", 0.2, (0.1, 1e3), 0.5),
     Target("stretch.z", "chord_ratio_z", "log", "log", 0.8, (0.2, 5.0), 0.2),
     Target("stretch.y", "chord_ratio_y", "log", "log", 0.8, (0.2, 5.0), 0.2),
+    Target("orientation_bias.z", "long_axis_z", "log", "log", 0.5, (0.05, 20.0), 0.3),
+    Target("orientation_bias.y", "long_axis_y", "log", "log", 0.5, (0.05, 20.0), 0.3),
 )
-"""Membranes (``packing: cells``): the volume and shape of whole cells, and the tissue's stretch
-(``stretch.z``, ``stretch.y``: the first two factors; x stays 1)."""
+"""Membranes (``packing: cells``): the volume and shape of whole cells, the tissue's stretch and
+the bias of the long axes (``stretch.z``, ``stretch.y``, ``orientation_bias.z``,
+``orientation_bias.y``: the first two factors of each; x stays 1)."""
 
 MEMBRANE_CROP_TARGETS = (
     Target("cell_size", "cells", "log", "log", -2.5, (0.1, 1e4), 0.2),
@@ -77,7 +80,8 @@ MEMBRANE_CROP_TARGETS = (
     Target("stretch.z", "chord_ratio_z", "log", "log", 0.8, (0.2, 5.0), 0.2),
     Target("stretch.y", "chord_ratio_y", "log", "log", 0.8, (0.2, 5.0), 0.2),
 )
-"""Membranes fitted where the real volume holds too few whole cells: crop-matched statistics."""
+"""Membranes fitted where the real volume holds too few whole cells: crop-matched statistics
+(the long axes of cut cells follow the crop's shape, so the orientation bias is not fitted)."""
 
 NUCLEI_TARGETS = (
     Target("radius", "radius_mean_um", "log", "log", 1.0, (0.05, 1e3), 0.2),
@@ -150,7 +154,7 @@ def choose_targets(kind: str, real: Sequence[TissueCells], statistics: str = "au
     whole = interior >= MIN_INTERIOR_CELLS if statistics == "auto" else statistics == "whole"
     targets = MEMBRANE_TARGETS if whole else MEMBRANE_CROP_TARGETS
     aligned = np.isfinite(stats["orientation_order"]) and stats["orientation_order"] >= ALIGNED_ORDER
-    return [t for t in targets if not (aligned and t.parameter == "orientation_coherence")]
+    return [t for t in targets if not (aligned and t.parameter.startswith("orientation_"))]
 
 
 def _initial(target: Target, parameters: Mapping[str, Any], kind: str) -> float:
@@ -162,9 +166,10 @@ def _initial(target: Target, parameters: Mapping[str, Any], kind: str) -> float:
                 "weight_spread": membranes.DEFAULT_WEIGHT_SPREAD, "elongation": 1.0, "flatness": 0.5,
                 "radius": pipeline.DEFAULT_RADIUS_UM, "radius_std": pipeline.DEFAULT_RADIUS_STD_UM,
                 "smoothness": pipeline.DEFAULT_SMOOTHNESS, "count": 50}
-    if target.parameter.startswith("stretch."):
-        stretch = parameters.get("stretch") or [1.0, 1.0, 1.0]
-        return float(stretch["zyx".index(target.parameter[-1])] / stretch[2])
+    if "." in target.parameter:  # a component of a (z, y, x) factor vector, relative to x
+        name, axis = target.parameter.split(".")
+        factors = parameters.get(name) or [1.0, 1.0, 1.0]
+        return float(factors["zyx".index(axis)] / factors[2])
     value = parameters.get(target.parameter)
     if target.parameter == "orientation_coherence" and not value:
         value = 0.5 * float(parameters.get("cell_size", defaults["cell_size"]))  # start from patches of a cell or so
@@ -321,10 +326,10 @@ def fit_tissue(
 
 
 def _rounded(values: Mapping[str, float]) -> dict[str, Any]:
-    """Parameter values as a preset stores them: counts as integers, the rest to 4 digits, the
-    stretch factors ``stretch.z`` and ``stretch.y`` as ``stretch: [z, y, 1]``."""
+    """Parameter values as a preset stores them: counts as integers, the rest to 4 digits, and
+    vector components such as ``stretch.z`` and ``stretch.y`` as ``stretch: [z, y, 1]``."""
     out: dict[str, Any] = {k: (int(round(v)) if k == "count" else float(f"{v:.4g}"))
-                           for k, v in values.items() if not k.startswith("stretch.")}
-    if any(k.startswith("stretch.") for k in values):
-        out["stretch"] = [float(f"{values.get('stretch.' + a, 1.0):.4g}") for a in "zy"] + [1.0]
+                           for k, v in values.items() if "." not in k}
+    for name in sorted({k.split(".")[0] for k in values if "." in k}):
+        out[name] = [float(f"{values.get(f'{name}.{a}', 1.0):.4g}") for a in "zy"] + [1.0]
     return out

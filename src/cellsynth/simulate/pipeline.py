@@ -65,11 +65,13 @@ def _positive(value: float | None, name: str) -> float | None:
 def _membrane_packing(
     packing: str, shape: tuple[int, int, int], voxel: VoxelSize, rng: np.random.Generator, *, spacing: float,
     elongation: float, flatness: float, orientation: Sequence[float] | None, coherence: float,
-    stretch: Sequence[float] | None, weight_spread: float | None, positions: str | os.PathLike | None,
+    stretch: Sequence[float] | None, bias: Sequence[float] | None, weight_spread: float | None,
+    positions: str | os.PathLike | None,
 ) -> Any:
     """The :class:`~cellsynth.simulate.anisotropy.CellPacking` of ``packing="cells"``, else None."""
     if packing == "points":
-        if elongation != 1.0 or flatness or orientation is not None or coherence or stretch is not None:
+        if elongation != 1.0 or flatness or orientation is not None or coherence or stretch is not None \
+                or bias is not None:
             raise CellsynthError("elongated or oriented membrane cells need packing: cells (--packing cells)")
         return None
     if positions is not None:
@@ -77,7 +79,7 @@ def _membrane_packing(
     from cellsynth.simulate.anisotropy import CellPacking, orientation_field
     from cellsynth.simulate.membranes import DEFAULT_WEIGHT_SPREAD
 
-    field = orientation_field(shape, voxel, rng, orientation=orientation, coherence_um=coherence)
+    field = orientation_field(shape, voxel, rng, orientation=orientation, coherence_um=coherence, bias=bias)
     spread = DEFAULT_WEIGHT_SPREAD if weight_spread is None else weight_spread
     return CellPacking(spacing, elongation, spread, field, flatness, stretch)
 
@@ -108,6 +110,7 @@ def simulate_sample(
     flatness: float = 0.0,
     orientation_coherence: float = 0.0,
     stretch: Sequence[float] | None = None,
+    orientation_bias: Sequence[float] | None = None,
     progress: bool | None = None,
 ) -> Sample:
     """Simulate one annotated sample (Sec. 3 of the paper).
@@ -174,6 +177,10 @@ def simulate_sample(
         Membranes with ``packing="cells"``: factors (z, y, x) by which the whole tissue is
         stretched (scaled to a product of 1), e.g. ``[0.75, 1.15, 1.15]`` for cells flatter
         along z.
+    orientation_bias
+        Membranes with ``packing="cells"``, without ``orientation``: factors (z, y, x) on the
+        random long axes before normalisation, e.g. ``[0.3, 1, 1]`` for long axes mostly in
+        the xy plane (cells in layers).
     progress
         Progress bars (``None``: only on a terminal).
 
@@ -189,8 +196,9 @@ def simulate_sample(
         raise CellsynthError(f"unknown placement {placement!r}; use layered or uniform")
     if packing not in PACKINGS:
         raise CellsynthError(f"unknown packing {packing!r}; use points or cells")
-    if kind == "nuclei" and (packing != DEFAULT_PACKING or flatness or orientation_coherence or stretch is not None):
-        raise CellsynthError("packing, flatness, stretch and orientation coherence shape membrane cells; "
+    if kind == "nuclei" and (packing != DEFAULT_PACKING or flatness or orientation_coherence or stretch is not None
+                             or orientation_bias is not None):
+        raise CellsynthError("packing, flatness, stretch and orientation coherence and bias shape membrane cells; "
                              "nuclei take elongation and orientation")
     from cellsynth.simulate.organism import check_shape, make_organism
     from cellsynth.simulate.positions import (
@@ -237,7 +245,8 @@ def simulate_sample(
     if kind == "membranes":
         cells = _membrane_packing(packing, shape, voxel, rng, spacing=spacing, elongation=elongation,
                                   flatness=flatness, orientation=orientation, coherence=orientation_coherence,
-                                  stretch=stretch, weight_spread=weight_spread, positions=positions)
+                                  stretch=stretch, bias=orientation_bias, weight_spread=weight_spread,
+                                  positions=positions)
     if positions is not None:
         centers = positions_from_csv(positions, voxel, shape)
         check_positions(centers, foreground, voxel)
@@ -270,7 +279,8 @@ def simulate_sample(
         if cells is not None:
             parameters.update(elongation=elongation, flatness=flatness, orientation_coherence=orientation_coherence,
                               orientation=None if orientation is None else list(map(float, orientation)),
-                              stretch=None if stretch is None else list(map(float, stretch)))
+                              stretch=None if stretch is None else list(map(float, stretch)),
+                              orientation_bias=None if orientation_bias is None else list(map(float, orientation_bias)))
             packed = dict(weights=centers[:, 3], metrics=cells.metrics(centers[:, 3:]))
             centers = centers[:, :3]
         sample = membranes.simulate_membranes(
