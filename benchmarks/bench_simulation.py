@@ -1,6 +1,6 @@
 """Speed of `cellsynth simulate`: nuclei and membranes, whole commands and stages.
 
-Targets (issue 2, this 2-core machine):
+Targets (set when the simulation was written; this 2-core machine):
 - 200 nuclei (radius 9 µm, std 1, gamma 5, order 20) in 128x512x512: whole command <= 5 s
   (the reference code: about 21 s per nucleus, ~4200 s);
 - membranes in a 256^3 box with cell size 40: <= 2 s (reference: 84 s);

@@ -5,7 +5,7 @@
 Builds a structured real/synthetic pair (blurred blobs, a depth gradient and noise), then
 times, in one run:
 - ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
-  use_sample_covariance=False, data_range=1)`` on the normalised float32 images (the
+  use_sample_covariance=False, data_range=1)`` on the normalized float32 images (the
   baseline, single-threaded scipy filters);
 - :func:`cellsynth.evaluate.metrics.ssim` (banded float32 filters in BLAS, threads);
 - :func:`cellsynth.evaluate.report.evaluate_pair` with its full report (all metrics,
@@ -23,6 +23,8 @@ import time
 
 import numpy as np
 from scipy import ndimage
+
+from cellsynth.intensity import normalize_percentiles
 
 
 def make_pair(shape: tuple[int, int, int], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +57,7 @@ def main() -> None:
     args = parser.parse_args()
     shape = tuple(args.shape)
     real, synthetic = make_pair(shape)
-    a, b = metrics.normalize_percentiles(real), metrics.normalize_percentiles(synthetic)
+    a, b = normalize_percentiles(real), normalize_percentiles(synthetic)
     print(f"shape {shape}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
 
     t_sk, v_sk = timed(lambda: structural_similarity(a, b, gaussian_weights=True, sigma=1.5,

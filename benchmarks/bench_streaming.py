@@ -3,8 +3,8 @@
 Writes a mask and organism foreground of ``--shape`` (default 256x1024x1024) as OME-Zarr,
 then, each in a fresh subprocess whose peak RSS is read from ``getrusage``:
 
-- ``streamed``: ``synthesize_image`` on the on-disk arrays writing into an on-disk array
-  (default physics model); target: peak RSS under 2 GiB;
+- ``streamed``: ``synthesize_to_file`` from the on-disk arrays into an OME-Zarr image,
+  slab by slab, with its multiscale pyramid (physics model); target: peak RSS under 2 GiB;
 - ``in memory`` (baseline, ``--baseline``): the same volumes read into numpy first and the
   image written at the end, as a straightforward pipeline would.
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cellsynth.io import create_zarr
+from cellsynth.omezarr import create_image
 
 VOXEL = (1.0, 0.25, 0.25)
 
@@ -32,19 +32,19 @@ CHILD = r"""
 import json, resource, sys, time
 import numpy as np, torch
 torch.set_num_threads(int(sys.argv[3]))
-from cellsynth.io import create_zarr, open_zarr
-from cellsynth.synthesis import synthesize_image
+from cellsynth.io import image_to_uint16, write_zarr
+from cellsynth.omezarr import open_image
+from cellsynth.synthesis import synthesize_image, synthesize_to_file
 work, mode = sys.argv[1], sys.argv[2]
 voxel = tuple(json.loads(sys.argv[4]))
 start = time.perf_counter()
-mask, _ = open_zarr(work + "/mask.ome.zarr")
-foreground, _ = open_zarr(work + "/foreground.ome.zarr")
-out = create_zarr(work + f"/image_{mode}.ome.zarr", mask.shape, np.uint16, voxel)
+mask, _ = open_image(work + "/mask.ome.zarr")
+foreground, _ = open_image(work + "/foreground.ome.zarr")
 if mode == "streamed":
-    synthesize_image(mask, foreground, voxel, model="physics", out=out, progress=False)
+    synthesize_to_file(work + f"/image_{mode}.ome.zarr", mask, foreground, voxel, model="physics", progress=False)
 else:
-    out[...] = np.round(synthesize_image(mask[...], foreground[...], voxel, model="physics",
-                                         progress=False) * 65535).astype(np.uint16)
+    image = synthesize_image(mask[...], foreground[...], voxel, model="physics", progress=False)
+    write_zarr(work + f"/image_{mode}.ome.zarr", image_to_uint16(image), voxel)
 print(json.dumps({"seconds": time.perf_counter() - start,
                   "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
 """
@@ -52,8 +52,8 @@ print(json.dumps({"seconds": time.perf_counter() - start,
 
 def write_inputs(work: Path, shape: tuple[int, int, int]) -> None:
     """An ellipsoidal organism and a blob pattern inside it, written slab by slab."""
-    mask = create_zarr(work / "mask.ome.zarr", shape, np.uint8, VOXEL)
-    foreground = create_zarr(work / "foreground.ome.zarr", shape, np.uint8, VOXEL)
+    mask = create_image(work / "mask.ome.zarr", shape, np.uint8, VOXEL)["0"]
+    foreground = create_image(work / "foreground.ome.zarr", shape, np.uint8, VOXEL)["0"]
     _, y, x = np.ogrid[:1, : shape[1], : shape[2]]
     for z0 in range(0, shape[0], 32):
         z = np.arange(z0, min(z0 + 32, shape[0]))[:, None, None]

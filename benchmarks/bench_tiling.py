@@ -9,7 +9,7 @@ Side by side in one run, with the same 3D U-Net (base width 16, depth 3), patch 
 
 Each row gives the median wall time, the time inside the model's forward passes, and the
 overhead (everything else) relative to the model time. ``--seams`` adds a sweep of overlap
-and crop settings with the seam metric (cellsynth.tiling.seam_metric) and the redundancy,
+and crop settings with the seam metric (cellsynth.evaluate.metrics.seam_metric) and the redundancy,
 using the shipped nuclei generator where installed (else the random-weight U-Net).
 
     python benchmarks/bench_tiling.py                       # 128x512x512, as in the issue
@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from cellsynth.conditioning import positional_map
+from cellsynth.evaluate.metrics import seam_metric
 from cellsynth.tiling import (
     make_grid,
     nominal_redundancy,
-    seam_metric,
     synthesize_tiled,
     tile_grid,
 )

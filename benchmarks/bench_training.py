@@ -6,7 +6,7 @@ For base width 16 and patch 32x64x64 (batch 1) it times full training steps (D a
 updates, ADA, identity and paired losses) in fp32 and under bf16 autocast, for generator
 depth 3 (the network's default) and depth 1 (the shipped recipes), and the data
 part of each step (patch sampling from volumes in memory). Side by side, as the baseline,
-the data wait of a loader that reads every patch from the HDF5 file and normalises it per
+the data wait of a loader that reads every patch from the HDF5 file and normalizes it per
 step (what a naive loader does). Medians of ``--repeats`` steps after one warm-up step.
 On a GPU (if any) it also times patch 64x128x128 with bf16.
 """
@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cellsynth.gan.config import TrainConfig
 from cellsynth.gan.data import find_pairs, load_volumes, normalize_image
-from cellsynth.gan.train import TrainConfig, Trainer
+from cellsynth.gan.train import Trainer
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nuclei"
 
@@ -36,7 +37,7 @@ def time_steps(trainer: Trainer, repeats: int) -> tuple[float, float]:
 
 
 def naive_patch_time(path: Path, patch: tuple[int, int, int], repeats: int) -> float:
-    """Median time to read one random patch from HDF5 and normalise it (the naive loader)."""
+    """Median time to read one random patch from HDF5 and normalize it (the naive loader)."""
     import h5py
 
     rng = np.random.default_rng(0)
@@ -77,7 +78,7 @@ def main() -> None:
                       f"{data:9.5f} {data / step:10.2%}")
     h5 = find_pairs([args.data])[0][1]
     naive = naive_patch_time(h5, patch, args.repeats * 4)
-    print(f"baseline loader (read + normalise each patch from HDF5): {naive:.5f} s per patch")
+    print(f"baseline loader (read + normalize each patch from HDF5): {naive:.5f} s per patch")
     if torch.cuda.is_available():
         gpu_patch = (64, 128, 128)  # larger than the nuclei volume: use the lateral root membranes
         big = load_volumes([args.data.parent / "membranes" / "lateral_root_membranes_train.h5"], "membranes",

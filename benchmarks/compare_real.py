@@ -123,8 +123,8 @@ def main() -> None:
         unit = "µm" if assumed is None else "vx"
         print(row(f"real: {name}", real, unit, radius=True))
         radius = real["diameter"] / 2
-        sim = simulated("nuclei", labels.shape, voxel, organism="box", radius=float(radius.mean()),
-                        radius_std=float(radius.std()), placement="uniform")
+        sim = simulated("nuclei", labels.shape, voxel, organism="box", radius_um=float(radius.mean()),
+                        radius_std_um=float(radius.std()), placement="uniform")
         print(row("  simulated, matched radius/sd/voxel, gamma 5, order 20", sim, unit, radius=True))
     sim = simulated("nuclei", (64, 128, 128), (1.0, 1.0, 1.0))
     print(row("simulated, CLI defaults (r ~ N(9, 1) µm, gamma 5, order 20)", sim, "µm", radius=True))
@@ -145,7 +145,7 @@ def main() -> None:
         print(membrane_row(f"real: {name}", [labels], voxel, unit))
         size = chord_diameter(labels, voxel)
         for placement in ("layered", "uniform"):
-            volumes = simulate("membranes", labels.shape, voxel, organism="box", cell_size=size, placement=placement)
+            volumes = simulate("membranes", labels.shape, voxel, organism="box", cell_size_um=size, placement=placement)
             print(membrane_row(f"  simulated, --cell-size {size:.2f} (real chord d), {placement}", volumes, voxel, unit))
     volumes = simulate("membranes", (64, 128, 128), (1.0, 1.0, 1.0))
     print(membrane_row("simulated, CLI defaults (cell size 10 µm, ellipsoid)", volumes, (1.0, 1.0, 1.0), "µm"))

@@ -54,7 +54,7 @@ def synthetic_sets(count: int, seed: int):
     pairs = []
     for i in range(count):
         rng = np.random.default_rng([seed, i])
-        sample = simulate_sample("membranes", (32, 128, 128), OVULE_VOXEL, rng, organism="box", cell_size=5.0,
+        sample = simulate_sample("membranes", (32, 128, 128), OVULE_VOXEL, rng, organism="box", cell_size_um=5.0,
                                  progress=False)
         image = synthesize_image(sample.mask, sample.foreground, OVULE_VOXEL, model="default", kind="membranes",
                                  seed=seed + i, progress=False)

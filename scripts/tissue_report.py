@@ -100,7 +100,7 @@ def simulate(preset: dict, parameters: dict, seeds: range) -> list[tuple[np.ndar
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             sample = simulate_sample(preset["kind"], preset["shape"], voxel, np.random.default_rng(seed),
-                                     progress=False, **parameters)
+                                     progress=False, **dataset.simulate_arguments(parameters))
         out.append((sample.labels, voxel))
     return out
 

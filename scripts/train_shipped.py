@@ -11,7 +11,7 @@ weights, or with ``--average N`` the average of the last N kept generators) to
 held-out part of every training volume (never seen in training), and writes the model card
 ``src/cellsynth/models/<kind>.md``.
 
-Scores (:func:`cellsynth.evaluate.metrics.paired_metrics`, both images normalised from their
+Scores (:func:`cellsynth.evaluate.metrics.paired_metrics`, both images normalized from their
 1st to 99.9th percentile to [0, 1]): ZNCC (structure, higher is better), the Wasserstein-1
 distance of the intensity histograms and the distance of the log radially averaged power
 spectra of xy slices (distribution distances, lower is better), plus NRMSE and SSIM.
@@ -106,9 +106,9 @@ def model_card(kind: str, run: Path, rows: list[dict], size_bytes: int, step: in
     rows_log = [dict(zip(log[0].split(","), line.split(","))) for line in log[1:]]
     last = [r for r in rows_log if int(r["step"]) <= step][-1]  # the log may run past the last checkpoint
     lines = [f"# Shipped {kind} generator (`cellsynth/models/{kind}.pt`)", "",
-             "A 3D U-Net generator (pixel-shuffle upsampling, no normalisation layers, noise injection) trained as "
+             "A 3D U-Net generator (pixel-shuffle upsampling, no normalization layers, noise injection) trained as "
              "the conditional GAN of Eschweiler et al. 2021 (LSGAN + identity loss + paired L1, ADA, RAdam). "
-             f"Input: the {kind} structure mask and the positional map (Eq. 1); output: a normalised image in [0, 1].",
+             f"Input: the {kind} structure mask and the positional map (Eq. 1); output: a normalized image in [0, 1].",
              "", "## Data and attribution", ""]
     for name in sorted({Path(p).name for p in info["data"]}):
         lines.append(f"- `{name}`: {ATTRIBUTION.get(name, 'see ../shared/data/README.md')}")
@@ -134,7 +134,7 @@ def model_card(kind: str, run: Path, rows: list[dict], size_bytes: int, step: in
               "(the paper trains for 5000 epochs on a GPU)",
               f"- file: {size_bytes / 1e6:.1f} MB (fp16 weights)", "",
               "## Held-out scores against the physics renderer", "",
-              "Both images normalised from their 1st to 99.9th percentile to [0, 1]. ZNCC and SSIM: higher is "
+              "Both images normalized from their 1st to 99.9th percentile to [0, 1]. ZNCC and SSIM: higher is "
               "better; histogram W1, spectrum distance and NRMSE: lower is better. Physics: "
               "`cellsynth.render.physics` with its default parameters, same mask, foreground, alpha, beta, seed 0.", "",
               "| file | model | " + " | ".join(METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]
@@ -148,7 +148,7 @@ def model_card(kind: str, run: Path, rows: list[dict], size_bytes: int, step: in
         verdict = "beats physics on all three required scores" if not lost else \
             f"does NOT beat physics on {', '.join(lost)}" + (f" (beats it on {', '.join(won)})" if won else "")
         lines.append(f"- `{row['file']}`: the generator {verdict}.")
-    lines += ["", "Pixel metrics on noisy real data are capped low (see issue 4): they reward blur, which is why the "
+    lines += ["", "Pixel metrics on noisy real data are capped low: they reward blur, which is why the "
               "distribution distances count. A generator that reproduces the camera noise of the real data loses ZNCC "
               "to a cleaner image by construction: with real = S + N, ZNCC(real, S' + N') <= var(S) / var(real) "
               "even for a perfect S' = S, while a noise-free S' reaches sqrt(var(S) / var(real)).", ""]

@@ -93,7 +93,7 @@ def test_round_equal_cells_pack_like_points():
 
 
 def test_stretch_flattens_the_tissue():
-    common = dict(organism="box", packing="cells", cell_size=6.0, progress=False)
+    common = dict(organism="box", packing="cells", cell_size_um=6.0, progress=False)
     flat = simulate_sample("membranes", (40, 48, 48), (1, 1, 1), np.random.default_rng(0), stretch=(0.6, 1, 1),
                            **common)
     stats = summarize(measure_cells(flat.labels, (1, 1, 1), sphericity=False))
@@ -133,7 +133,7 @@ def test_layered_packing_returns_cell_attributes():
 
 
 def test_elongated_packed_tissue_is_elongated_and_aligned():
-    common = dict(organism="box", packing="cells", cell_size=6.0, weight_spread=0.2, progress=False)
+    common = dict(organism="box", packing="cells", cell_size_um=6.0, weight_spread=0.2, progress=False)
     round_cells = simulate_sample("membranes", (40, 48, 48), (1, 1, 1), np.random.default_rng(0), **common)
     long_cells = simulate_sample("membranes", (40, 48, 48), (1, 1, 1), np.random.default_rng(0), elongation=2.5,
                                  orientation=(0, 0, 1), **common)
@@ -152,18 +152,18 @@ def test_packing_options_are_checked():
     with pytest.raises(CellsynthError, match="unknown packing"):
         simulate_sample("membranes", (16, 16, 16), (1, 1, 1), np.random.default_rng(0), packing="hexagonal")
     with pytest.raises(CellsynthError, match="nuclei"):
-        simulate_sample("nuclei", (16, 16, 16), (1, 1, 1), np.random.default_rng(0), orientation_coherence=5.0)
+        simulate_sample("nuclei", (16, 16, 16), (1, 1, 1), np.random.default_rng(0), orientation_coherence_um=5.0)
     with pytest.raises(CellsynthError, match="flatness"):
         simulate_sample("membranes", (16, 16, 16), (1, 1, 1), np.random.default_rng(0), packing="cells",
                         flatness=2.0)
     with pytest.raises(CellsynthError, match="positions"):
         simulate_sample("membranes", (16, 16, 16), (1, 1, 1), np.random.default_rng(0), packing="cells",
-                        positions="cells.csv")
+                        positions=__file__)
 
 
 def test_same_seed_same_packed_tissue():
-    kwargs = dict(organism="box", packing="cells", cell_size=6.0, elongation=2.0, flatness=0.5,
-                  orientation_coherence=5.0, progress=False)
+    kwargs = dict(organism="box", packing="cells", cell_size_um=6.0, elongation=2.0, flatness=0.5,
+                  orientation_coherence_um=5.0, progress=False)
     a = simulate_sample("membranes", (24, 32, 32), (1, 1, 1), np.random.default_rng(7), **kwargs)
     b = simulate_sample("membranes", (24, 32, 32), (1, 1, 1), np.random.default_rng(7), **kwargs)
     assert np.array_equal(a.labels, b.labels)

@@ -33,7 +33,7 @@ def _blobs(rng, shape=(32, 64, 64), n=6, radius=(2.0, 3.0)):
 
 
 def test_log_response_peaks_at_blob_radius():
-    """The scale-normalised response of a ball peaks near its radius, in µm, on any grid."""
+    """The scale-normalized response of a ball peaks near its radius, in µm, on any grid."""
     voxel = np.asarray(VOXEL)
     shape = (40, 80, 80)
     grid = np.stack(np.meshgrid(*[np.arange(s) * v for s, v in zip(shape, voxel)], indexing="ij"), -1)

@@ -11,10 +11,10 @@ from cellsynth.simulate.annotations import (
     boundary_map,
     centroid_map,
     label_centroids_um,
+    membrane_mask,
     structure_mask,
     surface_distance_map,
 )
-from cellsynth.simulate.membranes import membrane_mask
 
 VOXEL = (2.0, 0.5, 0.75)
 

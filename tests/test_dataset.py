@@ -102,7 +102,7 @@ def test_files_are_deterministic_and_match_the_stages(reference, tmp_path):
 
     simulation_seed, synthesis_seed = dataset.sample_seeds(7, 2)
     direct = simulate_sample("nuclei", (12, 32, 32), (2.0, 1.0, 1.0), np.random.default_rng(simulation_seed),
-                             **params["simulate"])
+                             **dataset.simulate_arguments(params["simulate"]))
     ds = dataset.load_dataset(reference)
     sample = ds[2]
     assert np.array_equal(sample.labels, direct.labels)
@@ -127,16 +127,18 @@ WARM_IMPORTS = """
 import sys, tempfile
 from pathlib import Path
 from cellsynth import dataset
+from cellsynth.dataset.executors import _import_stages
+from cellsynth.dataset.runner import _resolve_model
 from cellsynth.render.registry import shipped_model
 from test_dataset import TINY
-dataset._import_stages()
+_import_stages()
 before = set(sys.modules)
 membranes = {**TINY, "kind": "membranes", "simulate": {"cell_size": 8.0}}
 runs = [dict(p, synthesize={"model": model}) for p in (TINY, membranes)
         for model in ("physics", p["kind"]) if model == "physics" or shipped_model(model) is not None]
 with tempfile.TemporaryDirectory() as tmp:
     for i, params in enumerate(runs):
-        params = dataset._resolve_model(dataset.validate_parameters({**params, "seed": 1}))
+        params = _resolve_model(dataset.validate_parameters({**params, "seed": 1}))
         (Path(tmp) / str(i) / "samples").mkdir(parents=True)
         dataset.make_sample(Path(tmp) / str(i), 0, params)
 new = set(sys.modules) - before
@@ -159,7 +161,9 @@ def test_local_cluster_settings_are_dask_settings():
     import dask
     import distributed  # noqa: F401  (loads the distributed defaults)
 
-    for key in dataset.LOCAL_CLUSTER_CONFIG:
+    from cellsynth.dataset.executors import LOCAL_CLUSTER_CONFIG
+
+    for key in LOCAL_CLUSTER_CONFIG:
         dask.config.get(key)  # raises KeyError for an unknown key
 
 
@@ -299,11 +303,59 @@ def test_early_stop_when_every_sample_fails(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(dataset, "make_sample", broken)
-    report = dataset.generate_dataset(tmp_path, tiny(), 6, workers=1, progress=False)
-    assert sorted(report.failed) == [0, 1, 2] and not report.made  # stopped after three failures in a row
-    assert report.failed[0] == "RuntimeError: boom"
-    assert '"traceback"' in (tmp_path / "log.jsonl").read_text()
+    root = tmp_path / "ds"
+    assert dataset.generate_dataset(root, tiny(), 1, workers=1, progress=False).made == [0]
+    monkeypatch.setattr("cellsynth.dataset.executors.make_sample", broken)
+    report = dataset.generate_dataset(root, tiny(), 7, workers=1, progress=False)
+    assert sorted(report.failed) == [1, 2, 3] and not report.made  # stopped after three failures in a row
+    assert report.failed[1] == "RuntimeError: boom"
+    assert '"traceback"' in (root / "log.jsonl").read_text()
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_first_start_that_makes_nothing_leaves_nothing(tmp_path, monkeypatch, existing):
+    """Every sample of a new data set fails: the error says why, and the folder is as before
+    (gone, or empty again where it existed)."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    root = tmp_path / "ds"
+    if existing:
+        root.mkdir()
+    monkeypatch.setattr("cellsynth.dataset.executors.make_sample", broken)
+    with pytest.raises(CellsynthError, match="no sample could be made.*sample_0000: RuntimeError: boom"):
+        dataset.generate_dataset(root, tiny(), 4, workers=1, progress=False)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == (["ds"] if existing else [])
+
+
+def test_bad_model_or_shape_is_refused_before_anything_is_written(tmp_path):
+    """A model that does not load, a shape too large for memory, or a tiling that cannot work:
+    refused before the manifest exists, and the fixed command then works."""
+    (tmp_path / "text.pt").write_text("not a model")
+    for overrides, message in (({"synthesize.model": str(tmp_path / "missing.pt")}, "not found"),
+                               ({"synthesize.model": str(tmp_path / "text.pt")}, "neither a cellsynth generator"),
+                               ({"shape": [1500, 1500, 1500]}, "memory"),
+                               ({"synthesize.patch": [8, 8, 8], "synthesize.model": "nuclei"}, "patch step")):
+        with pytest.raises(CellsynthError, match=message):
+            dataset.generate_dataset(tmp_path / "ds", dataset.apply_overrides(tiny(), overrides), 2, workers=1,
+                                     progress=False)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["text.pt"]
+    with pytest.raises(CellsynthError, match="memory"):
+        dataset.generate_dataset(tmp_path / "ds", tiny(), 10**12, workers=1, progress=False)
+    assert dataset.generate_dataset(tmp_path / "ds", tiny(), 2, workers=1, progress=False).made == [0, 1]
+
+
+def test_another_split_is_refused(tmp_path):
+    root = tmp_path / "ds"
+    dataset.generate_dataset(root, tiny(), 2, split_fractions=(0.5, 0.5, 0.0), workers=1, progress=False)
+    splits = (root / "splits.csv").read_bytes()
+    for fractions in ((0.8, 0.1, 0.1), None):  # None: the default with parameters given
+        with pytest.raises(CellsynthError, match="other parameters.*split"):
+            dataset.generate_dataset(root, tiny(), 2, split_fractions=fractions, workers=1, progress=False)
+    with pytest.raises(CellsynthError, match="leave --split out"):
+        dataset.generate_dataset(root, None, None, split_fractions=(0.8, 0.1, 0.1), resume=True, progress=False)
+    assert dataset.generate_dataset(root, None, None, resume=True, progress=False).skipped == [0, 1]
+    assert (root / "splits.csv").read_bytes() == splits
 
 
 def test_unwritable_output_is_a_clear_error(tmp_path):

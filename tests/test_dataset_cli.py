@@ -7,10 +7,10 @@ import time
 
 import pytest
 import yaml
+from test_dataset import TINY
 
 from cellsynth import dataset
 from cellsynth.cli import main
-from test_dataset import TINY
 
 
 @pytest.fixture
@@ -97,8 +97,14 @@ def test_corrupt_manifest_and_failures_exit_2(tmp_path, preset_file, capsys, mon
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(dataset, "make_sample", broken)
+    good = tmp_path / "good"
+    assert main(["dataset", "--preset", str(preset_file), "--count", "1", "--out", str(good), "--workers", "1"]) == 0
+    monkeypatch.setattr("cellsynth.dataset.executors.make_sample", broken)
+    assert main(["dataset", "--resume", "--count", "3", "--out", str(good), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "sample_0001: RuntimeError: boom" in err and "2 samples failed" in err
     assert main(["dataset", "--preset", str(preset_file), "--count", "2", "--out", str(tmp_path / "b"),
                  "--workers", "1"]) == 2
     err = capsys.readouterr().err
-    assert "sample_0000: RuntimeError: boom" in err and "2 samples failed" in err
+    assert err.count("\n") == 1 and "no sample could be made" in err and "sample_0000: RuntimeError: boom" in err
+    assert not (tmp_path / "b").exists()

@@ -8,8 +8,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from cellsynth.gan.config import TrainConfig
 from cellsynth.gan.data import TrainingVolume
-from cellsynth.gan.train import TrainConfig, train
+from cellsynth.gan.train import train
 
 
 def _free_port() -> int:

@@ -2,6 +2,7 @@
 
 import json
 
+import h5py
 import numpy as np
 from scipy import ndimage
 
@@ -55,17 +56,46 @@ def test_evaluate_cli_errors(tmp_path, rng, capsys):
         assert message in err and "Traceback" not in err and "nan" not in err.lower()
 
 
-def test_evaluate_cli_dataset(tmp_path, rng, capsys):
-    real, synthetic = _write_pair(tmp_path, rng)
-    fg = np.ones(real.shape, np.uint8)
-    for i in range(2):
-        io.write_sample(tmp_path / "ds" / "samples" / f"sample_{i:04d}",
-                        io.Sample(labels=fg.astype(np.uint16), mask=fg, foreground=fg, voxel_size=VOXEL,
-                                  image=np.clip(synthetic, 0, 1)))
-    reals = tmp_path / "reals"
-    reals.mkdir()
-    io.write_tiff(reals / "a.tif", real, VOXEL)
-    assert main(["evaluate", "--dataset", str(tmp_path / "ds"), "--real", str(reals),
-                 "--report", str(tmp_path / "rep")]) == 0
+def _write_dataset(root, images, mask, model):
+    fg = np.ones(mask.shape, np.uint8)
+    for i, image in enumerate(images):
+        io.write_sample(root / "samples" / f"sample_{i:04d}",
+                        io.Sample(labels=mask.astype(np.uint16), mask=mask, foreground=fg, voxel_size=VOXEL,
+                                  image=np.clip(image, 0, 1)))
+    io.write_json(root / "dataset.json", {"format": "cellsynth-dataset", "samples": [
+        {"name": f"sample_{i:04d}"} for i in range(len(images))], "parameters": {
+        "kind": "nuclei", "synthesize": {"model": model}, "simulate": {}}})
+
+
+def test_evaluate_cli_unpaired(tmp_path, rng, capsys):
+    shape = (20, 36, 40)
+    labels = np.zeros(shape, np.uint16)
+    labels[5:15, 10:25, 10:30] = 1
+    mask = (labels > 0).astype(np.uint8)
+    bright = [(0.2 + 0.5 * mask + 0.05 * rng.normal(size=shape)).astype(np.float32) for _ in range(2)]
+    faint = [(0.2 + 0.1 * mask + 0.05 * rng.normal(size=shape)).astype(np.float32) for _ in range(2)]
+    _write_dataset(tmp_path / "a", bright, mask, "physics")
+    _write_dataset(tmp_path / "b", faint, mask, "nuclei")
+    real = (0.2 + 0.5 * mask + 0.05 * rng.normal(size=shape)).astype(np.float32)
+    with h5py.File(tmp_path / "real.h5", "w") as h5:
+        h5["raw"], h5["label"] = real, labels
+        h5["raw"].attrs["element_size_um"] = VOXEL
+    assert main(["evaluate", "--dataset", str(tmp_path / "a"), str(tmp_path / "b"), "--real",
+                 str(tmp_path / "real.h5"), "--patches", "16", "--report", str(tmp_path / "rep")]) == 0
     data = json.loads((tmp_path / "rep" / "metrics.json").read_text())
-    assert data["n_synthetic"] == 2 and data["n_real"] == 1
+    rows = data["rows"]
+    assert list(rows) == ["floor (real vs real)", "physics", "nuclei"]
+    assert abs(rows["physics"]["cnr_ratio"] - 1) < 0.2 and rows["nuclei"]["cnr_ratio"] < 0.4
+    assert (tmp_path / "rep" / "montage.png").is_file()
+    out = capsys.readouterr().out
+    assert "floor (real vs real)" in out and "real CNR" in out
+    # errors: a labels list that does not match, a real file without voxel size
+    io.write_tiff(tmp_path / "r.tif", real, VOXEL)
+    np.save(tmp_path / "r.npy", real)
+    for extra, message in [(["--real", str(tmp_path / "r.tif"), "--real-labels", str(tmp_path / "r.tif"),
+                             str(tmp_path / "r.tif")], "one labels file per real image"),
+                           (["--real", str(tmp_path / "r.npy")], "records no voxel size"),
+                           (["--real", str(tmp_path / "r.tif"), "--raw"], "--raw applies")]:
+        assert main(["evaluate", "--dataset", str(tmp_path / "a"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err

@@ -6,10 +6,10 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from cellsynth.errors import CellsynthError
+from cellsynth.simulate.annotations import membrane_mask
 from cellsynth.simulate.membranes import (
     connect_cells,
     draw_weights,
-    membrane_mask,
     simulate_membranes,
     weighted_voronoi,
 )

@@ -7,6 +7,7 @@ from skimage.metrics import normalized_root_mse, structural_similarity
 
 from cellsynth.errors import CellsynthError
 from cellsynth.evaluate import metrics as M
+from cellsynth.intensity import normalize_percentiles
 
 
 def _pair(rng, shape, structured=False):
@@ -32,8 +33,8 @@ SHAPES = [(11, 11, 11), (13, 40, 27), (24, 33, 64)]  # odd, anisotropic, non-mul
 @pytest.mark.parametrize("structured", [False, True])
 def test_ssim_equals_skimage(rng, shape, structured):
     real, synthetic = _pair(rng, shape, structured)
-    ref = _skimage_ssim(M.normalize_percentiles(real).astype(np.float64),
-                        M.normalize_percentiles(synthetic).astype(np.float64))
+    ref = _skimage_ssim(normalize_percentiles(real).astype(np.float64),
+                        normalize_percentiles(synthetic).astype(np.float64))
     assert M.ssim(real, synthetic) == pytest.approx(ref, abs=1e-5)
     assert M.ssim(real, synthetic, slab=3, workers=2) == pytest.approx(ref, abs=1e-5)
 
@@ -50,7 +51,7 @@ def test_ssim_mask_is_mean_of_skimage_map_inside(rng):
     real, synthetic = _pair(rng, (20, 24, 30), structured=True)
     mask = np.zeros(real.shape, bool)
     mask[3:15, 2:20, 10:28] = True
-    a, b = M.normalize_percentiles(real).astype(np.float64), M.normalize_percentiles(synthetic).astype(np.float64)
+    a, b = normalize_percentiles(real).astype(np.float64), normalize_percentiles(synthetic).astype(np.float64)
     _, smap = structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
                                     data_range=1.0, full=True)
     inner = np.zeros_like(mask)
@@ -61,7 +62,7 @@ def test_ssim_mask_is_mean_of_skimage_map_inside(rng):
 @pytest.mark.parametrize("structured", [False, True])
 def test_nrmse_and_zncc_equal_references(rng, structured):
     real, synthetic = _pair(rng, (9, 31, 17), structured)
-    a, b = M.normalize_percentiles(real).astype(np.float64), M.normalize_percentiles(synthetic).astype(np.float64)
+    a, b = normalize_percentiles(real).astype(np.float64), normalize_percentiles(synthetic).astype(np.float64)
     assert M.nrmse(real, synthetic) == pytest.approx(normalized_root_mse(a, b, normalization="min-max"), rel=1e-6)
     assert M.nrmse(real, synthetic, normalization="euclidean") == pytest.approx(
         normalized_root_mse(a, b, normalization="euclidean"), rel=1e-6)
@@ -76,9 +77,9 @@ def test_normalize_percentiles_matches_numpy(rng):
     image = rng.gamma(2.0, size=(5, 20, 20))
     lo, hi = np.percentile(image, [1, 99.9])
     expected = np.clip((image - lo) / (hi - lo), 0, 1)
-    np.testing.assert_allclose(M.normalize_percentiles(image), expected, atol=1e-6)
+    np.testing.assert_allclose(normalize_percentiles(image), expected, atol=1e-6)
     lo, hi = np.percentile(image, [5, 95])
-    np.testing.assert_allclose(M.normalize_percentiles(image, 5, 95), np.clip((image - lo) / (hi - lo), 0, 1),
+    np.testing.assert_allclose(normalize_percentiles(image, 5, 95), np.clip((image - lo) / (hi - lo), 0, 1),
                                atol=1e-6)
 
 
@@ -98,8 +99,8 @@ def test_histogram_distance_equals_scipy_wasserstein(rng):
     centres = (np.arange(bins) + 0.5) / bins
     ref = stats.wasserstein_distance(centres, centres, hr, hs)
     assert M.histogram_distance(real, synthetic, bins=bins) == pytest.approx(ref, rel=1e-9)
-    # and close to the distance of the raw normalised values (binning error < one bin)
-    raw = stats.wasserstein_distance(M.normalize_percentiles(real).ravel(), M.normalize_percentiles(synthetic).ravel())
+    # and close to the distance of the raw normalized values (binning error < one bin)
+    raw = stats.wasserstein_distance(normalize_percentiles(real).ravel(), normalize_percentiles(synthetic).ravel())
     assert abs(M.histogram_distance(real, synthetic, bins=bins) - raw) < 1.0 / bins
     assert M.histogram_distance(real, real) == 0.0
 
@@ -173,7 +174,7 @@ def test_errors(rng):
         b[0, 0, 0] = np.nan
         M.nrmse(a, b)
     with pytest.raises(CellsynthError, match="percentiles"):
-        M.normalize_percentiles(a, 50, 10)
+        normalize_percentiles(a, 50, 10)
 
 
 def test_metrics_are_finite_on_sparse_images(rng):

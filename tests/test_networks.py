@@ -78,8 +78,8 @@ def test_halo_is_the_exact_receptive_field(depth):
 
 
 def test_output_does_not_depend_on_tiling():
-    """No normalisation + per-global-voxel noise: a voxel further than the halo from the patch edge
-    gets the same value in any patch (design pitfall 7)."""
+    """No normalization + per-global-voxel noise: a voxel further than the halo from the patch edge
+    gets the same value in any patch, so tiled synthesis shows no seams."""
     torch.manual_seed(1)
     g = UNetGenerator(width=2, depth=1, noise=True)
     torch.nn.init.normal_(g.noise_weight, std=1.0)

@@ -9,6 +9,7 @@ from scipy import ndimage
 from cellsynth import io
 from cellsynth.errors import CellsynthError
 from cellsynth.evaluate import plots, report
+from cellsynth.evaluate.realism import FLOOR, realism_volume
 
 VOXEL = (0.5, 0.2, 0.2)
 
@@ -83,23 +84,37 @@ def _dataset(root, rng, n=3, missing=()):
         io.write_sample(root / "samples" / f"sample_{i:04d}", sample)
 
 
-def test_evaluate_dataset_and_missing_samples(tmp_path, rng):
+def test_evaluate_unpaired_and_missing_samples(tmp_path, rng):
     _dataset(tmp_path / "ds", rng)
-    reals = [(_pair(rng)[0], VOXEL) for _ in range(2)]
-    results = report.evaluate_dataset(tmp_path / "ds", reals, tmp_path / "rep")
-    assert results["n_real"] == 2 and results["n_synthetic"] == 3
-    assert all(np.isfinite(results[k]) for k in ("histogram_distance", "spectrum_distance", "kid"))
-    assert (tmp_path / "rep" / "report.html").is_file()
+    volumes, _ = report.dataset_volumes(tmp_path / "ds")
+    assert len(volumes) == 3 and volumes[0].structure is not None
+    reals = [realism_volume(_pair(rng)[0], VOXEL) for _ in range(2)]
+    results = report.evaluate_unpaired({"model": volumes}, reals, tmp_path / "rep", patches_per_set=16)
+    assert list(results["rows"]) == [FLOOR, "model"]
+    assert results["rows"]["model"]["n_volumes"] == 3
+    assert all(np.isfinite(results["rows"]["model"][k]) for k in ("histogram_w1", "spectrum", "kid"))
+    for name in ("report.html", "montage.png", "xy_spectra.png", "histograms.png", "metrics.json"):
+        assert (tmp_path / "rep" / name).is_file()
+    assert "floor (real vs real)" in (tmp_path / "rep" / "report.html").read_text()
     # a data set whose manifest lists a sample that is not there
     manifest = {"format": "cellsynth-dataset", "parameters": {}, "samples": [
         {"name": f"sample_{i:04d}"} for i in range(4)]}
     io.write_json(tmp_path / "ds" / "dataset.json", manifest)
     with pytest.raises(CellsynthError, match="1 of 4 samples .* missing"):
-        report.evaluate_dataset(tmp_path / "ds", reals)
+        report.dataset_volumes(tmp_path / "ds")
     with pytest.raises(CellsynthError, match="not a data set"):
-        report.evaluate_dataset(tmp_path / "nothing", reals)
+        report.dataset_volumes(tmp_path / "nothing")
     with pytest.raises(CellsynthError, match="--image"):
-        report.dataset_images(tmp_path / "ds2" if False else _only(tmp_path, rng), "image_alpha10")
+        report.dataset_images(_only(tmp_path, rng), "image_alpha10")
+
+
+def test_montage_shows_one_field_of_view(tmp_path, rng):
+    big, small = rng.random((20, 60, 80)), rng.random((10, 40, 40))
+    plots.plot_montage({"real": big, "synthetic": small}, {"real": (0.5, 0.2, 0.2), "synthetic": (1.0, 0.3, 0.3)},
+                       tmp_path / "m.png")
+    assert _is_png(tmp_path / "m.png")
+    with pytest.raises(CellsynthError, match="nothing to plot"):
+        plots.plot_montage({}, VOXEL, tmp_path / "none.png")
 
 
 def _only(tmp_path, rng):

@@ -42,7 +42,7 @@ def test_preset_parameters_are_accepted_by_the_simulation(name):
 
     preset = dataset.load_preset(name)
     shape = tuple(min(s, 48) for s in preset["shape"])
-    simulate = dict(preset["simulate"])
+    simulate = dataset.simulate_arguments(preset["simulate"])
     if "count" in simulate:  # scale the cell count with the volume
         simulate["count"] = max(1, int(simulate["count"] * np.prod(shape) / np.prod(preset["shape"])))
     sample = simulate_sample(preset["kind"], shape, tuple(preset["voxel_size"]), np.random.default_rng(0), **simulate)
@@ -111,7 +111,7 @@ def test_real_family_presets_match_the_real_labels(shared_data, name):
         assert preset["voxel_size"] == pytest.approx(voxel, rel=1e-6)
     voxel = tuple(preset["voxel_size"])
     sample = simulate_sample(preset["kind"], preset["shape"], voxel, np.random.default_rng(0), progress=False,
-                             **preset["simulate"])
+                             **dataset.simulate_arguments(preset["simulate"]))
     comparison = compare_tissue([(np.ascontiguousarray(labels[region]), voxel)], [(sample.labels, voxel)],
                                 preset["kind"], sphericity=preset["kind"] == "nuclei")
     for statistic, tolerance in tolerances.items():

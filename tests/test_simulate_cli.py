@@ -68,7 +68,7 @@ def test_zarr_format(tmp_path, capsys):
     code, _, err = _run(capsys, "simulate", "nuclei", *SMALL, "--radius", "4", "--sh-order", "6", "--format", "zarr",
                         "--out", str(out))
     assert code == 0, err
-    assert (out / "labels.ome.zarr").is_dir()
+    assert (out / "sample.ome.zarr" / "labels" / "labels").is_dir() and (out / "sample.ome.zarr" / ".zattrs").is_file()
     assert read_sample(out).labels.max() > 0
 
 
@@ -177,7 +177,7 @@ def test_simulate_does_not_import_torch(tmp_path):
 
 
 def test_help_defaults_match_the_code():
-    from cellsynth.simulate import membranes
+    from cellsynth.simulate import annotations, membranes
 
     assert HELP_DEFAULTS["radius"] == pipeline.DEFAULT_RADIUS_UM
     assert HELP_DEFAULTS["radius_std"] == pipeline.DEFAULT_RADIUS_STD_UM
@@ -186,7 +186,7 @@ def test_help_defaults_match_the_code():
     assert HELP_DEFAULTS["membrane_cell_size"] == pipeline.DEFAULT_MEMBRANE_CELL_SIZE_UM
     assert HELP_DEFAULTS["nucleus_cell_size_factor"] == pipeline.NUCLEUS_CELL_SIZE_FACTOR
     assert HELP_DEFAULTS["packing_ratio"] == pipeline.PACKING_RATIO
-    assert HELP_DEFAULTS["membrane_thickness"] == membranes.DEFAULT_MEMBRANE_THICKNESS_UM
+    assert HELP_DEFAULTS["membrane_thickness"] == annotations.DEFAULT_MEMBRANE_THICKNESS_UM
     assert HELP_DEFAULTS["weight_spread"] == membranes.DEFAULT_WEIGHT_SPREAD
 
 
@@ -202,7 +202,7 @@ def test_help_names_units():
 @pytest.mark.parametrize("organism, placement", [("box", "layered"), ("ellipsoid", "uniform")])
 def test_cell_size_is_the_mean_cell_diameter(organism, placement):
     sample = pipeline.simulate_sample("membranes", (40, 80, 80), (1.0, 1.0, 1.0), np.random.default_rng(1),
-                                      organism=organism, placement=placement, cell_size=12.0)
+                                      organism=organism, placement=placement, cell_size_um=12.0)
     volumes = np.bincount(sample.labels.ravel())[1:]
     assert (6 * volumes.mean() / np.pi) ** (1 / 3) == pytest.approx(12.0, rel=0.1)
 
@@ -215,7 +215,7 @@ def test_pipeline_defaults_and_errors():
     with pytest.raises(CellsynthError, match="placement"):
         pipeline.simulate_sample("nuclei", (20, 40, 40), (1, 1, 1), np.random.default_rng(0), placement="grid")
     with pytest.raises(CellsynthError, match="cell size"):
-        pipeline.simulate_sample("nuclei", (20, 40, 40), (1, 1, 1), np.random.default_rng(0), cell_size=-3)
+        pipeline.simulate_sample("nuclei", (20, 40, 40), (1, 1, 1), np.random.default_rng(0), cell_size_um=-3)
 
 
 def test_center_on_the_deepest_face_makes_a_dome(tmp_path):

@@ -130,14 +130,14 @@ def test_zarr_sample_gets_a_zarr_image(tmp_path):
     assert main(["simulate", "nuclei", "--out", str(folder), "--shape", "12", "32", "32", "--voxel-size", "1", "0.5",
                  "0.5", "--radius", "3", "--format", "zarr"]) == 0
     assert main(["synthesize", str(folder), "--model", "physics"]) == 0
-    assert json.loads((folder / "sample.json").read_text())["files"]["image"] == "image.ome.zarr"
+    assert json.loads((folder / "sample.json").read_text())["files"]["image"] == "sample.ome.zarr"
     image = io.read_sample(folder).image
     assert image.shape == (12, 32, 32) and 0 < image.mean() < 1
 
 
 def test_generator_checkpoint_is_used_and_its_kind_checked(sample, tmp_path, capsys):
+    from cellsynth.gan.checkpoints import GENERATOR_FORMAT
     from cellsynth.gan.networks import UNetGenerator
-    from cellsynth.gan.train import GENERATOR_FORMAT
 
     torch.manual_seed(0)
     net = UNetGenerator(width=2, depth=2)

@@ -5,9 +5,10 @@ import itertools
 import numpy as np
 import pytest
 import torch
+import zarr
 
 from cellsynth.errors import CellsynthError
-from cellsynth.io import create_zarr
+from cellsynth.evaluate.metrics import seam_metric
 from cellsynth.tiling import (
     BLENDS,
     PAPER_CROP,
@@ -15,7 +16,6 @@ from cellsynth.tiling import (
     default_tiling,
     make_grid,
     nominal_redundancy,
-    seam_metric,
     synthesize_tiled,
 )
 
@@ -39,7 +39,7 @@ class ConvStack(torch.nn.Module):
         return self.net(x)
 
 
-class PatchNormalised:
+class PatchNormalized:
     """A model whose output depends on the patch (per-patch mean removed, like InstanceNorm)."""
 
     size_multiple = (1, 1, 1)
@@ -89,7 +89,7 @@ def test_crop_below_halo_is_not_exact():
 
 
 @pytest.mark.parametrize("blend", BLENDS)
-def test_weights_normalise_to_one_without_holes(blend):
+def test_weights_normalize_to_one_without_holes(blend):
     shape = (23, 50, 61)
     grid = make_grid(shape, (10, 24, 20), (2, 5, 3), (2, 3, 1))
     total = np.zeros(shape)
@@ -147,7 +147,7 @@ def test_overlap_plus_crop_larger_than_patch_is_refused():
 
 def test_redundancy_of_the_paper_setting_and_defaults():
     assert nominal_redundancy((64, 128, 128), PAPER_OVERLAP, PAPER_CROP) == pytest.approx(38.2, abs=0.1)
-    patch, overlap, crop = default_tiling(PatchNormalised(), (64, 128, 128))
+    patch, overlap, crop = default_tiling(PatchNormalized(), (64, 128, 128))
     assert (overlap, crop) == ((4, 8, 8), (8, 16, 16))
     assert nominal_redundancy(patch, overlap, crop) < 3.2
     # a model whose halo fits the crop is stitched exactly, without overlap
@@ -160,7 +160,7 @@ def test_seam_metric_small_for_defaults_large_for_bad_blend():
     pos = (np.sin(6 * z) * np.cos(5 * y) + x).astype(np.float32)
     pos += np.random.default_rng(0).normal(0, 0.02, shape).astype(np.float32)
     mask = np.zeros(shape, np.uint8)
-    model, patch = PatchNormalised(), (32, 64, 64)
+    model, patch = PatchNormalized(), (32, 64, 64)
     _, overlap, crop = default_tiling(model, patch)
     good = synthesize_tiled(model, mask, pos, patch=patch, progress=False)
     bad = synthesize_tiled(model, mask, pos, patch=patch, overlap=0, crop=0, blend="constant", progress=False)
@@ -181,10 +181,10 @@ def test_zarr_streaming_matches_numpy_and_writes_uint16(tmp_path):
     mask, pos = _inputs(shape, seed=3)
     model = ConvStack()
     expected = synthesize_tiled(model, mask, pos, patch=(12, 20, 20), overlap=2, crop=3, progress=False)
-    zmask = create_zarr(tmp_path / "m.zarr", shape, np.uint8, (1, 1, 1), chunks=(8, 16, 16))
-    zpos = create_zarr(tmp_path / "p.zarr", shape, np.float32, (1, 1, 1), chunks=(8, 16, 16))
+    on_disk = lambda name, dtype: zarr.create_array(str(tmp_path / name), shape=shape, dtype=dtype,  # noqa: E731
+                                                    chunks=(8, 16, 16), fill_value=0)
+    zmask, zpos, out = on_disk("m.zarr", np.uint8), on_disk("p.zarr", np.float32), on_disk("o.zarr", np.float32)
     zmask[...], zpos[...] = mask, pos
-    out = create_zarr(tmp_path / "o.zarr", shape, np.float32, (1, 1, 1), chunks=(8, 16, 16))
     synthesize_tiled(model, zmask, zpos, patch=(12, 20, 20), overlap=2, crop=3, out=out, progress=False)
     np.testing.assert_array_equal(out[...], expected)
     out16 = np.zeros(shape, np.uint16)

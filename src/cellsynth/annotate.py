@@ -2,7 +2,7 @@
 
 Nuclei (:func:`annotate_nuclei`):
 
-1. percentile normalisation;
+1. percentile normalization;
 2. multi-scale Laplacian-of-Gaussian detection with the scales in µm: for each radius
    ``r`` the response is ``-s**2 * LoG_s(image)`` with ``s = r / sqrt(3)`` and the second
    derivatives taken in µm (so anisotropic voxels are handled), maximised over scales;
@@ -38,6 +38,7 @@ import numpy as np
 from scipy import ndimage
 
 from cellsynth.errors import CellsynthError
+from cellsynth.intensity import normalize_percentiles
 from cellsynth.io import Sample, VoxelSize, check_volume, check_voxel_size, label_dtype
 
 DEFAULT_NUCLEUS_RADIUS_UM = (1.5, 4.0)
@@ -54,7 +55,7 @@ def _ellipsoid(radius_um: float, voxel: np.ndarray) -> np.ndarray:
 
 
 def log_response(image: np.ndarray, voxel_size: VoxelSize, radius_um: float) -> np.ndarray:
-    """Scale-normalised blob response ``-s**2 * LoG_s`` for blobs of radius ``radius_um``.
+    """Scale-normalized blob response ``-s**2 * LoG_s`` for blobs of radius ``radius_um``.
 
     ``s = radius / sqrt(3)`` (the LoG of a ball of radius r peaks there in 3D). The
     Laplacian is the sum of the second derivatives in µm, so a blob of a given size in µm
@@ -78,7 +79,7 @@ def detect_nuclei(image: np.ndarray, voxel_size: VoxelSize, *, radius_um: tuple[
     Parameters
     ----------
     image
-        Normalised image (Z, Y, X) in [0, 1].
+        Normalized image (Z, Y, X) in [0, 1].
     voxel_size
         Voxel size (z, y, x) in µm.
     radius_um
@@ -86,7 +87,7 @@ def detect_nuclei(image: np.ndarray, voxel_size: VoxelSize, *, radius_um: tuple[
     n_scales
         Radii tried, evenly spaced over ``radius_um``.
     threshold
-        Minimum scale-normalised response (in normalised intensity units); lower finds
+        Minimum scale-normalized response (in normalized intensity units); lower finds
         fainter nuclei and more false ones.
     min_distance_um
         Minimum distance between two detections (default: the smallest radius).
@@ -128,7 +129,7 @@ def segment_nuclei(image: np.ndarray, voxel_size: VoxelSize, seeds: np.ndarray, 
     Parameters
     ----------
     image
-        Normalised image (Z, Y, X).
+        Normalized image (Z, Y, X).
     voxel_size
         Voxel size in µm.
     seeds
@@ -171,7 +172,7 @@ def segment_nuclei(image: np.ndarray, voxel_size: VoxelSize, seeds: np.ndarray, 
     return labels
 
 
-def _positions_table(labels: np.ndarray, voxel_size: VoxelSize) -> dict[str, np.ndarray]:
+def positions_table(labels: np.ndarray, voxel_size: VoxelSize) -> dict[str, np.ndarray]:
     """label, z/y/x in µm and voxels, and the equivalent radius (µm) of every label."""
     from cellsynth.simulate.annotations import label_centroids_um
 
@@ -197,9 +198,7 @@ def _relabel(labels: np.ndarray) -> np.ndarray:
     return lut[labels]
 
 
-def _normalised(image: Any, percentiles: tuple[float, float]) -> np.ndarray:
-    from cellsynth.evaluate.metrics import normalize_percentiles
-
+def _normalized(image: Any, percentiles: tuple[float, float]) -> np.ndarray:
     image = np.asarray(check_volume(np.asarray(image), "image"))
     return normalize_percentiles(image, *percentiles)
 
@@ -222,7 +221,7 @@ def annotate_nuclei(image: Any, voxel_size: VoxelSize, *, radius_um: tuple[float
     smoothing_um, level
         Segmentation settings (:func:`segment_nuclei`).
     percentiles
-        Intensity normalisation.
+        Intensity normalization.
 
     Returns
     -------
@@ -235,7 +234,7 @@ def annotate_nuclei(image: Any, voxel_size: VoxelSize, *, radius_um: tuple[float
 
     voxel = check_voxel_size(voxel_size)
     t0 = time.perf_counter()
-    norm = _normalised(image, percentiles)
+    norm = _normalized(image, percentiles)
     positions, radii = detect_nuclei(norm, voxel, radius_um=radius_um, threshold=threshold,
                                      min_distance_um=min_distance_um)
     t1 = time.perf_counter()
@@ -250,7 +249,7 @@ def annotate_nuclei(image: Any, voxel_size: VoxelSize, *, radius_um: tuple[float
         "timings": {"detect": t1 - t0, "segment": t2 - t1, "foreground": time.perf_counter() - t2},
     }
     return Sample(labels=labels, mask=structure_mask(labels, "nuclei", voxel), foreground=foreground,
-                  voxel_size=voxel, positions=_positions_table(labels, voxel), metadata=metadata)
+                  voxel_size=voxel, positions=positions_table(labels, voxel), metadata=metadata)
 
 
 def annotate_membranes(image: Any, voxel_size: VoxelSize, *, seed_depth: float = 0.05, smoothing_um: float = 0.3,
@@ -265,7 +264,7 @@ def annotate_membranes(image: Any, voxel_size: VoxelSize, *, seed_depth: float =
     voxel_size
         Voxel size (z, y, x) in µm.
     seed_depth
-        How much darker (in normalised intensity, 0 to 1) a cell interior must be than the
+        How much darker (in normalized intensity, 0 to 1) a cell interior must be than the
         lowest wall to a darker neighbour to get a seed of its own; raise it where cells
         are split, lower it where neighbours merge.
     smoothing_um
@@ -276,7 +275,7 @@ def annotate_membranes(image: Any, voxel_size: VoxelSize, *, seed_depth: float =
         Remove the cells' voxels outside the estimated organism region. Turn off for
         crops that lie entirely inside tissue, where the estimate may miss parts.
     percentiles
-        Intensity normalisation.
+        Intensity normalization.
 
     Returns
     -------
@@ -292,9 +291,9 @@ def annotate_membranes(image: Any, voxel_size: VoxelSize, *, seed_depth: float =
 
     voxel = np.asarray(check_voxel_size(voxel_size))
     t0 = time.perf_counter()
-    norm = _normalised(image, percentiles)
+    norm = _normalized(image, percentiles)
     if not seed_depth > 0:
-        raise CellsynthError(f"the seed depth must be a positive intensity difference (images are normalised to 0-1), "
+        raise CellsynthError(f"the seed depth must be a positive intensity difference (images are normalized to 0-1), "
                              f"e.g. 0.05; got {seed_depth}")
     smooth = ndimage.gaussian_filter(norm, smoothing_um / voxel)
     markers, n = ndimage.label(h_minima(smooth, seed_depth))  # a flat minimum gives one seed
@@ -313,5 +312,5 @@ def annotate_membranes(image: Any, voxel_size: VoxelSize, *, seed_depth: float =
         "cells": int(labels.max()), "timings": {"segment": t1 - t0},
     }
     return Sample(labels=labels, mask=structure_mask(labels, "membranes", tuple(voxel), **kwargs),
-                  foreground=foreground, voxel_size=tuple(voxel), positions=_positions_table(labels, voxel),
+                  foreground=foreground, voxel_size=tuple(voxel), positions=positions_table(labels, voxel),
                   metadata=metadata)

@@ -5,8 +5,11 @@ supported:
 
 - TIFF, written as ImageJ hyperstacks (napari and Fiji read the voxel size);
 - HDF5 files with ``raw`` / ``label`` datasets and an ``element_size_um`` attribute;
-- OME-Zarr (NGFF 0.4, one resolution level), written chunk by chunk for volumes that do
-  not fit in memory.
+- OME-Zarr images (NGFF 0.4 or 0.5, with a multiscale pyramid and label layers;
+  :mod:`cellsynth.omezarr`), written chunk by chunk for volumes that do not fit in memory.
+
+A sample folder (:func:`write_sample`) holds TIFFs, or one OME-Zarr image
+``sample.ome.zarr`` whose ``labels/`` group holds the labels, the mask and the foreground.
 
 Every write goes to a temporary name in the destination folder and is renamed into place
 when complete, so a killed process never leaves a file that looks finished.
@@ -27,12 +30,21 @@ from typing import Any
 
 import numpy as np
 
+from cellsynth import omezarr
 from cellsynth.errors import CellsynthError
+from cellsynth.outputs import check_output, check_replaceable, normalized
 
 VoxelSize = tuple[float, float, float]
 
 SAMPLE_VOLUMES = ("labels", "mask", "foreground", "image")
 """Volume names of a sample folder, in the order they are written."""
+
+SAMPLE_LABELS = ("labels", "mask", "foreground")
+"""The volumes of a sample that are label images (integer labels, 0/1 masks)."""
+
+SAMPLE_ZARR = "sample.ome.zarr"
+"""The OME-Zarr image of a sample folder in zarr format; its ``labels/`` group holds
+:data:`SAMPLE_LABELS`."""
 
 _TIFF_SUFFIXES = (".tif", ".tiff")
 _H5_SUFFIXES = (".h5", ".hdf5", ".hdf")
@@ -42,20 +54,30 @@ _ZARR_SUFFIX = ".zarr"
 # --------------------------------------------------------------------------- checks
 
 
+VOXEL_SIZE_RANGE_UM = (1e-4, 1e4)
+"""Voxel sizes outside this range (0.1 nm to 1 cm) are refused as a mistake of units."""
+
+
 def check_voxel_size(voxel_size: Any) -> VoxelSize:
     """Validate a voxel size and return it as a tuple of three positive floats (µm).
 
     Raises
     ------
     CellsynthError
-        If it does not have three finite positive entries.
+        If it does not have three finite entries within :data:`VOXEL_SIZE_RANGE_UM`.
     """
+    if isinstance(voxel_size, (str, bytes, Mapping)):
+        raise CellsynthError(f"voxel size must be three numbers (z y x) in µm, got {voxel_size!r}")
     try:
         values = tuple(float(v) for v in voxel_size)
     except (TypeError, ValueError):
         raise CellsynthError(f"voxel size must be three numbers (z y x) in µm, got {voxel_size!r}") from None
     if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):
         raise CellsynthError(f"voxel size must be three positive numbers (z y x) in µm, got {voxel_size!r}")
+    low, high = VOXEL_SIZE_RANGE_UM
+    if not all(low <= v <= high for v in values):
+        raise CellsynthError(f"voxel size {' '.join(f'{v:g}' for v in values)} µm is outside {low:g}-{high:g} µm; "
+                             "give it in micrometres (z y x)")
     return values  # type: ignore[return-value]
 
 
@@ -78,28 +100,31 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator
     """Yield a temporary path beside ``path``; rename it to ``path`` on success.
 
     On an exception the temporary file or folder is removed and ``path`` is untouched.
-    An existing ``path`` is replaced only once the new content is complete.
+    An existing ``path`` is replaced only once the new content is complete, and an existing
+    folder only where :func:`cellsynth.outputs.check_replaceable` allows it. Temporaries
+    that a killed process left beside ``path`` are removed first (:func:`remove_stale_temporaries`).
 
     Parameters
     ----------
     path
-        The final destination.
+        The final destination (``sub/../name`` is ``name``: no folder ``sub`` is made).
     directory
         Whether the destination is a folder (e.g. an OME-Zarr store or a sample folder).
     """
-    path = Path(path)
+    path = normalized(path)
     parent = path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+        remove_stale_temporaries(parent, path.name)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_owner()}.", suffix=_TMP_SUFFIX, dir=parent))
     except OSError as err:
-        raise CellsynthError(f"cannot write to {parent}: {err.strerror}; choose a writable output location") from None
+        raise CellsynthError(f"cannot write to {parent}: {err.strerror or err}; choose a writable output location") from None
     target = tmp if directory else tmp / path.name
     try:
         yield target
         if directory:
             os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes private (0700) folders; finished ones are not
-            _replace_directory(tmp, path)
+            replace_directory(tmp, path)
         else:
             os.replace(target, path)
     except OSError as err:
@@ -112,16 +137,73 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+_TMP_SUFFIX = ".tmp"
+_OLD_SUFFIX = ".old"
+
+
+def _owner() -> str:
+    """``HOST-PID`` of this process for temporary names (HOST: a short hash of the host name)."""
+    import socket
+    import zlib
+
+    return f"{zlib.crc32(socket.gethostname().encode()) & 0xFFFF:04x}-{os.getpid()}"
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one of :func:`atomic_path`'s temporaries (hidden, ``.tmp`` or ``.old``)."""
+    return name.startswith(".") and (name.endswith(_TMP_SUFFIX) or name.endswith(_OLD_SUFFIX))
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, name: str) -> list[Path]:
+    """Remove the temporaries of destination ``folder/name`` whose writer process is gone.
+
+    :func:`atomic_path` names its temporaries ``.NAME.HOST-PID.*.tmp`` (and ``.NAME.HOST-PID.old``
+    while a folder is replaced); a process killed while writing leaves them behind. Those of
+    this host whose process no longer runs are deleted; others (another host on a shared file
+    system, a running process) are left alone.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The removed entries.
+    """
+    host = _owner().split("-")[0]
+    removed = []
+    prefix = f".{name}."
+    for entry in Path(folder).iterdir():
+        if not (entry.name.startswith(prefix) and is_temporary(entry.name)):
+            continue
+        owner = entry.name[len(prefix):].split(".")[0]
+        entry_host, _, pid = owner.partition("-")
+        if entry_host != host or not pid.isdigit() or _running(int(pid)):
+            continue
+        shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
 
-def _replace_directory(new: Path, path: Path) -> None:
-    """Move folder ``new`` to ``path``, replacing an existing folder there."""
+def replace_directory(new: Path, path: Path) -> None:
+    """Move folder ``new`` to ``path``, replacing an existing folder there if it may be replaced
+    (:func:`cellsynth.outputs.check_replaceable`; any Zarr store or array is data cellsynth may replace)."""
     if path.exists():
-        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        check_replaceable(path, volume=True)
+        old = path.with_name(f".{path.name}.{_owner()}{_OLD_SUFFIX}")
         os.replace(path, old)
         os.replace(new, path)
         shutil.rmtree(old, ignore_errors=True)
@@ -262,64 +344,79 @@ def read_h5(path: str | os.PathLike, dataset: str = "raw") -> tuple[np.ndarray, 
     return check_volume(array, f"{path}:{dataset}"), voxel  # type: ignore[return-value]
 
 
+def write_h5(path: str | os.PathLike, datasets: Mapping[str, np.ndarray], voxel_size: VoxelSize, *,
+             atomic: bool = True) -> None:
+    """Write (Z, Y, X) volumes as datasets of one HDF5 file, each with ``element_size_um``.
+
+    The layout PlantSeg and pytorch-3dunet read (``raw``, ``label``, voxel size (z, y, x) in
+    µm on every dataset); :func:`read_h5` reads it back. Datasets are gzip-compressed.
+    With ``atomic=False`` the file is written in place.
+    """
+    import h5py
+
+    voxel = check_voxel_size(voxel_size)
+    with _destination(path, atomic) as tmp, h5py.File(tmp, "w") as f:
+        for name, array in datasets.items():
+            ds = f.create_dataset(name, data=np.asarray(check_volume(np.asarray(array), name)), compression="gzip")
+            ds.attrs["element_size_um"] = np.asarray(voxel, dtype=np.float64)
+
+
 # --------------------------------------------------------------------------- OME-Zarr
 
 
-def create_zarr(
-    path: str | os.PathLike, shape: tuple[int, ...], dtype: Any, voxel_size: VoxelSize,
-    chunks: tuple[int, int, int] | None = None,
-) -> Any:
-    """Create an empty OME-Zarr (NGFF 0.4) image at ``path`` and return its array.
-
-    The caller fills it chunk by chunk. Use within :func:`atomic_path` (``directory=True``)
-    so that a half-written store is never left under its final name.
-    """
-    import zarr
-
-    vz, vy, vx = check_voxel_size(voxel_size)
-    chunks = chunks or tuple(min(s, c) for s, c in zip(shape, (64, 256, 256)))
-    root = zarr.open_group(str(path), mode="w", zarr_format=2)
-    root.attrs["multiscales"] = [{
-        "version": "0.4",
-        "name": Path(path).name,
-        "axes": [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"],
-        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [vz, vy, vx]}]}],
-    }]
-    return root.create_array("0", shape=shape, dtype=dtype, chunks=chunks, fill_value=0)
-
-
-def write_zarr(path: str | os.PathLike, array: np.ndarray, voxel_size: VoxelSize, *, atomic: bool = True) -> None:
-    """Write an in-memory volume as OME-Zarr, atomically (in place with ``atomic=False``)."""
+def write_zarr(path: str | os.PathLike, array: np.ndarray, voxel_size: VoxelSize, *, atomic: bool = True,
+               ngff: str = omezarr.DEFAULT_NGFF, label: bool = False) -> None:
+    """Write a volume as an OME-Zarr image with its pyramid (:func:`cellsynth.omezarr.write_image`),
+    atomically (in place with ``atomic=False``); ``label`` for label or mask volumes."""
     array = check_volume(array)
+    name = Path(path).name.removesuffix(".zarr").removesuffix(".ome")
     with _destination(path, atomic, directory=True) as tmp:
-        create_zarr(tmp, array.shape, array.dtype, voxel_size)[...] = array
+        omezarr.write_image(tmp, array, check_voxel_size(voxel_size), ngff=ngff, name=name, label=label)
 
 
-def open_zarr(path: str | os.PathLike) -> tuple[Any, VoxelSize | None]:
-    """Open an OME-Zarr image lazily; return its full-resolution array and voxel size."""
-    import zarr
+def replace_zarr_image(path: str | os.PathLike, new_image: str | os.PathLike) -> None:
+    """Put the levels of the OME-Zarr image ``new_image`` into the image at ``path``, keeping the
+    labels of ``path``; ``new_image`` is removed.
 
-    path = _existing(path)
-    try:
-        root = zarr.open_group(str(path), mode="r")
-        ms = root.attrs.get("multiscales")
-        dataset = ms[0]["datasets"][0] if ms else {"path": "0"}
-        array = root[dataset["path"]]
-    except Exception as err:  # zarr raises many types for a damaged store
-        raise CellsynthError(f"cannot open OME-Zarr {path}: {err}") from None
-    voxel = None
-    for t in dataset.get("coordinateTransformations", []):
-        if t.get("type") == "scale":
-            voxel = tuple(float(v) for v in t["scale"][-3:])
-    return check_volume(array, str(path)), voxel  # type: ignore[return-value]
+    Each level is swapped by renaming folders, so a reader sees the old or the new level,
+    never a half-written one. Both images must have the same Zarr format and levels.
+    """
+    old, new = Path(path), Path(new_image)
+    old_group, new_group = omezarr.open_group(old), omezarr.open_group(new)
+    levels = omezarr.level_paths(new_group)
+    if new_group.metadata.zarr_format != old_group.metadata.zarr_format or levels != omezarr.level_paths(old_group):
+        raise CellsynthError(f"the new image of {old} does not have its Zarr format and pyramid levels")
+    for level in levels:
+        replace_directory(new / level, old / level)
+    multiscales = omezarr.ome_attributes(new_group)["multiscales"]
+    omezarr.set_ome_attributes(omezarr.open_group(old, mode="r+"), {"multiscales": multiscales},
+                               omezarr.ngff_version(old_group))
+    shutil.rmtree(new, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- any volume
 
 
 def is_zarr(path: str | os.PathLike) -> bool:
-    """Whether ``path`` names an OME-Zarr store."""
-    return str(path).rstrip("/").endswith(_ZARR_SUFFIX)
+    """Whether ``path`` names an OME-Zarr store or a group inside one (``sample.ome.zarr/labels/mask``)."""
+    path = Path(path)
+    return path.name.endswith(_ZARR_SUFFIX) or (
+        path.suffix.lower() not in (*_TIFF_SUFFIXES, *_H5_SUFFIXES, ".npy")
+        and any(part.endswith(_ZARR_SUFFIX) for part in path.parts[:-1]))
+
+
+def volume_format(path: str | os.PathLike) -> str | None:
+    """The container a volume file name asks for: ``"zarr"`` (``.ome.zarr``), ``"tif"``
+    (``.tif``, ``.tiff``), or None for other names.
+
+    Examples
+    --------
+    >>> volume_format("image.ome.zarr"), volume_format("image.TIF"), volume_format("image.png")
+    ('zarr', 'tif', None)
+    """
+    if is_zarr(path):
+        return "zarr"
+    return "tif" if Path(path).suffix.lower() in _TIFF_SUFFIXES else None
 
 
 def read_volume(
@@ -332,7 +429,8 @@ def read_volume(
     """
     suffix = Path(path).suffix.lower()
     if is_zarr(path):
-        array, voxel = open_zarr(path)
+        array, voxel = omezarr.open_image(path)
+        array = check_volume(array, str(path))
         return (array if lazy else array[...]), voxel
     if suffix in _TIFF_SUFFIXES:
         return read_tiff(path)
@@ -346,25 +444,42 @@ def read_volume(
     raise CellsynthError(f"unsupported file type {path!s}; use .tif, .h5, .npy or .ome.zarr")
 
 
-def write_volume(path: str | os.PathLike, array: np.ndarray, voxel_size: VoxelSize, *, atomic: bool = True) -> None:
-    """Write a volume as TIFF or OME-Zarr, chosen by the file name.
+def write_volume(path: str | os.PathLike, array: np.ndarray, voxel_size: VoxelSize, *, atomic: bool = True,
+                 ngff: str = omezarr.DEFAULT_NGFF, label: bool = False) -> None:
+    """Write a volume as TIFF or OME-Zarr (NGFF version ``ngff``), chosen by the file name.
 
     With ``atomic=False`` it is written in place, for a volume inside a folder that is
-    itself assembled under a temporary name.
+    itself assembled under a temporary name. ``label``: the volume holds labels or a mask
+    (an OME-Zarr pyramid then samples it instead of averaging).
     """
-    if is_zarr(path):
-        write_zarr(path, array, voxel_size, atomic=atomic)
-    elif Path(path).suffix.lower() in _TIFF_SUFFIXES:
+    file_format = volume_format(path)
+    if file_format == "zarr":
+        write_zarr(path, array, voxel_size, atomic=atomic, ngff=ngff, label=label)
+    elif file_format == "tif":
         write_tiff(path, array, voxel_size, atomic=atomic)
     else:
         raise CellsynthError(f"cannot write {path}: use a .tif or .ome.zarr name")
 
 
 def volume_filename(name: str, file_format: str) -> str:
-    """The file name of volume ``name`` in a sample folder for ``file_format`` (tif or zarr)."""
+    """Where volume ``name`` goes in a sample folder of ``file_format`` (tif or zarr).
+
+    TIFF: ``NAME.tif``. OME-Zarr: the image is ``sample.ome.zarr`` itself, the labels, mask
+    and foreground are its label images ``sample.ome.zarr/labels/NAME``, and other images
+    (quality levels) are OME-Zarr images of their own, ``NAME.ome.zarr``.
+
+    Examples
+    --------
+    >>> volume_filename("mask", "tif"), volume_filename("mask", "zarr"), volume_filename("image", "zarr")
+    ('mask.tif', 'sample.ome.zarr/labels/mask', 'sample.ome.zarr')
+    """
     if file_format not in ("tif", "zarr"):
         raise CellsynthError(f"unknown format {file_format!r}; use tif or zarr")
-    return f"{name}.tif" if file_format == "tif" else f"{name}.ome.zarr"
+    if file_format == "tif":
+        return f"{name}.tif"
+    if name == "image":
+        return SAMPLE_ZARR
+    return f"{SAMPLE_ZARR}/{omezarr.LABELS_GROUP}/{name}" if name in SAMPLE_LABELS else f"{name}.ome.zarr"
 
 
 def _existing(path: str | os.PathLike) -> Path:
@@ -473,7 +588,7 @@ class Sample:
 
 def write_sample(
     path: str | os.PathLike, sample: Sample, *, file_format: str = "tif", overwrite: bool = False,
-    images: Mapping[str, np.ndarray] | None = None,
+    images: Mapping[str, np.ndarray] | None = None, ngff: str = omezarr.DEFAULT_NGFF,
 ) -> Path:
     """Write ``sample`` as a sample folder, atomically.
 
@@ -487,41 +602,76 @@ def write_sample(
     sample
         What to write; ``sample.image`` (if set) becomes ``image``.
     file_format
-        ``tif`` or ``zarr``.
+        ``tif`` (ImageJ TIFFs) or ``zarr``: one OME-Zarr image ``sample.ome.zarr`` with the
+        labels, mask and foreground as label images in its ``labels/`` group (its image
+        stays empty, all 0, until one is synthesised; ``sample.json`` lists it only then).
     overwrite
-        Replace a sample already in ``path``.
+        Replace an existing output in ``path`` (only cellsynth output is ever replaced).
     images
         More images (float in [0, 1]) by volume name, e.g. one per quality level
         (``image_alpha10``); stored as uint16 like ``image`` and listed in ``files``.
+    ngff
+        OME-NGFF version of zarr samples: ``"0.4"`` (Zarr format 2) or ``"0.5"`` (Zarr format 3).
 
     Raises
     ------
     CellsynthError
-        If ``path`` already holds a sample and ``overwrite`` is false.
+        If ``path`` cannot be written or exists and may not be replaced
+        (:func:`cellsynth.outputs.check_output`).
     """
     from cellsynth import __version__
 
+    check_output(path, overwrite=overwrite)
     path = Path(path)
-    if path.exists() and any(path.iterdir()) and not overwrite:
-        raise CellsynthError(f"{path} already exists and is not empty; choose another --out or pass --overwrite")
     voxel = check_voxel_size(sample.voxel_size)
     volumes = {name: getattr(sample, name) for name in SAMPLE_VOLUMES if getattr(sample, name) is not None}
+    ngff = omezarr.check_ngff(ngff)
     with atomic_path(path, directory=True) as tmp:
         # the folder is temporary until renamed, so its files are written in place
-        files = {}
-        for name, volume in volumes.items():
-            volume = image_to_uint16(np.asarray(volume)) if name == "image" else np.asarray(volume)
-            files[name] = volume_filename(name, file_format)
-            write_volume(tmp / files[name], volume, voxel, atomic=False)
+        if file_format == "zarr":
+            files = _write_sample_zarr(tmp, path.name, volumes, voxel, ngff)
+        else:
+            files = {}
+            for name, volume in volumes.items():
+                volume = image_to_uint16(np.asarray(volume)) if name == "image" else np.asarray(volume)
+                files[name] = volume_filename(name, file_format)
+                write_volume(tmp / files[name], volume, voxel, atomic=False)
         write_positions(tmp / "positions.csv", sample.positions, atomic=False)
         files["positions"] = "positions.csv"
         for name, image in (images or {}).items():
             files[name] = volume_filename(name, file_format)
-            write_volume(tmp / files[name], image_to_uint16(np.asarray(image)), voxel, atomic=False)
+            write_volume(tmp / files[name], image_to_uint16(np.asarray(image)), voxel, atomic=False, ngff=ngff)
         meta = {"cellsynth_version": __version__, **sample.metadata, "shape": list(np.shape(sample.labels)),
-                "voxel_size_um": list(voxel), "format": file_format, "files": files}
+                "voxel_size_um": list(voxel), "format": file_format,
+                **({"ngff": ngff} if file_format == "zarr" else {}), "files": files}
         write_json(tmp / "sample.json", meta, atomic=False)  # written last: its presence marks a finished sample
     return path
+
+
+def _write_sample_zarr(folder: Path, name: str, volumes: Mapping[str, Any], voxel: VoxelSize,
+                       ngff: str) -> dict[str, str]:
+    """The sample's OME-Zarr image (empty without an image) with its label images; their file names."""
+    store = folder / SAMPLE_ZARR
+    shape = tuple(np.shape(volumes["labels"]))
+    group = omezarr.create_image(store, shape, np.uint16, voxel, ngff=ngff, name=name)
+    files = {}
+    labels = {key: volumes[key] for key in SAMPLE_LABELS if key in volumes}
+    omezarr.add_labels(store, labels, voxel)
+    files.update({key: volume_filename(key, "zarr") for key in labels})
+    if "image" in volumes:
+        group["0"][...] = image_to_uint16(np.asarray(volumes["image"]))
+        omezarr.fill_pyramid(group)
+        files["image"] = SAMPLE_ZARR
+    return files
+
+
+def sample_image_file(folder: str | os.PathLike, file_format: str) -> str:
+    """Where ``cellsynth synthesize`` puts the image of a sample folder: ``image.tif``; for
+    zarr the sample's OME-Zarr image, or ``image.ome.zarr`` beside the separate OME-Zarr
+    volumes of sample folders written before the labels moved into the image."""
+    if file_format == "zarr" and not (Path(folder) / SAMPLE_ZARR).is_dir():
+        return "image.ome.zarr"
+    return volume_filename("image", file_format)
 
 
 def read_sample(path: str | os.PathLike, *, lazy: bool = False) -> Sample:

@@ -4,18 +4,26 @@
 model and runs it patch by patch (:mod:`cellsynth.tiling`). Inputs and output may be
 on-disk zarr arrays: the image is then written slab by slab and the positional map goes to
 a temporary on-disk array, so the memory footprint stays bounded (the distance transform of
-the foreground needs about 5 bytes per voxel while it runs).
+the foreground needs about 5 bytes per voxel while it runs). :func:`synthesize_to_file`
+writes the image straight into a TIFF or an OME-Zarr store.
+
+For annotations that are not sample folders (instance labels from elsewhere, or a 0/1
+membrane mask), :func:`annotation_from_labels` derives the structure mask and the organism
+foreground the way simulated samples define them.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cellsynth import io, omezarr
 from cellsynth.conditioning import (
     foreground_from_image,
     positional_map,
@@ -31,9 +39,9 @@ SLAB_BYTES = 64 * 2**20
 
 def synthesize_image(
     mask: Any, foreground: Any, voxel_size: VoxelSize, *,
-    model: Any = "physics", kind: str = "nuclei", alpha: float = 100.0, beta: float = 100.0, seed: int = 0,
+    model: Any = "default", kind: str = "nuclei", alpha: float = 100.0, beta: float = 100.0, seed: int = 0,
     patch: Any = None, overlap: Any = None, crop: Any = None, blend: str = "linear",
-    batch_size: int = 4, device: Any = "cpu", autocast: bool = False, out: Any = None, progress: bool | None = True,
+    batch_size: int = 4, device: Any = "cpu", autocast: bool = False, out: Any = None, progress: bool | None = None,
 ) -> Any:
     """Synthesise a fluorescence image for a structure mask.
 
@@ -46,8 +54,8 @@ def synthesize_image(
     voxel_size
         Voxel size in µm (z, y, x).
     model
-        ``"physics"``, ``"default"``, a shipped name, a checkpoint path
-        (:func:`cellsynth.render.registry.load_model`) or a model object.
+        ``"default"`` (the best built-in model for ``kind``), ``"physics"``, a shipped name, a
+        checkpoint path (:func:`cellsynth.render.registry.load_model`) or a model object.
     kind
         ``"nuclei"`` or ``"membranes"``.
     alpha, beta
@@ -61,7 +69,7 @@ def synthesize_image(
     out
         Optional numpy or zarr array (float, uint8 or uint16) to write into.
     progress
-        Show a progress bar.
+        Progress bar: None (default) on a terminal only, True always, False never.
 
     Returns
     -------
@@ -70,23 +78,20 @@ def synthesize_image(
     Examples
     --------
     >>> fg = np.zeros((8, 32, 32), np.uint8); fg[1:7, 4:28, 4:28] = 1
-    >>> image = synthesize_image(fg, fg, (1.0, 0.5, 0.5), progress=False)
+    >>> image = synthesize_image(fg, fg, (1.0, 0.5, 0.5), model="physics", progress=False)
     >>> image.dtype, image.shape
     (dtype('float32'), (8, 32, 32))
     """
-    from cellsynth.render.registry import load_model
     from cellsynth.tiling import synthesize_tiled
 
     voxel = check_voxel_size(voxel_size)
-    for name, value in (("alpha", alpha), ("beta", beta)):
-        if not (np.isfinite(value) and value > 0):
-            raise CellsynthError(f"{name} must be a positive length in µm, got {value}")
     check_inputs(mask, foreground)
     if out is not None and tuple(out.shape) != tuple(mask.shape):
         raise CellsynthError(f"output shape {tuple(out.shape)} does not match the mask {tuple(mask.shape)}")
-    if isinstance(model, (str, Path)):
-        model = load_model(model, kind, device, voxel_size=voxel, seed=seed)
     streaming = not isinstance(mask, np.ndarray) or not (out is None or isinstance(out, np.ndarray))
+    model = check_synthesis(tuple(mask.shape), voxel, model=model, kind=kind, alpha=alpha, beta=beta, seed=seed,
+                            patch=patch, overlap=overlap, crop=crop, blend=blend, batch_size=batch_size,
+                            device=device, autocast=autocast, streaming=streaming).model
     scratch = tempfile.mkdtemp(prefix="cellsynth-") if streaming else None
     try:
         pos = _positional_map(foreground, voxel, alpha, beta, scratch)
@@ -95,6 +100,79 @@ def synthesize_image(
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class SynthesisPlan:
+    """What :func:`check_synthesis` found: the loaded model, its patch grid over the volume,
+    and the memory the synthesis needs (bytes, about)."""
+
+    model: Any
+    grid: Any
+    memory_bytes: int
+
+
+SYNTHESIS_BYTES_PER_VOXEL = 14
+"""Memory of an in-memory synthesis per voxel besides the inputs: the positional map and the
+float32 image, then the uint16 image and its float32 temporary while it is written."""
+
+
+def check_synthesis(
+    shape: tuple[int, int, int], voxel_size: VoxelSize, *, model: Any = "default", kind: str = "nuclei",
+    alpha: float = 100.0, beta: float = 100.0, seed: int = 0, patch: Any = None, overlap: Any = None,
+    crop: Any = None, blend: str = "linear", batch_size: int = 4, device: Any = "cpu", autocast: bool = False,
+    streaming: bool = False, check_memory: bool = True,
+) -> SynthesisPlan:
+    """Check the settings of :func:`synthesize_image` for a volume of ``shape`` without rendering.
+
+    Loads the model (a name or path; a model object is taken as it is), lays out the patch
+    grid and estimates the memory (in memory, or ``streaming`` from and to on-disk arrays).
+    :func:`synthesize_image` calls it first; ``cellsynth synthesize`` and ``cellsynth
+    dataset`` call it before they write anything.
+
+    Parameters
+    ----------
+    shape
+        Volume shape (Z, Y, X).
+    voxel_size, model, kind, alpha, beta, seed, patch, overlap, crop, blend, batch_size, device, autocast
+        As for :func:`synthesize_image`.
+    streaming
+        Whether the volume streams from and to on-disk arrays (less memory).
+    check_memory
+        Refuse (:func:`cellsynth.memory.check_memory`) when the estimate exceeds what is
+        available.
+
+    Returns
+    -------
+    SynthesisPlan
+
+    Raises
+    ------
+    CellsynthError
+        Naming the setting and what to change.
+    """
+    from cellsynth.checks import check_integer, check_number, check_seed
+    from cellsynth.memory import check_memory as refuse_beyond_memory
+    from cellsynth.render.registry import load_model
+    from cellsynth.tiling import BLENDS, tile_grid, tiling_bytes
+
+    voxel = check_voxel_size(voxel_size)
+    for name, value in (("alpha", alpha), ("beta", beta)):
+        check_number(value, name, low=0, low_open=True)
+    check_seed(seed)
+    check_integer(batch_size, "batch size", low=1)
+    if blend not in BLENDS:
+        raise CellsynthError(f"unknown blend {blend!r}; use one of {', '.join(BLENDS)}")
+    if isinstance(model, (str, Path)):
+        model = load_model(model, kind, device, voxel_size=voxel, seed=seed)
+    grid = tile_grid(model, shape, patch, overlap, crop)
+    voxels = int(np.prod(shape, dtype=np.float64))
+    memory = tiling_bytes(grid, batch_size, model) + (0 if streaming else voxels * SYNTHESIS_BYTES_PER_VOXEL)
+    if check_memory:
+        refuse_beyond_memory(memory, f"synthesising a {'x'.join(map(str, shape))} volume",
+                             "choose a smaller volume or --patch, a smaller --batch-size, or write OME-Zarr "
+                             "(.ome.zarr) to stream it")
+    return SynthesisPlan(model, grid, memory)
 
 
 def check_inputs(mask: Any, foreground: Any) -> None:
@@ -138,6 +216,161 @@ def foreground_from_labels(labels: np.ndarray, voxel_size: VoxelSize, closing_um
     if cells.all():
         return np.ones(cells.shape, np.uint8)
     return foreground_from_image(cells, voxel_size, smoothing_um=closing_um / 2, closing_um=closing_um)
+
+
+def is_membrane_mask(labels: Any, kind: str) -> bool:
+    """Whether a membranes annotation is already the 0/1 wall mask rather than cell labels.
+
+    A labels volume that holds only 0 and 1 has at most one cell; for membranes it is far
+    more likely a wall mask (from another tool, or a sample's ``mask.tif``), which is used
+    as the structure mask as it is.
+    """
+    labels = np.asarray(labels)
+    return kind == "membranes" and bool(labels.max() <= 1 and labels.min() >= 0)
+
+
+def annotation_from_labels(
+    labels: Any, kind: str, voxel_size: VoxelSize, *, foreground: Any = None, foreground_closing_um: float = 5.0,
+    membrane_thickness_um: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The structure mask and organism foreground of instance labels, as synthesis needs them.
+
+    Parameters
+    ----------
+    labels
+        Instance labels (Z, Y, X): nuclei, or whole cells for membranes. For membranes a
+        0/1 volume is taken as the wall mask itself (:func:`is_membrane_mask`).
+    kind
+        ``"nuclei"`` or ``"membranes"``.
+    voxel_size
+        Voxel size in µm (z, y, x).
+    foreground
+        The organism region (0/1) of the same shape; by default the region around the
+        labelled cells (:func:`foreground_from_labels`), filled inside the walls for a
+        membrane mask (walls enclose the organism).
+    foreground_closing_um
+        Without ``foreground``: close gaps between cells up to about twice this (µm).
+    membrane_thickness_um
+        Wall thickness for membranes labels (default: the simulation's,
+        :data:`cellsynth.simulate.annotations.DEFAULT_MEMBRANE_THICKNESS_UM`).
+
+    Returns
+    -------
+    mask, foreground
+        uint8 structure mask (the one of :func:`cellsynth.simulate.annotations.structure_mask`)
+        and the organism foreground.
+
+    Raises
+    ------
+    CellsynthError
+        For floating-point labels or a foreground of another shape.
+
+    Examples
+    --------
+    >>> labels = np.zeros((8, 24, 24), np.uint16); labels[2:6, 4:12, 4:12] = 1; labels[2:6, 12:20, 4:12] = 2
+    >>> mask, foreground = annotation_from_labels(labels, "membranes", (1.0, 1.0, 1.0))
+    >>> int(mask.sum()) < int((labels > 0).sum()) <= int(foreground.sum())
+    True
+    """
+    from scipy import ndimage
+
+    from cellsynth.simulate.annotations import DEFAULT_MEMBRANE_THICKNESS_UM, structure_mask
+
+    labels = np.asarray(check_volume(np.asarray(labels), "labels"))
+    voxel = check_voxel_size(voxel_size)
+    if labels.dtype.kind == "f":
+        raise CellsynthError("the labels hold floating-point values; give integer labels or a 0/1 mask")
+    walls_given = is_membrane_mask(labels, kind)
+    if walls_given:
+        mask = labels.astype(np.uint8)
+    else:
+        thickness = membrane_thickness_um or DEFAULT_MEMBRANE_THICKNESS_UM
+        mask = structure_mask(labels, kind, voxel, membrane_thickness_um=thickness)
+    if foreground is not None:
+        if tuple(np.shape(foreground)) != labels.shape:
+            raise CellsynthError(f"foreground {tuple(np.shape(foreground))} and labels {labels.shape} must have the "
+                                 "same shape")
+        return mask, foreground
+    foreground = foreground_from_labels(labels, voxel, foreground_closing_um)
+    if walls_given:  # walls enclose the organism: fill it
+        foreground = ndimage.binary_fill_holes(foreground | (mask > 0)).astype(np.uint8)
+    return mask, foreground
+
+
+def synthesize_to_file(
+    path: str | os.PathLike, mask: Any, foreground: Any, voxel_size: VoxelSize, *, dtype: Any = "uint16",
+    ngff: str = omezarr.DEFAULT_NGFF, **settings: Any,
+) -> Path:
+    """Synthesise an image straight into a file, written atomically.
+
+    The name chooses the container: ``.tif`` (the image is made in memory, then written as
+    an ImageJ hyperstack) or ``.ome.zarr`` (written slab by slab while it is made, for
+    volumes larger than memory, with its multiscale pyramid; ``mask`` and ``foreground``
+    may then be zarr arrays). An existing OME-Zarr image with label images (the
+    ``sample.ome.zarr`` of a sample folder) gets the new image and keeps its labels.
+
+    Parameters
+    ----------
+    path
+        Output file (``.tif``, ``.tiff`` or ``.ome.zarr``); an existing one is replaced.
+    mask, foreground, voxel_size
+        As for :func:`synthesize_image`.
+    dtype
+        ``"uint16"`` (0-65535 for 0-1) or ``"float32"`` (values in [0, 1]).
+    ngff
+        OME-NGFF version of a new OME-Zarr image, ``"0.4"`` or ``"0.5"`` (an existing one
+        keeps its own).
+    **settings
+        Keyword arguments of :func:`synthesize_image` (``model``, ``kind``, ``alpha``, ...).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> fg = np.zeros((8, 32, 32), np.uint8); fg[1:7, 4:28, 4:28] = 1
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = synthesize_to_file(f"{folder}/image.tif", fg, fg, (1.0, 0.5, 0.5), model="physics", progress=False)
+    ...     io.read_volume(path)[0].dtype
+    dtype('uint16')
+    """
+    path = Path(path)
+    file_format = io.volume_format(path)
+    if file_format is None:
+        raise CellsynthError(f"cannot write {path}: use a .tif or .ome.zarr name")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.uint16, np.float32):
+        raise CellsynthError(f"image dtype must be uint16 or float32, got {dtype}")
+    voxel = check_voxel_size(voxel_size)
+    if file_format == "zarr" and path.is_dir() and omezarr.label_names(path):
+        existing = omezarr.open_group(path)
+        name = omezarr.ome_attributes(existing)["multiscales"][0].get("name")
+        scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        try:  # beside the sample's image, so that the new levels move in by renaming
+            _synthesize_zarr(scratch / path.name, mask, foreground, voxel, dtype, omezarr.ngff_version(existing), name,
+                             settings)
+            io.replace_zarr_image(path, scratch / path.name)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    elif file_format == "zarr":
+        with io.atomic_path(path, directory=True) as tmp:
+            _synthesize_zarr(tmp, mask, foreground, voxel, dtype, ngff,
+                             path.name.removesuffix(".zarr").removesuffix(".ome"), settings)
+    else:
+        image = synthesize_image(np.asarray(mask), np.asarray(foreground), voxel, **settings)
+        io.write_tiff(path, io.image_to_uint16(image) if dtype == np.uint16 else image, voxel)
+    return path
+
+
+def _synthesize_zarr(path: Path, mask: Any, foreground: Any, voxel: VoxelSize, dtype: np.dtype, ngff: str, name: str,
+                     settings: dict[str, Any]) -> None:
+    """A new OME-Zarr image at ``path``: level 0 synthesised slab by slab, then its pyramid."""
+    group = omezarr.create_image(path, tuple(mask.shape), dtype, voxel, ngff=ngff, name=name)
+    synthesize_image(mask, foreground, voxel, out=group["0"], **settings)
+    omezarr.fill_pyramid(group)
 
 
 def _slabs(array: Any) -> list[slice]:

@@ -35,6 +35,7 @@ import numpy as np
 
 from cellsynth.errors import CellsynthError
 from cellsynth.io import image_to_uint16
+from cellsynth.progress import progress_bar
 
 Triple = tuple[int, int, int]
 Blend = Literal["linear", "gaussian", "hann", "constant"]
@@ -234,10 +235,16 @@ def make_grid(
         warnings.warn(f"patch {patch} adjusted to {adjusted}: the model needs sides that are multiples of "
                       f"{multiple}", UserWarning, stacklevel=2)
         patch = adjusted  # type: ignore[assignment]
-    for length, p, o, c in zip(shape, patch, overlap, crop):
-        if length > p and o + 2 * c >= p:  # only axes split into several patches have interior sides
+    for axis, (length, p, o, c, m) in enumerate(zip(shape, patch, overlap, crop, multiple)):
+        if length <= p:  # only axes split into several patches have interior sides
+            continue
+        if o + 2 * c >= p:
             raise CellsynthError(f"overlap {overlap} + 2 x crop {crop} must be smaller than the patch {patch} "
                                  "on every axis; reduce --overlap or --crop, or enlarge --patch")
+        if p - 2 * c - o < m and length - p > p - 2 * c - o:
+            raise CellsynthError(f"the patch step along {'zyx'[axis]} (patch - 2 x crop - overlap = {p - 2 * c - o}) "
+                                 f"is below the model's size multiple {m}: patches cannot be placed; enlarge --patch "
+                                 f"(e.g. {4 * m}) or reduce --crop and --overlap")
     eff, starts, pad = [], [], []
     for length, p, o, c, m in zip(shape, patch, overlap, crop, multiple):
         if length <= p:
@@ -253,71 +260,20 @@ def make_grid(
 
 
 def _axis_starts(length: int, patch: int, step: int, multiple: int) -> tuple[int, ...]:
-    """Evenly spread patch origins from 0 to ``length - patch``, multiples of ``multiple``, gaps <= ``step``."""
+    """Evenly spread patch origins from 0 to ``length - patch``, multiples of ``multiple``, gaps <= ``step``.
+
+    Needs ``step >= multiple`` (or a single gap); :func:`make_grid` checks it. Where no even
+    spread of multiples works, the origins are the multiples every ``step // multiple *
+    multiple`` voxels, then the last one.
+    """
     span = length - patch
-    n = -(-span // step) + 1
-    while True:
+    for n in range(-(-span // step) + 1, span // multiple + 3):
         starts = [min(span, round(i * span / (n - 1)) // multiple * multiple) for i in range(n)]
         starts[-1] = span
         if all(0 < b - a <= step for a, b in pairwise(starts)):
             return tuple(starts)
-        n += 1
-
-
-# --------------------------------------------------------------------------- seam metric
-
-
-def seam_metric(image: Any, grid: PatchGrid | None = None, *, neighbours: int = 3) -> float:
-    """How much stronger intensity steps are on patch borders than beside them.
-
-    Along each axis, the mean absolute difference between adjacent planes is taken across
-    every plane where a patch's kept region starts or ends (a possible seam), and across
-    the ``neighbours`` planes on either side of it. The result is the ratio of the two,
-    pooled over axes: about 1 where tiling leaves no trace, clearly above 1 where seams
-    show. Comparing with nearby planes keeps the image's own structure out of the ratio.
-
-    Parameters
-    ----------
-    image
-        The stitched output (Z, Y, X).
-    grid
-        The grid that produced it; by default :func:`make_grid` with the default patch,
-        overlap and crop for this shape.
-    neighbours
-        Planes on each side of a border used as the reference.
-
-    Returns
-    -------
-    float
-        The ratio; 1.0 when the grid has no interior borders.
-    """
-    image = np.asarray(image, dtype=np.float32)
-    grid = grid or make_grid(image.shape)
-    if tuple(image.shape) != grid.shape:
-        raise CellsynthError(f"image shape {image.shape} does not match the grid's volume shape {grid.shape}")
-    sums = np.zeros(2)
-    counts = np.zeros(2)
-    for axis in range(3):
-        borders = grid.borders(axis)
-        if borders.size == 0:
-            continue
-        step = np.abs(np.diff(image, axis=axis))
-        per_plane = step.mean(axis=tuple(a for a in range(3) if a != axis), dtype=np.float64)
-        seam = np.zeros(step.shape[axis], bool)
-        seam[borders - 1] = True
-        near = np.zeros_like(seam)
-        for d in range(1, neighbours + 1):
-            near[np.clip(borders - 1 - d, 0, None)] = True
-            near[np.clip(borders - 1 + d, None, seam.size - 1)] = True
-        near &= ~seam
-        sums += per_plane[seam].sum(), per_plane[near].sum()
-        counts += seam.sum(), near.sum()
-    if counts.min() == 0:
-        return 1.0
-    on, off = sums / counts
-    if off == 0:
-        return 1.0 if on == 0 else math.inf
-    return float(on / off)
+    stride = step // multiple * multiple
+    return (*range(0, span, stride), span)
 
 
 # --------------------------------------------------------------------------- inference
@@ -330,7 +286,7 @@ def default_tiling(model: Any, patch: Any = None) -> tuple[Triple, Triple, Tripl
     Per axis, where the model's halo is at most 1/4 of the patch, the crop is the halo:
     stitching is then exact and needs no overlap. Otherwise (a large receptive field such
     as a U-Net's) the crop is 1/8 of the patch and the kept regions overlap by 1/16 of it,
-    which is seamless by :func:`seam_metric` (``benchmarks/bench_tiling.py``); for the
+    which is seamless by :func:`cellsynth.evaluate.metrics.seam_metric` (``benchmarks/bench_tiling.py``); for the
     default patch this gives :data:`DEFAULT_OVERLAP` and :data:`DEFAULT_CROP`.
     """
     if patch is None:
@@ -363,11 +319,29 @@ def tile_grid(model: Any, shape: Any, patch: Any = None, overlap: Any = None, cr
                      default_crop if crop is None else crop, getattr(model, "size_multiple", 1))
 
 
+DEFAULT_WORKING_BYTES_PER_VOXEL = 64
+"""Memory a model needs per voxel of a patch while it runs, where it does not say
+(``working_bytes_per_voxel``): about sixteen float32 temporaries."""
+
+
+def tiling_bytes(grid: PatchGrid, batch_size: int, model: Any = None) -> int:
+    """About the peak memory of :func:`synthesize_tiled` besides its inputs and output, in bytes.
+
+    The accumulation window (``patch[0]`` planes), two prefetched input slabs (mask and
+    positional map of a z-row of patches), the planes written at a time, and a batch of
+    patches with the model's working memory (``model.working_bytes_per_voxel``).
+    """
+    window = grid.patch[0] * grid.shape[1] * grid.shape[2]
+    per_voxel = getattr(model, "working_bytes_per_voxel", DEFAULT_WORKING_BYTES_PER_VOXEL)
+    batch = batch_size * math.prod(grid.patch) * (2 * 4 + 4 + per_voxel)
+    return window * (4 + 2 * 5 + 10) + batch
+
+
 def synthesize_tiled(
     model: Any, mask: Any, positional: Any, *,
     patch: Any = None, overlap: Any = None, crop: Any = None, blend: Blend = "linear",
     batch_size: int = 4, device: Any = "cpu", stitch_device: Any = None, autocast: bool = False,
-    out: Any = None, progress: bool | None = True,
+    out: Any = None, progress: bool | None = None,
 ) -> Any:
     """Run ``model`` patch by patch over a volume and stitch the outputs seamlessly.
 
@@ -396,7 +370,7 @@ def synthesize_tiled(
         Array (numpy or zarr) of the volume's shape to write into, float (values in [0, 1])
         or uint8/uint16 (scaled to the full range); by default a new float32 numpy array.
     progress
-        Show a progress bar (None: only on a terminal).
+        Progress bar: None (default) on a terminal only, True always, False never.
 
     Returns
     -------
@@ -423,7 +397,8 @@ def synthesize_tiled(
     stitcher = _Stitcher(grid, blend, out, stitch)
     origins = grid.origins
     with _Prefetcher(grid, mask, positional) as slabs, \
-            torch.inference_mode(), _progress(grid.n_patches, progress) as bar:
+            torch.inference_mode(), \
+            progress_bar(total=grid.n_patches, progress=progress, desc="synthesis", unit="patch") as bar:
         for batch in _batches(grid, batch_size):
             inputs = torch.empty((len(batch), 2, *grid.patch), dtype=torch.float32)
             for k, (row, iy, ix) in enumerate(batch):
@@ -451,12 +426,6 @@ def _batches(grid: PatchGrid, batch_size: int):
     indices = list(product(*(range(len(s)) for s in grid.starts)))
     for i in range(0, len(indices), batch_size):
         yield indices[i:i + batch_size]
-
-
-def _progress(total: int, progress: bool | None):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="synthesis", unit="patch", disable=None if progress else True)
 
 
 class _Prefetcher:
@@ -505,7 +474,7 @@ class _Prefetcher:
 
 class _Stitcher:
     """Accumulates weighted patch outputs in a window of ``patch[0]`` planes and writes
-    finished planes to the output, normalised by the (separable) weight sum."""
+    finished planes to the output, normalized by the (separable) weight sum."""
 
     def __init__(self, grid: PatchGrid, blend: Blend, out: Any, device: Any) -> None:
         import torch

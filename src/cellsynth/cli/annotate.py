@@ -25,11 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--radius", type=float, nargs=2, default=(1.5, 4.0), metavar=("MIN", "MAX"),
                    help="nuclei: smallest and largest nucleus radius in µm (default 1.5 4)")
     p.add_argument("--threshold", type=float, default=0.05,
-                   help="nuclei: minimum LoG blob response in normalised intensity (default 0.05; lower finds more)")
+                   help="nuclei: minimum LoG blob response in normalized intensity (default 0.05; lower finds more)")
     p.add_argument("--min-distance", type=float, metavar="UM",
                    help="nuclei: minimum distance between seeds in µm (default the smallest radius)")
     p.add_argument("--seed-depth", type=float, default=0.05,
-                   help="membranes: how much darker than its walls (normalised intensity) a cell must be to get "
+                   help="membranes: how much darker than its walls (normalized intensity) a cell must be to get "
                         "its own seed (default 0.05; raise it where cells are split, lower it where they merge)")
     p.add_argument("--smoothing", type=float, metavar="UM",
                    help="Gaussian smoothing in µm before the watershed (default 0.25 nuclei, 0.3 membranes)")
@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="membranes: keep cells outside the estimated organism region (crops inside tissue)")
     p.add_argument("--percentiles", type=float, nargs=2, default=(1.0, 99.9), metavar=("LOW", "HIGH"),
                    help="intensity percentiles mapped to 0 and 1 (default 1 99.9)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out folder (only cellsynth output is ever replaced)")
     p.set_defaults(func=run)
 
 
@@ -48,11 +49,9 @@ def run(args: argparse.Namespace) -> None:
     from cellsynth.annotate import annotate_membranes, annotate_nuclei
     from cellsynth.cli import resolved_config
     from cellsynth.errors import CellsynthError
+    from cellsynth.outputs import check_output
 
-    if args.out is None:
-        raise CellsynthError("give the output sample folder with --out DIR")
-    if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
-        raise CellsynthError(f"{args.out} already exists and is not empty; choose another --out or pass --overwrite")
+    check_output(args.out, overwrite=args.overwrite)
     image, voxel = io.read_volume(args.image, args.h5_dataset)
     voxel = args.voxel_size or voxel
     if voxel is None:

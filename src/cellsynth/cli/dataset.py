@@ -44,8 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", help="data set folder (empty, new, or a data set to complete)")
     p.add_argument("--seed", type=int, default=None, help="data set seed (default 0); sample i uses "
                    "SeedSequence(seed, spawn_key=(i,))")
-    p.add_argument("--split", default="0.8,0.1,0.1", metavar="TRAIN,VAL,TEST",
-                   help="fractions of samples for train, val and test in splits.csv (default 0.8,0.1,0.1)")
+    p.add_argument("--split", metavar="TRAIN,VAL,TEST",
+                   help="fractions of samples for train, val and test in splits.csv (default 0.8,0.1,0.1; a data "
+                        "set keeps its split)")
     run_group = p.add_mutually_exclusive_group()
     run_group.add_argument("--workers", type=int, metavar="K",
                            help="local worker processes (default: the number of cores, at most one per sample "
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> None:
     if args.preset is None:
         if not args.resume:
             raise CellsynthError("give --preset NAME (see --list-presets), or --resume to complete a data set")
-        if overrides or args.seed is not None:
+        if overrides or args.seed is not None or args.split is not None:
             raise CellsynthError("with --resume and no --preset, leave out the other parameters (they are recorded)")
         parameters = None
     else:

@@ -182,29 +182,36 @@ def run(args: argparse.Namespace) -> None:
 
 def _fit(args: argparse.Namespace, volumes: list[tuple[Any, Any]]) -> dict[str, Any]:
     """Fit a preset's tissue parameters to the measured labels and write the fitted preset."""
-    from cellsynth import dataset
+    from cellsynth.dataset.presets import load_preset, preset_values, simulate_arguments, simulate_keys
     from cellsynth.simulate.fit import fit_tissue
 
-    preset = dataset.load_preset(args.fit)
+    preset = load_preset(args.fit)
     if preset["kind"] != args.kind:
         raise CellsynthError(f"preset {args.fit} simulates {preset['kind']}, not {args.kind}; choose a matching --kind")
     shape = tuple(args.fit_shape) if args.fit_shape else tuple(preset["shape"])
 
     def progress(index: int, record: dict[str, Any]) -> None:
-        values = ", ".join(f"{k} {v}" for k, v in record["parameters"].items())
+        values = ", ".join(f"{k} {v}" for k, v in preset_values(record["parameters"]).items())
         stats = ", ".join(f"{k} {v:.4g}" for k, v in record["statistics"].items())
         print(f"round {index + 1}/{args.rounds}: {values} -> {stats}", file=sys.stderr, flush=True)
 
-    fit = fit_tissue(volumes, args.kind, shape, tuple(preset["voxel_size"]), preset["simulate"],
+    only = None
+    if args.fit_parameters is not None:
+        unknown = sorted(set(args.fit_parameters) - set(simulate_keys()))
+        if unknown:
+            raise CellsynthError(f"unknown simulation parameters {', '.join(unknown)} for --fit-parameters")
+        only = list(simulate_arguments({name: None for name in args.fit_parameters}))
+    fit = fit_tissue(volumes, args.kind, shape, tuple(preset["voxel_size"]), simulate_arguments(preset["simulate"]),
                      crop_um=args.crop_size, inside_tissue=args.inside_tissue, statistics=args.fit_statistics,
-                     only=args.fit_parameters, rounds=args.rounds,
-                     samples=args.samples, crops=args.crops, seed=args.seed, callback=progress)
-    print(fit.report())
-    preset["simulate"] = {k: v for k, v in fit.parameters.items() if v is not None}
+                     only=only, rounds=args.rounds, samples=args.samples, crops=args.crops, seed=args.seed,
+                     callback=progress)
+    report = fit.report(lambda argument: next(iter(preset_values({argument: None}))))
+    print(report)
+    preset["simulate"] = {k: v for k, v in preset_values(fit.parameters).items() if v is not None}
     command = "cellsynth " + " ".join(shlex.quote(str(a)) for a in getattr(args, "_argv", ["measure", "..."]))
-    write_preset(args.preset_out, preset, [f"Tissue parameters fitted with `{command}`:", *fit.report().splitlines()])
+    write_preset(args.preset_out, preset, [f"Tissue parameters fitted with `{command}`:", *report.splitlines()])
     print(f"wrote {args.preset_out}")
-    return {"parameters": fit.parameters, "history": fit.history,
+    return {"parameters": preset["simulate"], "history": fit.history,
             "comparisons": {k: c.to_dict() for k, c in fit.comparisons.items()}}
 
 

@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> None:
         needed = np.ceil(2 * radii.max() / np.asarray(voxel)).astype(int) + 3
         raise CellsynthError(f"the sampled shape is cut by the border of a {shape} volume; "
                              f"use --shape {' '.join(map(str, np.maximum(needed, shape)))} or larger")
-    io.write_volume(args.out, mask, voxel)
+    io.write_volume(args.out, mask, voxel, label=True)
     io.write_json(_config_path(args.out), {"command": "shape-model sample", "config": config,
                                            "voxel_size_um": list(voxel), "voxels_inside": int(mask.sum())})
     print(f"sampled a shape of {int(mask.sum())} voxels -> {args.out}")

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from pathlib import Path
-
-from cellsynth.errors import CellsynthError
 
 # Defaults shown in the help; they mirror cellsynth.simulate.pipeline and
 # cellsynth.simulate.membranes (not imported here so that the command starts fast).
@@ -101,8 +97,13 @@ def _add_common(sub: argparse.ArgumentParser, kind: str) -> None:
                    help="voxel size in µm (default 1 1 1)")
     g.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same files (default 0)")
     g.add_argument("--format", choices=("tif", "zarr"), default="tif",
-                   help="volume format: ImageJ TIFF or OME-Zarr for volumes too large for memory (default tif)")
-    g.add_argument("--overwrite", action="store_true", help="replace an existing sample folder")
+                   help="volume format: ImageJ TIFFs, or one OME-Zarr image sample.ome.zarr with the labels, mask "
+                        "and foreground as label layers, for volumes too large for memory (default tif)")
+    g.add_argument("--ngff", choices=("0.4", "0.5"), default="0.4",
+                   help="OME-NGFF version with --format zarr: 0.4 (Zarr format 2, read by most viewers) or 0.5 "
+                        "(Zarr format 3) (default 0.4)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an existing sample folder (only cellsynth output is ever replaced)")
     g = sub.add_argument_group("organism and positions")
     g.add_argument("--organism", default="ellipsoid", metavar="SPEC",
                    help="organism: box (the whole volume), ellipsoid, sh (embryo-like blob), a foreground mask "
@@ -122,22 +123,6 @@ def _add_common(sub: argparse.ArgumentParser, kind: str) -> None:
                    help=f"number of {kind} (default: as many as fit; a warning says when fewer fit)")
 
 
-def _check_output(out: str | None, overwrite: bool) -> Path:
-    if not out:
-        raise CellsynthError("give the output sample folder with --out DIR")
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise CellsynthError(f"{path} exists and is not a folder; choose another --out")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise CellsynthError(f"{path} already exists and is not empty; choose another --out or pass --overwrite")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise CellsynthError(f"cannot write to {parent}; choose a writable --out")
-    return path
-
-
 def run(args: argparse.Namespace) -> None:
     """Simulate the sample and write it atomically; print a one-line summary."""
     import warnings
@@ -146,19 +131,21 @@ def run(args: argparse.Namespace) -> None:
 
     from cellsynth.cli import resolved_config
     from cellsynth.io import write_sample
+    from cellsynth.outputs import check_output
     from cellsynth.simulate.pipeline import simulate_sample
 
     start = time.perf_counter()
-    out = _check_output(args.out, args.overwrite)
-    params = dict(organism=args.organism, semi_axes=args.semi_axes, center=args.center, placement=args.placement,
-                  positions=args.positions, count=args.count, cell_size=args.cell_size)
+    check_output(args.out, overwrite=args.overwrite)
+    out = args.out
+    params = dict(organism=args.organism, semi_axes_um=args.semi_axes, center_um=args.center,
+                  placement=args.placement, positions=args.positions, count=args.count, cell_size_um=args.cell_size)
     if args.kind == "nuclei":
-        params.update(radius=args.radius, radius_std=args.radius_std, smoothness=args.smoothness,
+        params.update(radius_um=args.radius, radius_std_um=args.radius_std, smoothness=args.smoothness,
                       sh_order=args.sh_order, law=args.law, elongation=args.elongation, orientation=args.orientation)
     else:
-        params.update(membrane_thickness=args.membrane_thickness, weight_spread=args.weight_spread,
+        params.update(membrane_thickness_um=args.membrane_thickness, weight_spread=args.weight_spread,
                       packing=args.packing, elongation=args.elongation, flatness=args.flatness,
-                      orientation=args.orientation, orientation_coherence=args.orientation_coherence,
+                      orientation=args.orientation, orientation_coherence_um=args.orientation_coherence,
                       stretch=args.stretch, orientation_bias=args.orientation_bias)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -168,8 +155,8 @@ def run(args: argparse.Namespace) -> None:
             print(f"cellsynth: warning: {warning.message}", file=sys.stderr)
     sample.metadata = {**sample.metadata, "seed": args.seed, "command": "simulate " + args.kind,
                        "config": resolved_config(args)}
-    write_sample(out, sample, file_format=args.format, overwrite=args.overwrite)
-    cells = len(sample.positions.get("label", ()))
+    write_sample(out, sample, file_format=args.format, overwrite=args.overwrite, ngff=args.ngff)
+    cells = int(len(sample.positions.get("label", ())))
     shape = "x".join(str(s) for s in np.shape(sample.labels))
     voxel = "x".join(f"{v:g}" for v in sample.voxel_size)
     print(f"wrote {cells} {args.kind} in a {shape} volume ({voxel} µm voxels) to {out} "

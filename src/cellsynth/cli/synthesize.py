@@ -1,12 +1,9 @@
 """``cellsynth synthesize INPUT``: render the microscope image of an annotation.
 
 INPUT is a sample folder (from ``cellsynth simulate``), or a labels or mask file together
-with ``--kind``. For a file, the structure mask comes from the labels through the
-simulation's own definition (nuclei: labelled voxels; membranes: the cell walls, or the
-file itself where it is already a 0/1 membrane mask). The organism foreground is
-``--foreground FILE``, or else the region around the labelled cells found by the same
-function that finds the organism in real images, closing gaps narrower than about twice
-``--foreground-closing`` µm.
+with ``--kind``; for a file, :func:`cellsynth.synthesis.annotation_from_labels` gives the
+structure mask and the organism foreground (``--foreground FILE``, or the region around
+the labelled cells). :func:`cellsynth.synthesis.synthesize_to_file` writes the image.
 """
 
 from __future__ import annotations
@@ -67,7 +64,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--format", choices=("tif", "zarr"),
                    help="output container (default: from --out, else the sample's format, else tif); zarr "
-                        "streams volumes larger than memory")
+                        "streams volumes larger than memory into an OME-Zarr image with a multiscale pyramid (into "
+                        "the sample's sample.ome.zarr, beside its label images)")
+    g.add_argument("--ngff", choices=("0.4", "0.5"), default="0.4",
+                   help="OME-NGFF version of a new .ome.zarr image: 0.4 (Zarr format 2, read by most viewers) or 0.5 "
+                        "(Zarr format 3); a sample's own OME-Zarr image keeps its version (default 0.4)")
     g.add_argument("--dtype", choices=("uint16", "float32"), default="uint16",
                    help="output pixel type: uint16 (0-65535) or float32 in [0, 1] (default uint16)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing output image")
@@ -76,12 +77,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Run ``cellsynth synthesize``."""
-    import numpy as np
 
     from cellsynth import io
     from cellsynth.cli import resolved_config
     from cellsynth.render.registry import describe_model, load_model
-    from cellsynth.synthesis import synthesize_image
+    from cellsynth.synthesis import synthesize_to_file
     from cellsynth.tiling import tile_grid
 
     started = time.perf_counter()
@@ -94,8 +94,10 @@ def run(args: argparse.Namespace) -> None:
     else:
         mask, foreground, voxel, kind = _from_file(source, args)
         meta = None
-    out, file_format = _output(args, sample_dir, meta.get("format") if meta else None)
-    if out.exists() and not args.overwrite:
+    out = _output(args, sample_dir, meta.get("format") if meta else None)
+    into_sample_image = sample_dir is not None and out.name == io.SAMPLE_ZARR
+    exists = "image" in meta.get("files", {}) if into_sample_image else out.exists()  # type: ignore[union-attr]
+    if exists and not args.overwrite:
         raise CellsynthError(f"{out} exists; pass --overwrite to replace it or choose another --out")
     if args.batch_size < 1:
         raise CellsynthError(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -105,14 +107,11 @@ def run(args: argparse.Namespace) -> None:
     settings = {"kind": kind, "alpha": args.alpha, "beta": args.beta, "seed": args.seed, "patch": args.patch,
                 "overlap": args.overlap, "crop": args.crop, "blend": args.blend, "batch_size": args.batch_size,
                 "device": args.device, "autocast": args.bf16}
-    dtype = np.dtype(args.dtype)
-    if file_format == "zarr":
-        with io.atomic_path(out, directory=True) as tmp:
-            target = io.create_zarr(tmp, tuple(mask.shape), dtype, voxel)
-            synthesize_image(mask, foreground, voxel, model=model, out=target, **settings)
-    else:
-        image = synthesize_image(np.asarray(mask), np.asarray(foreground), voxel, model=model, **settings)
-        io.write_tiff(out, io.image_to_uint16(image) if dtype == np.uint16 else image, voxel)
+    if into_sample_image and exists:  # until the new image is complete, the sample lists none
+        meta["files"].pop("image")  # type: ignore[index]
+        meta.pop("synthesis", None)  # type: ignore[union-attr]
+        io.write_json(sample_dir / "sample.json", meta)  # type: ignore[arg-type, operator]
+    synthesize_to_file(out, mask, foreground, voxel, model=model, dtype=args.dtype, ngff=args.ngff, **settings)
 
     record = {
         "model": describe_model(model), **{k: v for k, v in settings.items() if k not in ("batch_size", "device")},
@@ -149,11 +148,7 @@ def _from_file(path: Path, args: argparse.Namespace) -> tuple[Any, Any, tuple, s
     import numpy as np
 
     from cellsynth import io
-    from cellsynth.simulate.annotations import (
-        DEFAULT_MEMBRANE_THICKNESS_UM,
-        structure_mask,
-    )
-    from cellsynth.synthesis import foreground_from_labels
+    from cellsynth.synthesis import annotation_from_labels, is_membrane_mask
 
     if not path.exists():
         raise CellsynthError(f"input not found: {path}; give a sample folder or a labels/mask file")
@@ -163,29 +158,20 @@ def _from_file(path: Path, args: argparse.Namespace) -> tuple[Any, Any, tuple, s
         raise CellsynthError("a labels file needs --out FILE for the image")
     labels, voxel = io.read_volume(path)
     voxel = _voxel(voxel, args.voxel_size, path)
-    labels = np.asarray(labels)
-    if labels.dtype.kind == "f":
-        raise CellsynthError(f"{path} holds floating-point values; give integer labels or a 0/1 mask")
-    binary = labels.max() <= 1 and labels.min() >= 0
-    if args.kind == "membranes" and binary:
-        print(f"note: {path} holds only 0 and 1; using it as the membrane mask", file=sys.stderr)
-        mask = labels.astype(np.uint8)
-    else:
-        thickness = args.membrane_thickness or DEFAULT_MEMBRANE_THICKNESS_UM
-        mask = structure_mask(labels, args.kind, voxel, membrane_thickness_um=thickness)
+    foreground = None
     if args.foreground:
         foreground, fg_voxel = io.read_volume(args.foreground)
         if fg_voxel is not None and not np.allclose(fg_voxel, voxel, rtol=1e-3):
             raise CellsynthError(f"foreground voxel size {tuple(fg_voxel)} µm differs from the labels' "
                                  f"{tuple(voxel)} µm; give a foreground of the same grid")
-        if foreground.shape != labels.shape:
-            raise CellsynthError(f"foreground {foreground.shape} and labels {labels.shape} must have the same shape")
-    else:
-        foreground = foreground_from_labels(labels, voxel, args.foreground_closing)
-        if args.kind == "membranes" and binary:  # walls enclose the organism: fill it
-            from scipy import ndimage
-
-            foreground = ndimage.binary_fill_holes(foreground | (mask > 0)).astype(np.uint8)
+    if labels.dtype.kind != "f" and is_membrane_mask(labels, args.kind):
+        print(f"note: {path} holds only 0 and 1; using it as the membrane mask", file=sys.stderr)
+    try:
+        mask, foreground = annotation_from_labels(
+            labels, args.kind, voxel, foreground=foreground, foreground_closing_um=args.foreground_closing,
+            membrane_thickness_um=args.membrane_thickness)
+    except CellsynthError as err:
+        raise CellsynthError(f"{path}: {err}") from None
     return mask, foreground, voxel, args.kind
 
 
@@ -204,16 +190,16 @@ def _voxel(recorded: Any, given: Any, path: Path) -> tuple[float, float, float]:
     return check_voxel_size(recorded)
 
 
-def _output(args: argparse.Namespace, sample_dir: Path | None, sample_format: str | None) -> tuple[Path, str]:
+def _output(args: argparse.Namespace, sample_dir: Path | None, sample_format: str | None) -> Path:
     from cellsynth import io
 
     if args.out is None:  # into the sample folder, in its own format unless --format says otherwise
         file_format = args.format or sample_format or "tif"
-        return sample_dir / io.volume_filename("image", file_format), file_format  # type: ignore[operator]
+        return sample_dir / io.sample_image_file(sample_dir, file_format)  # type: ignore[arg-type, operator]
     out = Path(args.out)
-    suffix_format = "zarr" if io.is_zarr(out) else "tif" if out.suffix.lower() in (".tif", ".tiff") else None
+    suffix_format = io.volume_format(out)
     if suffix_format is None:
         raise CellsynthError(f"--out {out} must end in .tif or .ome.zarr")
     if args.format and args.format != suffix_format:
         raise CellsynthError(f"--format {args.format} contradicts --out {out}; drop one")
-    return out, suffix_format
+    return out

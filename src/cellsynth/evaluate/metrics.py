@@ -11,8 +11,9 @@ no paired real image exists: :func:`histogram_distance` (Wasserstein-1 between i
 histograms), :func:`spectrum_distance` (log radially averaged power spectra of xy slices)
 and :func:`kid_score` (a KID-style score on hand-crafted filter-bank features).
 
-Normalisation: unless told otherwise (``percentiles=None``), each image is first mapped
-by its own 1st and 99.9th percentiles to [0, 1] and clipped (:func:`normalize_percentiles`).
+Normalization: unless told otherwise (``percentiles=None``), each image is first mapped
+by its own 1st and 99.9th percentiles to [0, 1] and clipped
+(:func:`cellsynth.intensity.normalize_percentiles`).
 Every metric is therefore invariant to a positive gain and an offset of either image.
 
 Every function may be restricted to a mask. User errors (different shapes, constant
@@ -22,6 +23,7 @@ images, empty masks, images smaller than the SSIM window) raise
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,10 +34,9 @@ from numpy.lib.stride_tricks import as_strided
 from threadpoolctl import threadpool_limits
 
 from cellsynth.errors import CellsynthError
+from cellsynth.intensity import DEFAULT_PERCENTILES, normalize
 from cellsynth.io import VoxelSize, check_voxel_size
-
-DEFAULT_PERCENTILES: tuple[float, float] = (1.0, 99.9)
-"""Percentiles mapped to 0 and 1 before any metric is computed."""
+from cellsynth.tiling import PatchGrid, make_grid
 
 SSIM_SIGMA = 1.5
 """Standard deviation (voxels) of the Gaussian SSIM window (Wang et al. 2004)."""
@@ -46,54 +47,6 @@ SSIM_TRUNCATE = 3.5
 
 
 # --------------------------------------------------------------------------- input checks
-
-
-def normalize_percentiles(image: Any, low: float = 1.0, high: float = 99.9, mask: Any = None) -> np.ndarray:
-    """Map the ``low`` and ``high`` percentiles of ``image`` to 0 and 1 and clip to [0, 1].
-
-    Where the two percentiles coincide (an image that is mostly one value) the minimum and
-    maximum are used instead.
-
-    Parameters
-    ----------
-    image
-        Any real-valued array.
-    low, high
-        Percentiles in [0, 100] with ``low < high``.
-    mask
-        Optional boolean array of the image's shape: the percentiles are taken over these
-        voxels only (the whole image is still mapped).
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 array of the image's shape with values in [0, 1].
-
-    Raises
-    ------
-    CellsynthError
-        If the image (or its masked part) is constant, or the percentiles are invalid.
-
-    Examples
-    --------
-    >>> normalize_percentiles(np.array([0.0, 5.0, 10.0]), 0, 100)
-    array([0. , 0.5, 1. ], dtype=float32)
-    """
-    if not 0.0 <= low < high <= 100.0:
-        raise CellsynthError(f"percentiles must satisfy 0 <= low < high <= 100, got {low} and {high}")
-    image = np.asarray(image)
-    values = image[mask] if mask is not None else image
-    if not np.isfinite(values).all():
-        raise CellsynthError("the image contains NaN or infinite values; replace them (e.g. with 0) first")
-    lo, hi = (float(v) for v in np.percentile(values, [low, high]))
-    if hi <= lo:
-        lo, hi = float(values.min()), float(values.max())
-    if hi <= lo:
-        raise CellsynthError(f"the image is constant ({lo:g}); SSIM, ZNCC and NRMSE are undefined for it")
-    out = image.astype(np.float32)  # a copy
-    out -= np.float32(lo)
-    out *= np.float32(1.0 / (hi - lo))
-    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def _check_pair(real: Any, synthetic: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -118,22 +71,12 @@ def _check_mask(mask: Any, shape: tuple[int, ...]) -> np.ndarray | None:
 
 
 def _prepare(real: Any, synthetic: Any, mask: Any, percentiles: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Check a pair, then normalise both images (or cast them to float32)."""
+    """Check a pair, then normalize both images (or cast them to float32)."""
     real, synthetic = _check_pair(real, synthetic)
     mask = _check_mask(mask, real.shape)
     with ThreadPoolExecutor(2) as pool:  # the percentile selections release the GIL
-        real_n, synthetic_n = pool.map(lambda image: _normalise(image, percentiles), (real, synthetic))
+        real_n, synthetic_n = pool.map(lambda image: normalize(image, percentiles), (real, synthetic))
     return real_n, synthetic_n, mask
-
-
-def _normalise(image: np.ndarray, percentiles: Any) -> np.ndarray:
-    if percentiles is None:
-        image = np.asarray(image, dtype=np.float32)
-        if not np.isfinite(image).all():
-            raise CellsynthError("the image contains NaN or infinite values; replace them (e.g. with 0) first")
-        return image
-    low, high = percentiles
-    return normalize_percentiles(image, low, high)
 
 
 def _slabs(real: np.ndarray, synthetic: np.ndarray, mask: np.ndarray | None, voxels: int = 1 << 20):
@@ -207,7 +150,7 @@ def _zncc_from(stats: Mapping[str, float]) -> float:
 
 def nrmse(real: Any, synthetic: Any, mask: Any = None, *, normalization: str = "range",
           percentiles: Any = DEFAULT_PERCENTILES) -> float:
-    """Normalised root mean square error.
+    """Normalized root mean square error.
 
     Parameters
     ----------
@@ -220,7 +163,7 @@ def nrmse(real: Any, synthetic: Any, mask: Any = None, *, normalization: str = "
         ``"euclidean"``: ``||real - synthetic|| / ||real||``. Both match
         :func:`skimage.metrics.normalized_root_mse` (``"min-max"`` and ``"euclidean"``).
     percentiles
-        Percentile normalisation applied to both images first; None to use raw values.
+        Percentile normalization applied to both images first; None to use raw values.
 
     Returns
     -------
@@ -232,7 +175,7 @@ def nrmse(real: Any, synthetic: Any, mask: Any = None, *, normalization: str = "
 
 
 def zncc(real: Any, synthetic: Any, mask: Any = None, *, percentiles: Any = DEFAULT_PERCENTILES) -> float:
-    """Zero-mean normalised cross-correlation: the mean of the product of z-scores.
+    """Zero-mean normalized cross-correlation: the mean of the product of z-scores.
 
     Equals Pearson's correlation coefficient (in [-1, 1]; 1 is best). Invariant to a positive
     gain and offset of either image.
@@ -360,9 +303,9 @@ def ssim(real: Any, synthetic: Any, mask: Any = None, *, percentiles: Any = DEFA
         Optional region: the mean runs over mask voxels at least the window radius from
         the border.
     percentiles
-        Percentile normalisation (default 1, 99.9) or None for raw values.
+        Percentile normalization (default 1, 99.9) or None for raw values.
     data_range
-        Range of the (normalised) intensities: 1.
+        Range of the (normalized) intensities: 1.
     sigma
         Window standard deviation in voxels.
     workers
@@ -386,7 +329,7 @@ def ssim(real: Any, synthetic: Any, mask: Any = None, *, percentiles: Any = DEFA
             f"the images {real.shape} are too small for the {k}-voxel SSIM window; every side needs at least "
             f"{k} voxels (use larger crops)")
     mask = _check_mask(mask, real.shape)
-    x, y = _normalise(real, percentiles), _normalise(synthetic, percentiles)
+    x, y = normalize(real, percentiles), normalize(synthetic, percentiles)
     if percentiles is None:
         x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
@@ -412,13 +355,13 @@ def ssim(real: Any, synthetic: Any, mask: Any = None, *, percentiles: Any = DEFA
 
 def intensity_histogram(image: Any, mask: Any = None, *, bins: int = 256,
                         percentiles: Any = DEFAULT_PERCENTILES) -> np.ndarray:
-    """Normalised intensity histogram (sums to 1) over [0, 1] in ``bins`` equal bins.
+    """Normalized intensity histogram (sums to 1) over [0, 1] in ``bins`` equal bins.
 
     Values outside [0, 1] (possible with ``percentiles=None``) count in the end bins.
     """
     image = np.asarray(image)
     mask = _check_mask(mask, image.shape)
-    values = _normalise(image, percentiles)
+    values = normalize(image, percentiles)
     values = values[mask] if mask is not None else values.ravel()
     hist = np.zeros(bins, dtype=np.int64)
     step = 1 << 20  # cache-sized pieces: bincount wants intp indices
@@ -445,8 +388,8 @@ def histogram_distance(real: Any, synthetic: Any, mask: Any = None, *, synthetic
                        bins: int = 256, percentiles: Any = DEFAULT_PERCENTILES) -> float:
     """Wasserstein-1 (earth mover's) distance between the intensity histograms.
 
-    The images need not have the same shape. After percentile normalisation the value is
-    in [0, 1] (the mean shift of intensity mass, in units of the normalised range).
+    The images need not have the same shape. After percentile normalization the value is
+    in [0, 1] (the mean shift of intensity mass, in units of the normalized range).
 
     Parameters
     ----------
@@ -513,13 +456,13 @@ def xy_power_spectrum(image: Any, voxel_size: VoxelSize = (1.0, 1.0, 1.0), *, bi
                       max_frequency: float | None = None, max_slices: int = 16,
                       percentiles: Any = DEFAULT_PERCENTILES) -> tuple[np.ndarray, np.ndarray]:
     """Radially averaged power spectrum of xy slices, averaged over up to ``max_slices``
-    evenly spaced slices (after percentile normalisation). Returns (cycles/µm, power)."""
+    evenly spaced slices (after percentile normalization). Returns (cycles/µm, power)."""
     voxel = check_voxel_size(voxel_size)
     image = np.asarray(image)
     if image.ndim != 3:
         raise CellsynthError(f"expected a 3D (Z, Y, X) volume, got shape {image.shape}")
     picks = np.unique(np.linspace(0, image.shape[0] - 1, min(max_slices, image.shape[0])).round().astype(int))
-    slices = _normalise(image, percentiles)[picks]
+    slices = normalize(image, percentiles)[picks]
     return radial_power_spectrum(slices, voxel[1:], bins=bins, max_frequency=max_frequency)
 
 
@@ -583,7 +526,7 @@ def texture_features(image: Any, *, block: Sequence[int] = (16, 32, 32), max_blo
     """
     from scipy import ndimage
 
-    image = _normalise(np.asarray(image), percentiles)
+    image = normalize(np.asarray(image), percentiles)
     mask = _check_mask(mask, image.shape)
     size = np.minimum(np.asarray(block), image.shape)
     rng = np.random.default_rng(seed)
@@ -611,7 +554,7 @@ def kid_from_features(real: np.ndarray, synthetic: np.ndarray) -> float:
     """Unbiased squared MMD with the cubic polynomial kernel of KID (Binkowski et al. 2018).
 
     ``k(a, b) = (a . b / d + 1) ** 3`` on the raw features. The features of
-    :func:`texture_features` share one unit (normalised intensity), so they are not
+    :func:`texture_features` share one unit (normalized intensity), so they are not
     standardised: standardising by the spread between blocks would blow up tiny, constant
     offsets between two images of one texture. About 0 when both sets come from one
     distribution.
@@ -639,6 +582,62 @@ def kid_score(real: Any, synthetic: Any, *, max_blocks: int = 64, seed: int = 0,
                                               percentiles=percentiles))
 
 
+# --------------------------------------------------------------------------- tiling seams
+
+
+def seam_metric(image: Any, grid: PatchGrid | None = None, *, neighbours: int = 3) -> float:
+    """How much stronger intensity steps are on patch borders than beside them.
+
+    Along each axis, the mean absolute difference between adjacent planes is taken across
+    every plane where a patch's kept region starts or ends (a possible seam), and across
+    the ``neighbours`` planes on either side of it. The result is the ratio of the two,
+    pooled over axes: about 1 where tiling leaves no trace, clearly above 1 where seams
+    show. Comparing with nearby planes keeps the image's own structure out of the ratio.
+
+    Parameters
+    ----------
+    image
+        The stitched output (Z, Y, X).
+    grid
+        The grid that produced it (:func:`cellsynth.tiling.tile_grid`); by default
+        :func:`cellsynth.tiling.make_grid` with the default patch, overlap and crop for this shape.
+    neighbours
+        Planes on each side of a border used as the reference.
+
+    Returns
+    -------
+    float
+        The ratio; 1.0 when the grid has no interior borders.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    grid = grid or make_grid(image.shape)
+    if tuple(image.shape) != grid.shape:
+        raise CellsynthError(f"image shape {image.shape} does not match the grid's volume shape {grid.shape}")
+    sums = np.zeros(2)
+    counts = np.zeros(2)
+    for axis in range(3):
+        borders = grid.borders(axis)
+        if borders.size == 0:
+            continue
+        step = np.abs(np.diff(image, axis=axis))
+        per_plane = step.mean(axis=tuple(a for a in range(3) if a != axis), dtype=np.float64)
+        seam = np.zeros(step.shape[axis], bool)
+        seam[borders - 1] = True
+        near = np.zeros_like(seam)
+        for d in range(1, neighbours + 1):
+            near[np.clip(borders - 1 - d, 0, None)] = True
+            near[np.clip(borders - 1 + d, None, seam.size - 1)] = True
+        near &= ~seam
+        sums += per_plane[seam].sum(), per_plane[near].sum()
+        counts += seam.sum(), near.sum()
+    if counts.min() == 0:
+        return 1.0
+    on, off = sums / counts
+    if off == 0:
+        return 1.0 if on == 0 else math.inf
+    return float(on / off)
+
+
 # --------------------------------------------------------------------------- all at once
 
 
@@ -646,7 +645,7 @@ def paired_metrics(real: Any, synthetic: Any, mask: Any = None, *, voxel_size: V
                    percentiles: Any = DEFAULT_PERCENTILES) -> dict[str, float]:
     """All metrics of a real image and the synthetic image generated for it.
 
-    The images are normalised once. Returns ``nrmse``, ``nrmse_euclidean``, ``ssim``,
+    The images are normalized once. Returns ``nrmse``, ``nrmse_euclidean``, ``ssim``,
     ``zncc``, ``histogram_distance``, ``spectrum_distance`` and ``kid``.
     """
     return paired_metrics_details(real, synthetic, mask, voxel_size=voxel_size, percentiles=percentiles)[0]

@@ -5,16 +5,19 @@
   over z along x, and the power spectrum of that slice;
 - :func:`plot_histograms`: intensity histograms;
 - :func:`plot_depth_profile`: mean intensity against the distance to the organism
-  surface, which shows the positional conditioning (Eq. 1) at work.
+  surface, which shows the positional conditioning (Eq. 1) at work;
+- :func:`plot_montage`: centre xy and xz slices of real and synthetic volumes (possibly of
+  different voxel sizes) at one physical scale and one display range.
 
 Every function takes a mapping ``{name: volume}`` (e.g. ``{"real": ..., "synthetic": ...}``),
 draws with matplotlib's object API (no pyplot state, no display needed) and writes the PNG
-atomically. Volumes are shown after the percentile normalisation of
-:func:`cellsynth.evaluate.metrics.normalize_percentiles`.
+atomically. Volumes are shown after the percentile normalization of
+:func:`cellsynth.intensity.normalize_percentiles`.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -23,11 +26,14 @@ import numpy as np
 
 from cellsynth import io
 from cellsynth.errors import CellsynthError
-from cellsynth.evaluate.metrics import DEFAULT_PERCENTILES, normalize_percentiles, radial_power_spectrum
+from cellsynth.evaluate.metrics import radial_power_spectrum
+from cellsynth.intensity import DEFAULT_PERCENTILES, normalize
 from cellsynth.io import VoxelSize, check_voxel_size
 
 DPI = 110
-COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
+COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf")
+"""Line colours, in order (repeated beyond ten curves)."""
 
 
 def _figure(width: float, height: float, **margins: float) -> Any:
@@ -51,14 +57,11 @@ def voxel_of(voxel_size: VoxelSize | Mapping[str, VoxelSize], name: str) -> Voxe
     return check_voxel_size(voxel_size)
 
 
-def _normalised(volumes: Mapping[str, Any], percentiles: Any) -> dict[str, np.ndarray]:
+def _normalized(volumes: Mapping[str, Any], percentiles: Any) -> dict[str, np.ndarray]:
     if not volumes:
         raise CellsynthError("nothing to plot: give at least one volume")
-    out = {}
-    for name, volume in volumes.items():
-        volume = io.check_volume(np.asarray(volume), name)
-        out[name] = normalize_percentiles(volume, *percentiles) if percentiles else volume.astype(np.float32)
-    return out
+    return {name: normalize(io.check_volume(np.asarray(volume), name), percentiles or None)
+            for name, volume in volumes.items()}
 
 
 def plot_slices(volumes: Mapping[str, Any], voxel_size: VoxelSize | Mapping[str, VoxelSize], path: str | os.PathLike, *,
@@ -75,7 +78,7 @@ def plot_slices(volumes: Mapping[str, Any], voxel_size: VoxelSize | Mapping[str,
     path
         Output PNG.
     """
-    images = _normalised(volumes, percentiles)
+    images = _normalized(volumes, percentiles)
     first = next(iter(images))
     vz, vy, vx = voxel_of(voxel_size, first)
     shape = images[first].shape
@@ -123,10 +126,10 @@ def plot_profile_spectrum(volumes: Mapping[str, Any], voxel_size: VoxelSize | Ma
                           percentiles: Any = DEFAULT_PERCENTILES) -> None:
     """The paper's Fig. 7: centre xz-slice intensity integrated over z along x, and its
     power spectrum, for each volume."""
-    images = _normalised(volumes, percentiles)
+    images = _normalized(volumes, percentiles)
     fig = _figure(11, 3.8, left=0.07, right=0.98, wspace=0.25)
     left, right = fig.subplots(1, 2)
-    for (name, img), colour in zip(images.items(), COLOURS):
+    for (name, img), colour in zip(images.items(), itertools.cycle(COLOURS)):
         x, profile = xz_profile(img, voxel_of(voxel_size, name))
         left.plot(x, profile, color=colour, lw=1.2, label=name)
         f, power = xz_spectrum(img, voxel_of(voxel_size, name))
@@ -150,7 +153,7 @@ def _line_plot(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | 
         raise CellsynthError(f"nothing to plot: give at least one {what}")
     fig = _figure(6.5, 3.8)
     ax = fig.subplots()
-    for (name, (x, y)), colour in zip(curves.items(), COLOURS):
+    for (name, (x, y)), colour in zip(curves.items(), itertools.cycle(COLOURS)):
         if log:
             ax.semilogy(x, np.maximum(y, 1e-12), color=colour, lw=1.2, label=name)
         else:
@@ -165,9 +168,10 @@ def _line_plot(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | 
     _save(fig, path)
 
 
-def plot_spectra(spectra: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | os.PathLike) -> None:
+def plot_spectra(spectra: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | os.PathLike, *,
+                 ylabel: str = "power") -> None:
     """Radially averaged xy power spectra ``{name: (cycles/µm, power)}`` on a log scale."""
-    _line_plot(spectra, path, what="spectrum", xlabel="spatial frequency (cycles/µm)", ylabel="power",
+    _line_plot(spectra, path, what="spectrum", xlabel="spatial frequency (cycles/µm)", ylabel=ylabel,
                title="xy slices: radially averaged power spectrum", log=True)
 
 
@@ -177,12 +181,12 @@ def plot_histograms(histograms: Mapping[str, np.ndarray], path: str | os.PathLik
         raise CellsynthError("nothing to plot: give at least one histogram")
     fig = _figure(6.5, 3.8)
     ax = fig.subplots()
-    for (name, hist), colour in zip(histograms.items(), COLOURS):
+    for (name, hist), colour in zip(histograms.items(), itertools.cycle(COLOURS)):
         hist = np.asarray(hist, dtype=np.float64)
         edges = np.linspace(0.0, 1.0, len(hist) + 1)
         ax.stairs(np.maximum(hist, 1e-9), edges, color=colour, lw=1.2, label=name)
     ax.set_yscale("log")
-    ax.set_xlabel("normalised intensity (1st-99.9th percentile -> 0-1)")
+    ax.set_xlabel("normalized intensity (1st-99.9th percentile -> 0-1)")
     ax.set_ylabel("fraction of voxels")
     ax.set_title("intensity histograms", fontsize=10)
     ax.legend(fontsize=8)
@@ -203,7 +207,7 @@ def depth_profile(image: np.ndarray, foreground: np.ndarray, voxel_size: VoxelSi
     Returns
     -------
     distances, means
-        Bin centres in µm and the mean normalised intensity of the voxels in each bin
+        Bin centres in µm and the mean normalized intensity of the voxels in each bin
         (bins without voxels are left out).
     """
     from cellsynth.conditioning import signed_distance_um
@@ -212,7 +216,7 @@ def depth_profile(image: np.ndarray, foreground: np.ndarray, voxel_size: VoxelSi
     if image.shape != foreground.shape:
         raise CellsynthError(f"image {image.shape} and foreground {foreground.shape} differ in shape")
     voxel = np.asarray(check_voxel_size(voxel_size))
-    image = normalize_percentiles(image, *percentiles) if percentiles else image.astype(np.float32)
+    image = normalize(image, percentiles or None)
     factor = _block_factor(image.shape, voxel, max_voxels)
     if any(f > 1 for f in factor):
         image = _block_mean(image, factor)
@@ -256,7 +260,57 @@ def _block_mean(volume: np.ndarray, factor: tuple[int, int, int]) -> np.ndarray:
 def plot_depth_profile(profiles: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | os.PathLike) -> None:
     """Plot profiles from :func:`depth_profile` (negative distances lie outside the organism)."""
     _line_plot(profiles, path, what="depth profile", xlabel="distance to the organism surface (µm, positive inside)",
-               ylabel="mean normalised intensity", title="depth profile", vline=0.0)
+               ylabel="mean normalized intensity", title="depth profile", vline=0.0)
+
+
+def plot_montage(volumes: Mapping[str, Any], voxel_size: VoxelSize | Mapping[str, VoxelSize], path: str | os.PathLike,
+                 *, percentiles: Any = DEFAULT_PERCENTILES, title: str | None = None) -> None:
+    """Centre xy and xz slices of each volume side by side, at one physical scale.
+
+    Every volume is normalized by its own percentiles and shown on the display range
+    [0, 1]. The slices are cut, about their centres, to the field of view that all
+    volumes share (the smallest extent in µm along each axis), so every panel shows the
+    same area at the same scale.
+
+    Parameters
+    ----------
+    volumes
+        ``{name: (Z, Y, X) volume}``, one column each (e.g. real, physics, a generator).
+    voxel_size
+        Voxel size (z, y, x) in µm, or a mapping name -> voxel size (may differ).
+    path
+        Output PNG.
+    title
+        Figure title.
+    """
+    images = _normalized(volumes, percentiles)
+    voxels = {name: np.asarray(voxel_of(voxel_size, name)) for name in images}
+    fov = np.min([np.asarray(img.shape) * voxels[name] for name, img in images.items()], axis=0)
+    width = 2.6 * len(images)
+    xy_h, xz_h = fov[1] / fov[2], fov[0] / fov[2]
+    height = 0.9 + 2.4 * (xy_h + xz_h)
+    fig = _figure(width, height, left=0.5 / width, right=1 - 0.1 / width, bottom=0.45 / height,
+                  top=1 - 0.55 / height, wspace=0.15, hspace=0.35)
+    axes = fig.subplots(2, len(images), squeeze=False, gridspec_kw={"height_ratios": [xy_h, xz_h]})
+    for column, (name, img) in enumerate(images.items()):
+        voxel = voxels[name]
+        keep = np.maximum(1, np.round(fov / voxel).astype(int))
+        start = (np.asarray(img.shape) - keep) // 2
+        cz, cy = img.shape[0] // 2, img.shape[1] // 2
+        xs = slice(start[2], start[2] + keep[2])
+        xy = img[cz, start[1]:start[1] + keep[1], xs]
+        xz = img[start[0]:start[0] + keep[0], cy, xs]
+        for row, (plane, ylabel) in enumerate(((xy, "y (µm)"), (xz, "z (µm)"))):
+            ax = axes[row][column]
+            extent = (0, fov[2], fov[0] if row else fov[1], 0)
+            ax.imshow(plane, cmap="gray", vmin=0, vmax=1, extent=extent, interpolation="nearest", aspect="equal")
+            ax.tick_params(labelsize=7)
+            ax.set_xlabel("x (µm)", fontsize=8)
+            if column == 0:
+                ax.set_ylabel(ylabel, fontsize=8)
+        axes[0][column].set_title(name, fontsize=9)
+    fig.suptitle(title or "centre xy (top) and xz (bottom) slices, same scale, each 1-99.9 % -> 0-1", fontsize=9)
+    _save(fig, path)
 
 
 def plot_tissue_distributions(distributions: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]],

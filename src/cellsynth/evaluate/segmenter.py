@@ -2,7 +2,7 @@
 
 A 3D U-Net (:class:`cellsynth.gan.networks.UNetGenerator` with one input channel and
 three sigmoid outputs) predicts the paper's three class maps (background, membrane,
-centroid; :func:`cellsynth.evaluate.segmentation.class_targets`) from a normalised
+centroid; :func:`cellsynth.evaluate.segmentation.class_targets`) from a normalized
 image. Instances come from a seeded watershed: seeds are the connected parts of the
 thresholded centroid map, the relief is the membrane map, and voxels whose background
 probability exceeds 0.5 stay unlabelled.
@@ -20,8 +20,9 @@ import numpy as np
 from scipy import ndimage
 
 from cellsynth.errors import CellsynthError
-from cellsynth.evaluate.metrics import normalize_percentiles
 from cellsynth.evaluate.segmentation import CLASSES, THRESHOLDS, class_targets
+from cellsynth.intensity import normalize_percentiles
+from cellsynth.progress import progress_bar
 
 
 def _targets(labels: np.ndarray) -> np.ndarray:
@@ -37,7 +38,7 @@ def train_segmenter(images: Sequence[np.ndarray], labels: Sequence[np.ndarray], 
     Parameters
     ----------
     images, labels
-        Raw images (any intensity range; each is percentile-normalised) and their
+        Raw images (any intensity range; each is percentile-normalized) and their
         instance labels, pairwise of equal shape, each at least ``patch``.
     steps
         Optimiser steps (Adam), each on ``batch`` random patches with random flips.
@@ -49,6 +50,8 @@ def train_segmenter(images: Sequence[np.ndarray], labels: Sequence[np.ndarray], 
         Learning rate.
     seed
         Seed of the patch sampling and the initial weights.
+    progress
+        Progress bar: None (default) on a terminal only, True always, False never.
 
     Returns
     -------
@@ -56,7 +59,6 @@ def train_segmenter(images: Sequence[np.ndarray], labels: Sequence[np.ndarray], 
         The trained network (in eval mode).
     """
     import torch
-    from tqdm.auto import tqdm
 
     from cellsynth.gan.networks import UNetGenerator
 
@@ -77,7 +79,7 @@ def train_segmenter(images: Sequence[np.ndarray], labels: Sequence[np.ndarray], 
     net = UNetGenerator(in_channels=1, width=width, depth=depth, out_channels=len(CLASSES))
     optimiser = torch.optim.Adam(net.parameters(), lr=lr)
     net.train()
-    for _ in tqdm(range(steps), desc="training segmenter", disable=None if progress is None else not progress):
+    for _ in progress_bar(range(steps), progress=progress, desc="training segmenter"):
         xs, ys = [], []
         for _ in range(batch):
             image, target = data[rng.integers(len(data))]

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from cellsynth.errors import CellsynthError
+from cellsynth.intensity import normalize_percentiles
 from cellsynth.io import VoxelSize, check_voxel_size, read_h5, read_tiff
 
 _H5 = (".h5", ".hdf5", ".hdf")
@@ -41,7 +42,7 @@ class TrainingVolume:
     name
         File name, for messages and logs.
     image
-        float32 in [0, 1] after percentile normalisation.
+        float32 in [0, 1] after percentile normalization.
     mask
         uint8 structure mask (0/1).
     positional
@@ -129,10 +130,9 @@ def split_regions(shape: Sequence[int], holdout: float, axis: str = "y") -> tupl
 
 
 def normalize_image(raw: np.ndarray, low: float = 1.0, high: float = 99.9) -> np.ndarray:
-    """Percentile normalisation to [0, 1] (clipped), the package's image convention."""
-    from cellsynth.evaluate.metrics import normalize_percentiles
-
-    return np.clip(normalize_percentiles(np.asarray(raw, dtype=np.float32), low, high), 0.0, 1.0).astype(np.float32)
+    """A raw training image as float32 in [0, 1]: :func:`cellsynth.intensity.normalize_percentiles`
+    of its float32 values (the percentiles are taken in float32, as the shipped models saw them)."""
+    return normalize_percentiles(np.asarray(raw, dtype=np.float32), low, high)
 
 
 def load_volumes(paths: Sequence[str | Path], kind: str, *, voxel_size: VoxelSize | None = None,

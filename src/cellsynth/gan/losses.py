@@ -1,4 +1,4 @@
-"""Losses of the conditional GAN: adversarial (LSGAN or BCE), L1 (identity, paired) and histogram.
+"""Losses of the conditional GAN: adversarial (LSGAN or BCE) and L1 (identity, paired).
 
 The discriminator's outputs are raw scores whose sign means real (> 0) or fake (< 0), as
 the ADA statistic r = E[sign(D(real))] needs. The LSGAN variant therefore uses the
@@ -46,17 +46,3 @@ def l1_loss(real: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
     (masks made from the images), the paired loss ``||i_real - G(m)||_1``.
     """
     return F.l1_loss(generated.float(), real.float())
-
-
-def histogram_loss(real: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
-    """Wasserstein-1 distance between the intensity histograms of paired patches, averaged.
-
-    For two samples of equal size, W1 is the mean absolute difference of their sorted
-    values, so the loss is differentiable through the sort. It asks the generator for the
-    real patch's distribution of intensities (background level, contrast, heavy bright
-    tails) without asking for each voxel's value, and pairs with the paired L1 loss, which
-    alone pulls towards the conditional median and compresses the histogram.
-    """
-    real_sorted = real.float().flatten(1).sort(dim=1).values
-    generated_sorted = generated.float().flatten(1).sort(dim=1).values
-    return (real_sorted - generated_sorted).abs().mean()

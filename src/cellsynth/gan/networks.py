@@ -4,12 +4,12 @@ The generator is a 3D U-Net whose decoder upsamples by a 3D pixel shuffle. Its i
 the structure mask and the positional map (Eq. 1); its output is one image channel with a
 sigmoid. The discriminator is a 3D PatchGAN that sees an image and the positional map.
 
-Normalisation (design pitfall 7): the generator has **no normalisation layers**. Instance
-or group norm compute statistics over the patch, so a voxel's value would depend on which
-tile it falls in and stitched volumes would show seams. Without them every output voxel
+Normalization: the generator has **no normalization layers**. Instance or group norm
+compute statistics over the patch, so a voxel's value would depend on which tile it falls
+in and stitched volumes would show seams. Without them every output voxel
 is a fixed function of the inputs inside its receptive field (:attr:`UNetGenerator.halo`):
 tiles cropped by the halo stitch exactly. A small network with Kaiming initialisation,
-LeakyReLU and RAdam trains stably without normalisation.
+LeakyReLU and RAdam trains stably without normalization.
 
 Optional noise injection (as in StyleGAN): a standard normal noise volume, scaled per
 channel by learned weights (initialised to :data:`NOISE_INIT`), is added at full
@@ -56,7 +56,7 @@ class PixelShuffle3d(nn.Module):
 
 
 def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
-    """Two 3x3x3 convolutions with LeakyReLU (no normalisation; see module notes)."""
+    """Two 3x3x3 convolutions with LeakyReLU (no normalization; see module notes)."""
     return nn.Sequential(
         nn.Conv3d(c_in, c_out, 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
         nn.Conv3d(c_out, c_out, 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
@@ -193,7 +193,7 @@ class PatchGAN3D(nn.Module):
     layers
         Number of strided (stride 2) layers.
     norm
-        ``"instance"`` or ``"none"``. Only the discriminator may normalise over the
+        ``"instance"`` or ``"none"``. Only the discriminator may normalize over the
         patch: it is not used at inference.
     """
 

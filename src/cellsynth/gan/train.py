@@ -12,7 +12,8 @@ A run lives in one folder::
 
 A checkpoint holds everything that influences later steps, so a resumed run continues
 exactly: on CPU it ends with the same weights as an uninterrupted run. A killed run loses
-at most the steps since its last checkpoint.
+at most the steps since its last checkpoint. The file formats of checkpoints and generators
+are those of :mod:`cellsynth.gan.checkpoints`.
 
 Data parallelism follows stylegan2-ada-pytorch: each process draws its own patches, and
 after every backward pass the gradients are averaged over processes with
@@ -29,92 +30,27 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 from cellsynth.errors import CellsynthError
 from cellsynth.gan.augment import AdaptiveAugment
+from cellsynth.gan.checkpoints import CHECKPOINT_FORMAT, generator_record, load_checkpoint, save_torch
+from cellsynth.gan.config import TrainConfig
 from cellsynth.gan.data import PatchSampler, TrainingVolume
-from cellsynth.gan.losses import (
-    discriminator_loss,
-    generator_adversarial_loss,
-    histogram_loss,
-    l1_loss,
-)
+from cellsynth.gan.losses import discriminator_loss, generator_adversarial_loss, l1_loss
 from cellsynth.gan.networks import PatchGAN3D, UNetGenerator
 from cellsynth.io import atomic_path
+from cellsynth.progress import progress_bar
 
-CHECKPOINT_FORMAT = "cellsynth-gan-checkpoint"
-GENERATOR_FORMAT = "cellsynth-generator"
 RUN_FORMAT = "cellsynth-train-run"
-LOG_COLUMNS = ("step", "epoch", "loss_d", "loss_g_adv", "loss_identity", "loss_paired", "loss_histogram",
-               "r_batch", "r", "p", "data_s", "step_s")
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run (the keys of ``--config`` files and ``run.json``).
-
-    RAdam's variance rectification keeps the step small for roughly ``2 / (1 - beta2)`` steps;
-    ``betas = (0.5, 0.99)`` shortens that warm-up to about 200 steps (0.999: about 2000), which
-    matters for short CPU trainings. Loss weights: ``w_adv`` (adversarial), ``w_identity`` (the paper's identity loss) and
-    ``w_paired`` (paired L1) and ``w_histogram`` (the W1 distance between the intensity histograms
-    of each generated patch and its real patch, :func:`cellsynth.gan.losses.histogram_loss`);
-    the last two only when ``paired``. ``ema_half_life``: the generator that
-    is saved (``generator.pt``) is an exponential moving average of the trained weights with
-    this half-life in steps (as in StyleGAN; 0 saves the trained weights); it evens out the
-    step-to-step swings of GAN training, which are large with batch 1 on small data. ADA: ``p`` starts at ``ada_p``
-    and moves by ``ada_delta`` every ``ada_epochs`` epochs towards r = ``ada_target``;
-    an epoch is ``patches_per_image`` patches of every training image.
-    """
-
-    kind: str = "nuclei"
-    patch: tuple[int, int, int] = (32, 64, 64)
-    width: int = 16
-    depth: int = 3
-    noise: bool = True
-    d_width: int = 16
-    d_layers: int = 3
-    d_norm: str = "instance"
-    batch: int = 1
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.99)
-    loss: str = "lsgan"
-    w_adv: float = 1.0
-    w_identity: float = 1.0
-    w_paired: float = 10.0
-    w_histogram: float = 0.0
-    paired: bool = True
-    ema_half_life: float = 0.0
-    ada_target: float = 0.6
-    ada_delta: float = 0.05
-    ada_epochs: float = 1.0
-    ada_p: float = 0.0
-    patches_per_image: int = 1
-    foreground_bias: float = 0.5
-    flips: bool = True
-    rotations: bool = True
-    alpha: float = 100.0
-    beta: float = 100.0
-    percentiles: tuple[float, float] = (1.0, 99.9)
-    holdout: float = 0.25
-    holdout_axis: str = "y"
-    voxel_size: tuple[float, float, float] | None = None
-    membrane_thickness: float | None = None
-    seed: int = 0
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build from a dict, ignoring unknown keys and turning lists into tuples."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names})
+LOG_COLUMNS = ("step", "epoch", "loss_d", "loss_g_adv", "loss_identity", "loss_paired", "r_batch", "r", "p",
+               "data_s", "step_s")
 
 
 def _distributed() -> tuple[int, int]:
@@ -167,7 +103,7 @@ class Trainer:
         if min(config.patch) < 3 * 2**config.d_layers:
             raise CellsynthError(f"--patch sides must be at least {3 * 2**config.d_layers} for the "
                                  f"discriminator with {config.d_layers} layers; use a larger --patch or fewer --d-layers")
-        for name in ("w_adv", "w_identity", "w_paired", "w_histogram"):
+        for name in ("w_adv", "w_identity", "w_paired"):
             if not getattr(config, name) >= 0:
                 raise CellsynthError(f"--{name.replace('_', '-')} must be a weight >= 0, got {getattr(config, name)}")
         if not config.ema_half_life >= 0:
@@ -221,16 +157,13 @@ class Trainer:
         with self._autocast():
             loss_adv = generator_adversarial_loss(self.discriminator(self.ada(fake), pos), c.loss)
             loss = c.w_adv * loss_adv
-            loss_id = loss_paired = loss_histogram = torch.zeros((), device=self.device)
+            loss_id = loss_paired = torch.zeros((), device=self.device)
             if c.w_identity > 0:
                 loss_id = l1_loss(real, self.generator(torch.cat([real, real_pos], 1)))
                 loss = loss + c.w_identity * loss_id
             if c.paired and c.w_paired > 0:
                 loss_paired = l1_loss(real, fake)
                 loss = loss + c.w_paired * loss_paired
-            if c.paired and c.w_histogram > 0:
-                loss_histogram = histogram_loss(real, fake)
-                loss = loss + c.w_histogram * loss_histogram
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         _all_reduce_gradients(self.generator, self.world)
@@ -243,7 +176,7 @@ class Trainer:
             self.last_r = self.ada.update()
         return {"step": self.step, "epoch": self.step / self.steps_per_epoch, "loss_d": float(loss_d.detach()),
                 "loss_g_adv": float(loss_adv.detach()), "loss_identity": float(loss_id.detach()),
-                "loss_paired": float(loss_paired.detach()), "loss_histogram": float(loss_histogram.detach()),
+                "loss_paired": float(loss_paired.detach()),
                 "r_batch": float(torch.sign(real_scores.detach().float()).mean()), "r": self.last_r,
                 "p": float(self.ada.p), "data_s": data_s, "step_s": time.perf_counter() - t0,
                 "_preview": (mask, real, fake)}
@@ -297,14 +230,10 @@ class Trainer:
             torch.cuda.set_rng_state(rng["cuda"], self.device)
 
     def generator_state(self, meta: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The generator alone in fp16 (the averaged one with ``ema_half_life``), with what is needed to use it
-        (:func:`cellsynth.render.gan.load_generator`)."""
+        """The content of a generator file (:func:`cellsynth.gan.checkpoints.generator_record`):
+        the averaged generator with ``ema_half_life``, else the trained one."""
         generator = self.generator_ema if self.generator_ema is not None else self.generator
-        weights = {k: v.detach().to("cpu", torch.float16) for k, v in generator.state_dict().items()}
-        c = self.config
-        return {"format": GENERATOR_FORMAT, "version": 1, "kind": c.kind, "network": self.generator.config,
-                "state_dict": weights, "step": self.step, "alpha": c.alpha, "beta": c.beta,
-                "training": asdict(c), **(meta or {})}
+        return generator_record(generator, asdict(self.config), self.step, meta)
 
 
 def _as_tuple(value: Any) -> Any:
@@ -313,29 +242,6 @@ def _as_tuple(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------- files of a run
-
-
-def save_torch(obj: dict[str, Any], path: Path) -> None:
-    """``torch.save`` atomically (a killed process never leaves a half-written file)."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
-def load_checkpoint(path: str | Path, expected: str = CHECKPOINT_FORMAT) -> dict[str, Any]:
-    """Load a checkpoint or generator file, with a one-line error for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise CellsynthError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises pickle, zip and runtime errors for damaged files
-        raise CellsynthError(f"{path} is not a readable cellsynth checkpoint ({type(err).__name__}); "
-                             "give a file written by `cellsynth train`") from None
-    if not isinstance(state, dict) or state.get("format") != expected:
-        found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise CellsynthError(f"{path} is not a {expected} file (found {found!r}); "
-                             "give a file written by `cellsynth train`")
-    return state
 
 
 def _write_preview(path: Path, mask: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> None:
@@ -371,7 +277,9 @@ class RunLog:
 def check_run_folder(out: Path, run_info: dict[str, Any], resume: bool) -> None:
     """Refuse to start a new run in a used folder, or to resume a different run."""
     from cellsynth.io import read_json
+    from cellsynth.outputs import check_output
 
+    check_output(out, existing_ok=True)
     run_file = out / "run.json"
     if not resume:
         if out.exists() and any(out.iterdir()):
@@ -400,7 +308,7 @@ def train(config: TrainConfig, volumes: Sequence[TrainingVolume], out: str | Pat
           device: str = "cpu", amp: bool = False, resume: str | Path | None = None,
           checkpoint_every: int = 200, preview_every: int = 500, log_every: int = 10,
           data_files: Sequence[str] = (), options: dict[str, Any] | None = None, keep_generators: bool = False,
-          progress: bool = True) -> Trainer:
+          progress: bool | None = None) -> Trainer:
     """Train (or continue training) until ``steps`` steps in the run folder ``out``.
 
     Parameters
@@ -429,7 +337,8 @@ def train(config: TrainConfig, volumes: Sequence[TrainingVolume], out: str | Pat
         Also keep the generator of every checkpoint as ``generators/step_NNNNNNN.pt`` (for
         averaging the weights of the last checkpoints, see ``scripts/train_shipped.py``).
     progress
-        Show a progress bar (on the first process).
+        Progress bar on the first process: None (default) on a terminal only, True always,
+        False never.
     """
     from cellsynth import __version__
     from cellsynth.io import write_json
@@ -462,8 +371,8 @@ def train(config: TrainConfig, volumes: Sequence[TrainingVolume], out: str | Pat
             if keep_generators:
                 save_torch(generator, out / "generators" / f"step_{trainer.step:07d}.pt")
 
-    bar = tqdm(total=steps, initial=trainer.step, disable=None if (progress and rank == 0) else True,
-               desc="train", unit="step")
+    bar = progress_bar(total=steps, initial=trainer.step, progress=progress if rank == 0 else False, desc="train",
+                       unit="step")
     while trainer.step < steps:
         row = trainer.train_step()
         bar.update(1)

@@ -4,7 +4,7 @@ A generator file is written by ``cellsynth train`` (``RUN/generator.pt``) and th
 ships one per kind in ``cellsynth/models/<kind>.pt``. :func:`load_generator` also accepts
 a full training checkpoint (``RUN/checkpoint.pt``).
 
-The generator has no normalisation layers, so each output voxel depends only on the inputs
+The generator has no normalization layers, so each output voxel depends only on the inputs
 within :attr:`GeneratorModel.halo` voxels of it. Its injected noise is drawn per *global*
 voxel from a counter-based hash of the voxel's coordinates and a seed
 (:mod:`cellsynth.render.randomness`), so the synthesised volume does not depend on how it is tiled.
@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from cellsynth.errors import CellsynthError
+from cellsynth.gan.checkpoints import build_generator, read_generator
 from cellsynth.render.randomness import voxel_normal
 
 
@@ -113,35 +114,10 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", kind: s
         For a missing file, a file that is not a cellsynth generator or checkpoint, or a
         model of another kind.
     """
-    from cellsynth.gan.networks import UNetGenerator
-    from cellsynth.gan.train import CHECKPOINT_FORMAT, GENERATOR_FORMAT, load_checkpoint
-
-    path = Path(path)
-    if not path.is_file():
-        raise CellsynthError(f"model file not found: {path}; give a generator.pt from `cellsynth train`")
-    try:
-        state = load_checkpoint(path, GENERATOR_FORMAT)
-    except CellsynthError:
-        state = None
-    if state is None:
-        try:
-            ckpt = load_checkpoint(path, CHECKPOINT_FORMAT)
-        except CellsynthError:
-            raise CellsynthError(f"{path} is neither a cellsynth generator nor a training checkpoint; "
-                                 "give a generator.pt or checkpoint.pt from `cellsynth train`") from None
-        c = ckpt["config"]
-        state = {"kind": c["kind"], "network": {"in_channels": 2, "width": c["width"], "depth": c["depth"],
-                                                "out_channels": 1, "noise": c["noise"]},
-                 "state_dict": ckpt.get("generator_ema", ckpt["generator"]), "step": ckpt["step"], "alpha": c["alpha"], "beta": c["beta"],
-                 "training": c}
-    if kind is not None and state.get("kind") != kind:
-        raise CellsynthError(f"{path} is a {state.get('kind')} model; use it for {state.get('kind')} "
+    record = read_generator(path)
+    if kind is not None and record.get("kind") != kind:
+        raise CellsynthError(f"{path} is a {record.get('kind')} model; use it for {record.get('kind')} "
                              f"or give a {kind} model")
-    generator = UNetGenerator(**state["network"])
-    weights = {k: v.float() for k, v in state["state_dict"].items()}
-    try:
-        generator.load_state_dict(weights)
-    except RuntimeError as err:
-        raise CellsynthError(f"{path}: weights do not match the recorded network ({str(err).splitlines()[0]})") from None
-    info = {k: v for k, v in state.items() if k not in ("state_dict", "format")}
-    return GeneratorModel(generator, state.get("kind"), device, seed=seed, info=info)
+    generator = build_generator(record, path)
+    info = {k: v for k, v in record.items() if k not in ("state_dict", "format")}
+    return GeneratorModel(generator, record.get("kind"), device, seed=seed, info=info)

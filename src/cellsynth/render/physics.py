@@ -173,7 +173,7 @@ class PhysicsRenderer:
 
 
 def _gaussian_kernel(sigma: float) -> np.ndarray:
-    """Normalised 1D Gaussian of radius ceil(3 sigma) (a single 1 for sigma below 0.1 voxel)."""
+    """Normalized 1D Gaussian of radius ceil(3 sigma) (a single 1 for sigma below 0.1 voxel)."""
     radius = math.ceil(3 * sigma) if sigma >= 0.1 else 0
     t = np.arange(-radius, radius + 1, dtype=np.float64)
     k = np.exp(-0.5 * (t / max(sigma, 1e-6)) ** 2)

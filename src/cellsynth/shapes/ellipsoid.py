@@ -68,9 +68,12 @@ def ellipsoid_mask(
         raise CellsynthError("ellipsoid rotation must be an orthonormal 3x3 matrix acting on (z, y, x) vectors")
     center = (np.array(shape) - 1) * voxel / 2.0 if center_um is None else np.asarray(center_um, dtype=np.float64)
     out = np.zeros(shape, dtype=np.uint8)
-    extent = np.sqrt(((rot * axes[None, :]) ** 2).sum(axis=1))  # half-size of the bounding box per world axis
-    lo = np.maximum(np.floor((center - extent) / voxel).astype(int), 0)
-    hi = np.minimum(np.ceil((center + extent) / voxel).astype(int) + 1, shape)
+    # half-size of the bounding box per world axis, scaled so that huge semi-axes do not overflow
+    largest = axes.max()
+    extent = largest * np.sqrt(((rot * (axes / largest)[None, :]) ** 2).sum(axis=1))
+    bound = np.asarray(shape) + 1.0  # clip in voxels before converting to int
+    lo = np.floor(np.clip((center - extent) / voxel, -1.0, bound)).astype(int).clip(0, None)
+    hi = np.minimum(np.ceil(np.clip((center + extent) / voxel, -1.0, bound)).astype(int) + 1, shape)
     if np.any(hi <= lo):
         return out
     # d^T Q d <= 1 with Q = R diag(1/a^2) R^T, written as A(z, y) + dx (B(z, y) + Q_xx dx), slab by slab.

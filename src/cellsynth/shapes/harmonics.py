@@ -137,7 +137,7 @@ def sh_basis(l_max: int, theta: np.ndarray, phi: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def _recurrence(l_max: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Constants of the normalised Legendre recurrence in ``x = cos(theta)``.
+    """Constants of the normalized Legendre recurrence in ``x = cos(theta)``.
 
     ``p_lm(x) = N_lm P_l^m(x) / sin(theta)**m`` is a polynomial in x with
     ``p_mm = 1/sqrt(4 pi) prod_{k<=m} sqrt((2k+1)/(2k))``,

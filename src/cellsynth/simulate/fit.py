@@ -57,11 +57,11 @@ class Target:
 
 
 MEMBRANE_TARGETS = (
-    Target("cell_size", "volume_mean_um3", "log", "log", 3.0, (0.1, 1e4), 0.2),
+    Target("cell_size_um", "volume_mean_um3", "log", "log", 3.0, (0.1, 1e4), 0.2),
     Target("weight_spread", "volume_cv", "linear", "linear", 1.5, (0.0, 0.9), 0.1),
     Target("elongation", "elongation_median", "log", "log", 0.8, (1.0, 8.0)),
     Target("flatness", "flatness_median", "linear", "log", 0.6, (0.0, 1.0), 0.2),
-    Target("orientation_coherence", "neighbour_alignment", "log", "linear", 0.2, (0.1, 1e3), 0.5),
+    Target("orientation_coherence_um", "neighbour_alignment", "log", "linear", 0.2, (0.1, 1e3), 0.5),
     Target("stretch.z", "chord_ratio_z", "log", "log", 0.8, (0.2, 5.0), 0.2),
     Target("stretch.y", "chord_ratio_y", "log", "log", 0.8, (0.2, 5.0), 0.2),
     Target("orientation_bias.z", "long_axis_z", "log", "log", 0.5, (0.05, 20.0), 0.3),
@@ -72,11 +72,11 @@ the bias of the long axes (``stretch.z``, ``stretch.y``, ``orientation_bias.z``,
 ``orientation_bias.y``: the first two factors of each; x stays 1)."""
 
 MEMBRANE_CROP_TARGETS = (
-    Target("cell_size", "cells", "log", "log", -2.5, (0.1, 1e4), 0.2),
+    Target("cell_size_um", "cells", "log", "log", -2.5, (0.1, 1e4), 0.2),
     Target("weight_spread", "volume_cv_all", "linear", "linear", 3.0, (0.0, 0.9), 0.1),
     Target("elongation", "elongation_median_all", "log", "log", 0.6, (1.0, 8.0)),
     Target("flatness", "flatness_median_all", "linear", "log", 0.5, (0.0, 1.0), 0.2),
-    Target("orientation_coherence", "neighbour_alignment_all", "log", "linear", 0.2, (0.1, 1e3), 0.5),
+    Target("orientation_coherence_um", "neighbour_alignment_all", "log", "linear", 0.2, (0.1, 1e3), 0.5),
     Target("stretch.z", "chord_ratio_z", "log", "log", 0.8, (0.2, 5.0), 0.2),
     Target("stretch.y", "chord_ratio_y", "log", "log", 0.8, (0.2, 5.0), 0.2),
 )
@@ -84,12 +84,12 @@ MEMBRANE_CROP_TARGETS = (
 (the long axes of cut cells follow the crop's shape, so the orientation bias is not fitted)."""
 
 NUCLEI_TARGETS = (
-    Target("radius", "radius_mean_um", "log", "log", 1.0, (0.05, 1e3), 0.2),
-    Target("radius_std", "radius_std_um", "linear", "linear", 1.0, (0.0, 1e3), 0.2),
+    Target("radius_um", "radius_mean_um", "log", "log", 1.0, (0.05, 1e3), 0.2),
+    Target("radius_std_um", "radius_std_um", "linear", "linear", 1.0, (0.0, 1e3), 0.2),
     Target("elongation", "elongation_median", "log", "log", 0.8, (1.0, 8.0)),
     Target("smoothness", "sphericity_median", "log", "linear", 0.15, (1.5, 50.0), 0.5),
     Target("count", "cells", "log", "log", 1.0, (1, 1e6), 0.3),
-    Target("cell_size", "nn_distance_median_um", "log", "log", 0.5, (0.1, 1e4), 0.2),
+    Target("cell_size_um", "nn_distance_median_um", "log", "log", 0.5, (0.1, 1e4), 0.2),
 )
 """Nuclei fitted to interior nuclei (size, shape) and crop-matched counts and spacing."""
 
@@ -115,16 +115,18 @@ class TissueFit:
         """The comparison (whole volumes or crops) a target statistic was fitted in."""
         return self.comparisons["crops" if self.by_crop.get(statistic, False) else "whole"]
 
-    def report(self) -> str:
-        """Fitted values and, per target, the real and the re-measured simulated statistic."""
+    def report(self, name: Callable[[str], str] = str) -> str:
+        """Fitted values and, per target, the real and the re-measured simulated statistic;
+        ``name`` turns a parameter name into the one to print (e.g. a preset's key)."""
         lines = ["fitted parameters:"]
-        lines += [f"  {k}: {_plain(v)}" for k, v in self.parameters.items()]
+        lines += [f"  {name(k)}: {_plain(v)}" for k, v in self.parameters.items()]
         lines.append("targets (real, simulated on fresh seeds, difference):")
         for t in self.targets:
             c = self.comparison_of(t.statistic)
             r, s, d = c.real[t.statistic], c.simulated[t.statistic], c.relative_difference[t.statistic]
             where = "crops" if self.by_crop[t.statistic] else "whole volumes"
-            lines.append(f"  {t.statistic:<24} {r:>9.4g} {s:>9.4g} {100 * d:+7.1f} %   <- {t.parameter} ({where})")
+            parameter = ".".join([name(t.parameter.split(".")[0]), *t.parameter.split(".")[1:]])
+            lines.append(f"  {t.statistic:<24} {r:>9.4g} {s:>9.4g} {100 * d:+7.1f} %   <- {parameter} ({where})")
         return "\n".join(lines)
 
 
@@ -160,19 +162,19 @@ def choose_targets(kind: str, real: Sequence[TissueCells], statistics: str = "au
 def _initial(target: Target, parameters: Mapping[str, Any], kind: str) -> float:
     from cellsynth.simulate import membranes, pipeline
 
-    defaults = {"cell_size": (pipeline.NUCLEUS_CELL_SIZE_FACTOR * float(parameters.get("radius",
-                                                                                       pipeline.DEFAULT_RADIUS_UM))
-                              if kind == "nuclei" else pipeline.DEFAULT_MEMBRANE_CELL_SIZE_UM),
+    radius = float(parameters.get("radius_um", pipeline.DEFAULT_RADIUS_UM))
+    defaults = {"cell_size_um": (pipeline.NUCLEUS_CELL_SIZE_FACTOR * radius if kind == "nuclei"
+                                 else pipeline.DEFAULT_MEMBRANE_CELL_SIZE_UM),
                 "weight_spread": membranes.DEFAULT_WEIGHT_SPREAD, "elongation": 1.0, "flatness": 0.5,
-                "radius": pipeline.DEFAULT_RADIUS_UM, "radius_std": pipeline.DEFAULT_RADIUS_STD_UM,
+                "radius_um": pipeline.DEFAULT_RADIUS_UM, "radius_std_um": pipeline.DEFAULT_RADIUS_STD_UM,
                 "smoothness": pipeline.DEFAULT_SMOOTHNESS, "count": 50}
     if "." in target.parameter:  # a component of a (z, y, x) factor vector, relative to x
         name, axis = target.parameter.split(".")
         factors = parameters.get(name) or [1.0, 1.0, 1.0]
         return float(factors["zyx".index(axis)] / factors[2])
     value = parameters.get(target.parameter)
-    if target.parameter == "orientation_coherence" and not value:
-        value = 0.5 * float(parameters.get("cell_size", defaults["cell_size"]))  # start from patches of a cell or so
+    if target.parameter == "orientation_coherence_um" and not value:
+        value = 0.5 * float(parameters.get("cell_size_um", defaults["cell_size_um"]))  # patches of a cell or so
     return float(defaults[target.parameter] if value is None else value)
 
 
@@ -207,8 +209,10 @@ def fit_tissue(
         Volume simulated in each round (voxels, µm): it should hold a hundred cells or
         more, and a few crops.
     simulate
-        The preset's simulation parameters (the start; the others stay). Membranes are
-        fitted with ``packing: cells``.
+        Keyword arguments of :func:`cellsynth.simulate.pipeline.simulate_sample` to start
+        from (a preset's ``simulate`` section through
+        :func:`cellsynth.dataset.presets.simulate_arguments`); the ones not fitted stay.
+        Membranes are fitted with ``packing="cells"``.
     crop_um
         Size (µm, z y x) of the crops for the crop-dependent statistics; default: the
         smallest extent of the real and simulated volumes.
@@ -220,8 +224,9 @@ def fit_tissue(
         crops of ``crop_um`` (``"crops"``), or choose by how many whole cells the real
         labels hold (``"auto"``, see :func:`choose_targets`).
     only
-        Fit only these parameters (``stretch`` for both stretch factors); the others keep
-        the preset's values.
+        Fit only these parameters (``stretch`` for both stretch factors, names as
+        :func:`~cellsynth.simulate.pipeline.simulate_sample` takes them); the others keep
+        their values.
     rounds
         Simulation rounds.
     samples
@@ -237,8 +242,8 @@ def fit_tissue(
     Returns
     -------
     TissueFit
-        The fitted simulation parameters (the preset's others kept), the targets and the
-        comparisons with the real labels on fresh seeds.
+        The fitted keyword arguments of ``simulate_sample`` (the others kept), the targets
+        and the comparisons with the real labels on fresh seeds.
     """
     from cellsynth.simulate.pipeline import simulate_sample
 
@@ -274,7 +279,8 @@ def fit_tissue(
         parameters["packing"] = "cells"
     if real_stats["whole"]["orientation_order"] >= ALIGNED_ORDER:
         parameters["orientation"] = [round(float(c), 3) for c in orientation(whole_real)]
-        parameters.pop("orientation_coherence", None)
+        parameters.pop("orientation_coherence_um", None)
+        parameters.pop("orientation_bias", None)
     elif kind == "nuclei":
         parameters["orientation"] = None
     values = {t.parameter: _initial(t, parameters, kind) for t in targets}

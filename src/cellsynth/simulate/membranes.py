@@ -20,16 +20,8 @@ can cut a region into pieces. Every cell is made one face-connected piece: each 
 piece joins the neighbouring cell it shares the most faces with. A piece with no labelled
 neighbour (a part of the organism that no seed reaches) becomes a cell of its own.
 
-Membranes
----------
-:func:`membrane_mask` is the one wall definition, used for simulated and real labels: a
-labelled voxel belongs to a wall when its distance (µm, between voxel centres) to the
-nearest voxel of another label or of the background is at most ``thickness / 2``; voxels
-that share a face with another label always do. For a flat wall this marks the voxels that
-lie wholly within ``thickness / 2`` of the interface, the same number on both sides: the
-width along the normal is ``thickness`` when it is an even number of voxels there, else the
-next smaller even number (at least one voxel per side). Swapping label values changes
-nothing. The border of the volume is not a wall.
+Membranes: the walls of the cells are :func:`cellsynth.simulate.annotations.membrane_mask`
+of their labels, the one wall definition for simulated and real labels.
 """
 
 from __future__ import annotations
@@ -37,15 +29,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import edt
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
-from tqdm.auto import tqdm
 
 from cellsynth.errors import CellsynthError
 from cellsynth.io import Sample, VoxelSize, check_volume, check_voxel_size, label_dtype
-from cellsynth.simulate.annotations import DEFAULT_MEMBRANE_THICKNESS_UM, boundary_map
+from cellsynth.progress import progress_bar
+from cellsynth.simulate.annotations import DEFAULT_MEMBRANE_THICKNESS_UM, check_membrane_thickness, membrane_mask
 
 DEFAULT_WEIGHT_SPREAD = 0.2
 """Default spread of the Voronoi weights: ``gamma_j ~ Uniform(0.8, 1.2)``."""
@@ -53,67 +44,7 @@ DEFAULT_WEIGHT_SPREAD = 0.2
 _CHUNK_ELEMENTS = 1 << 22
 """Upper bound on the elements of one vectorised candidate comparison (memory ~ 8x bytes)."""
 
-__all__ = ["DEFAULT_MEMBRANE_THICKNESS_UM", "DEFAULT_WEIGHT_SPREAD", "membrane_mask", "simulate_membranes",
-           "weighted_voronoi"]
-
-
-# --------------------------------------------------------------------------- membranes
-
-
-def membrane_mask(
-    labels: np.ndarray, voxel_size: VoxelSize, thickness_um: float = DEFAULT_MEMBRANE_THICKNESS_UM,
-    foreground: np.ndarray | None = None,
-) -> np.ndarray:
-    """The cell walls of an instance labelling, with a thickness in µm (symmetric).
-
-    See the module docstring for the definition. Walls lie between touching cells and
-    between cells and unlabelled voxels (the organism surface, or gaps in a real
-    segmentation), inside the labelled cells.
-
-    Parameters
-    ----------
-    labels
-        Instance labels (Z, Y, X) of whole cells, 0 = background.
-    voxel_size
-        Voxel size in µm (z, y, x).
-    thickness_um
-        Wall thickness in µm.
-    foreground
-        Optional organism mask of the same shape; labels outside it are ignored, so its
-        surface is a wall.
-
-    Returns
-    -------
-    numpy.ndarray
-        uint8 mask (0/1).
-
-    Examples
-    --------
-    >>> labels = np.ones((1, 1, 8), np.uint16); labels[..., 4:] = 2
-    >>> membrane_mask(labels, (1, 1, 1), 4.0)[0, 0]
-    array([0, 0, 1, 1, 1, 1, 0, 0], dtype=uint8)
-    """
-    labels = np.asarray(check_volume(labels, "labels"))
-    voxel = check_voxel_size(voxel_size)
-    if not (np.isfinite(thickness_um) and thickness_um > 0):
-        raise CellsynthError(f"membrane thickness must be a positive length in µm, got {thickness_um!r}")
-    if labels.dtype.kind not in "ui":
-        raise CellsynthError(f"labels must be an integer volume, got {labels.dtype}")
-    if foreground is not None:
-        foreground = np.asarray(foreground)
-        if foreground.shape != labels.shape:
-            raise CellsynthError(f"foreground shape {foreground.shape} differs from labels shape {labels.shape}")
-        labels = np.where(foreground != 0, labels, 0)
-    wall = boundary_map(labels).view(bool)
-    small = sorted(voxel)
-    # The closest a voxel that does not share a face with another label can be to one.
-    next_layer = min(2.0 * small[0], float(np.hypot(small[0], small[1])))
-    if thickness_um / 2.0 >= next_layer:
-        if labels.dtype.itemsize > 4 or labels.dtype.kind == "i":
-            labels = labels.astype(np.uint32)
-        dist = edt.edt(np.ascontiguousarray(labels), anisotropy=voxel, black_border=False)
-        wall |= (dist <= thickness_um / 2.0) & (labels != 0)
-    return wall.view(np.uint8)
+__all__ = ["DEFAULT_WEIGHT_SPREAD", "check_weight_spread", "draw_weights", "simulate_membranes", "weighted_voronoi"]
 
 
 # --------------------------------------------------------------------------- tessellation
@@ -121,7 +52,7 @@ def membrane_mask(
 
 def weighted_voronoi(
     foreground: np.ndarray, voxel_size: VoxelSize, seeds_um: np.ndarray, weights: np.ndarray | None = None,
-    *, metrics: np.ndarray | None = None, block: tuple[int, int, int] | None = None, progress: bool = True,
+    *, metrics: np.ndarray | None = None, block: tuple[int, int, int] | None = None, progress: bool | None = None,
 ) -> np.ndarray:
     """Label each foreground voxel with the seed minimising ``distance / weight`` (Eq. 3).
 
@@ -146,7 +77,7 @@ def weighted_voronoi(
     block
         Block shape in voxels; by default about a sixth of the mean seed spacing.
     progress
-        Show a progress bar on long runs.
+        Progress bar: None (default) on a terminal only, True always, False never.
 
     Returns
     -------
@@ -202,8 +133,8 @@ def weighted_voronoi(
         members = np.flatnonzero(counts == count)
         per_chunk = max(1, _CHUNK_ELEMENTS // int(count * bshape.prod()))
         jobs += [(count, members[i : i + per_chunk]) for i in range(0, len(members), per_chunk)]
-    for count, members in tqdm(jobs, desc="tessellation", unit="chunk", disable=None if progress else True,
-                               leave=False, mininterval=1.0):
+    for count, members in progress_bar(jobs, progress=progress, desc="tessellation", unit="chunk", leave=False,
+                                       mininterval=1.0):
         cand = seed_ids[starts[members, None] + np.arange(count)]  # (n, C), ascending seed index
         where = tuple(block_idx[members].T)
         if count == 1:
@@ -400,17 +331,23 @@ def connect_cells(labels: np.ndarray) -> tuple[np.ndarray, int]:
 # --------------------------------------------------------------------------- simulation
 
 
+def check_weight_spread(spread: float) -> float:
+    """Check the spread of the Voronoi weights: a number in [0, 1)."""
+    if not (isinstance(spread, (int, float, np.number)) and np.isfinite(spread) and 0 <= spread < 1):
+        raise CellsynthError(f"weight spread must be in [0, 1), got {spread!r}")
+    return float(spread)
+
+
 def draw_weights(count: int, spread: float, rng: np.random.Generator) -> np.ndarray:
     """Voronoi weights ``gamma_j ~ Uniform(1 - spread, 1 + spread)`` for ``count`` cells."""
-    if not (np.isfinite(spread) and 0 <= spread < 1):
-        raise CellsynthError(f"weight spread must be in [0, 1), got {spread!r}")
+    spread = check_weight_spread(spread)
     return rng.uniform(1.0 - spread, 1.0 + spread, size=count)
 
 
 def simulate_membranes(
     foreground: np.ndarray, voxel_size: VoxelSize, seeds_um: np.ndarray, rng: np.random.Generator, *,
     weight_spread: float = DEFAULT_WEIGHT_SPREAD, membrane_thickness_um: float = DEFAULT_MEMBRANE_THICKNESS_UM,
-    weights: np.ndarray | None = None, metrics: np.ndarray | None = None, progress: bool = True,
+    weights: np.ndarray | None = None, metrics: np.ndarray | None = None, progress: bool | None = None,
 ) -> Sample:
     """Simulate whole cells and their membranes filling an organism.
 
@@ -438,7 +375,7 @@ def simulate_membranes(
     membrane_thickness_um
         Wall thickness in µm (see :func:`membrane_mask`).
     progress
-        Show a progress bar on long runs.
+        Progress bar: None (default) on a terminal only, True always, False never.
 
     Returns
     -------
@@ -463,8 +400,7 @@ def simulate_membranes(
     seeds = np.asarray(seeds_um, dtype=np.float64).reshape(-1, 3)
     if len(seeds) == 0:
         raise CellsynthError("no cell positions were given; lower the cell size or enlarge the organism")
-    if not (np.isfinite(membrane_thickness_um) and membrane_thickness_um > 0):
-        raise CellsynthError(f"membrane thickness must be a positive length in µm, got {membrane_thickness_um!r}")
+    check_membrane_thickness(membrane_thickness_um)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     if weights is None:

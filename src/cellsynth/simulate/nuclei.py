@@ -20,8 +20,9 @@ from scipy import ndimage
 
 from cellsynth.errors import CellsynthError
 from cellsynth.io import Sample, VoxelSize, check_voxel_size, label_dtype
+from cellsynth.progress import progress_bar
 from cellsynth.shapes.ellipsoid import random_rotation
-from cellsynth.shapes.harmonics import LAWS, check_order, random_coefficients, voxelize_sh
+from cellsynth.shapes.harmonics import LAWS, check_order, degree_power, random_coefficients, voxelize_sh
 from cellsynth.simulate.positions import check_foreground, check_positions
 
 
@@ -49,6 +50,38 @@ def elongation_scale(elongation: float) -> np.ndarray:
     if not (np.isfinite(elongation) and elongation > 0):
         raise CellsynthError(f"elongation must be a positive ratio (1 = round), got {elongation!r}")
     return np.array([elongation ** (2 / 3), elongation ** (-1 / 3), elongation ** (-1 / 3)])
+
+
+def check_nuclei_parameters(
+    shape: Sequence[int], voxel_size: VoxelSize, *, radius_um: float, radius_std_um: float, smoothness: float,
+    sh_order: int, law: str, elongation: float, orientation: Sequence[float] | None,
+) -> int:
+    """Check the nucleus parameters of :func:`simulate_nuclei` for a volume; return the SH order.
+
+    Raises
+    ------
+    CellsynthError
+        Naming the parameter and what to change.
+    """
+    voxel = np.asarray(check_voxel_size(voxel_size))
+    extent = float((np.asarray(shape) * voxel).min())
+    if not (isinstance(radius_um, (int, float, np.number)) and np.isfinite(radius_um) and radius_um > 0):
+        raise CellsynthError(f"radius must be a positive length in µm, got {radius_um!r}")
+    if 2 * radius_um > extent:
+        raise CellsynthError(
+            f"nuclei of radius {radius_um} µm do not fit in a volume {extent:g} µm thick; lower --radius or "
+            "enlarge --shape"
+        )
+    if not (isinstance(radius_std_um, (int, float, np.number)) and np.isfinite(radius_std_um) and radius_std_um >= 0):
+        raise CellsynthError(f"radius std must be a non-negative length in µm, got {radius_std_um!r}")
+    order = check_order(sh_order)
+    if law not in LAWS:
+        raise CellsynthError(f"unknown coefficient law {law!r}; use one of {', '.join(LAWS)}")
+    degree_power(order, smoothness, law)
+    elongation_scale(elongation)
+    if orientation is not None:
+        axis_rotation(orientation)
+    return order
 
 
 def simulate_nuclei(
@@ -93,7 +126,7 @@ def simulate_nuclei(
     orientation
         Long-axis direction (z, y, x) for all nuclei; ``None`` draws one per nucleus.
     progress
-        Show a progress bar (``None``: only on a terminal).
+        Progress bar: None (default) on a terminal only, True always, False never.
 
     Returns
     -------
@@ -110,26 +143,15 @@ def simulate_nuclei(
     >>> int(s.labels.max()), s.mask.dtype.name
     (1, 'uint8')
     """
-    from tqdm.auto import tqdm
-
     start = time.perf_counter()
     voxel = np.asarray(check_voxel_size(voxel_size))
     foreground = np.asarray(foreground)
     inside = check_foreground(foreground)
     centers = np.asarray(centers_um, dtype=np.float64).reshape(-1, 3)
     index = check_positions(centers, inside, voxel)
-    extent = float((np.asarray(foreground.shape) * voxel).min())
-    if not (np.isfinite(radius_um) and radius_um > 0):
-        raise CellsynthError(f"radius must be a positive length in µm, got {radius_um!r}")
-    if 2 * radius_um > extent:
-        raise CellsynthError(
-            f"nuclei of radius {radius_um} µm do not fit in a volume {extent:g} µm thick; lower --radius or enlarge --shape"
-        )
-    if not (np.isfinite(radius_std_um) and radius_std_um >= 0):
-        raise CellsynthError(f"radius std must be a non-negative length in µm, got {radius_std_um!r}")
-    sh_order = check_order(sh_order)
-    if law not in LAWS:
-        raise CellsynthError(f"unknown coefficient law {law!r}; use one of {', '.join(LAWS)}")
+    sh_order = check_nuclei_parameters(foreground.shape, voxel, radius_um=radius_um, radius_std_um=radius_std_um,
+                                       smoothness=smoothness, sh_order=sh_order, law=law, elongation=elongation,
+                                       orientation=orientation)
     scale = elongation_scale(elongation)
     fixed_rotation = None if orientation is None else axis_rotation(orientation)
 
@@ -137,7 +159,7 @@ def simulate_nuclei(
     labels = np.zeros(foreground.shape, dtype=label_dtype(len(centers)))
     kept: list[int] = []
     volumes: list[int] = []
-    for k in tqdm(range(len(centers)), desc="nuclei", unit="nucleus", disable=None if progress is None else not progress):
+    for k in progress_bar(range(len(centers)), progress=progress, desc="nuclei", unit="nucleus"):
         coeffs = random_coefficients(sh_order, float(radii[k]), smoothness, rng, law)
         if elongation == 1.0:
             rotation = None

@@ -9,12 +9,15 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cellsynth.errors import CellsynthError
 from cellsynth.io import Sample, VoxelSize, check_voxel_size
+from cellsynth.memory import check_memory
+from cellsynth.simulate.annotations import DEFAULT_MEMBRANE_THICKNESS_UM, check_membrane_thickness
 
 KINDS = ("nuclei", "membranes")
 PLACEMENTS = ("layered", "uniform")
@@ -37,21 +40,13 @@ layered placement (measured: 1.43-1.50 in box and ellipsoid organisms for distan
 8-16 voxels). Positions are placed at least ``cell_size / PACKING_RATIO`` apart so that
 the cells' mean diameter is ``cell_size``."""
 
-_BYTES_PER_VOXEL = 12  # labels, mask, foreground, depth and temporaries at peak
+SIMULATION_BYTES_PER_VOXEL = 12
+"""Peak memory of a simulation per voxel: labels, mask, foreground, depth and temporaries."""
 
 
-def check_memory(shape: Sequence[int]) -> None:
-    """Refuse volumes whose simulation would not fit in this machine's memory."""
-    try:
-        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return
-    voxels = int(np.prod(shape, dtype=np.int64))
-    if voxels * _BYTES_PER_VOXEL > memory:
-        raise CellsynthError(
-            f"a {'x'.join(map(str, shape))} volume needs about {voxels * _BYTES_PER_VOXEL / 2**30:.0f} GiB of "
-            f"memory, more than this machine has ({memory / 2**30:.0f} GiB); choose a smaller --shape"
-        )
+def simulation_bytes(shape: Sequence[int]) -> int:
+    """About how much memory simulating a volume of ``shape`` needs at its peak, in bytes."""
+    return int(np.prod(shape, dtype=np.float64)) * SIMULATION_BYTES_PER_VOXEL
 
 
 def _positive(value: float | None, name: str) -> float | None:
@@ -62,26 +57,128 @@ def _positive(value: float | None, name: str) -> float | None:
     return float(value)
 
 
+def check_simulation(
+    kind: str, shape: Sequence[int], voxel_size: VoxelSize, *, organism: str | os.PathLike = DEFAULT_ORGANISM,
+    semi_axes_um: Sequence[float] | None = None, center_um: Sequence[float] | None = None,
+    placement: str = DEFAULT_PLACEMENT, positions: str | os.PathLike | None = None, count: int | None = None,
+    cell_size_um: float | None = None, radius_um: float = DEFAULT_RADIUS_UM,
+    radius_std_um: float = DEFAULT_RADIUS_STD_UM, smoothness: float = DEFAULT_SMOOTHNESS, sh_order: int = DEFAULT_SH_ORDER, law: str = DEFAULT_LAW,
+    elongation: float = 1.0, orientation: Sequence[float] | None = None, membrane_thickness_um: float | None = None,
+    weight_spread: float | None = None, packing: str = DEFAULT_PACKING, flatness: float = 0.0,
+    orientation_coherence_um: float = 0.0, stretch: Sequence[float] | None = None,
+    orientation_bias: Sequence[float] | None = None, **more: Any,
+) -> tuple[tuple[int, int, int], VoxelSize, float]:
+    """Check the arguments of :func:`simulate_sample` without simulating (fast).
+
+    Everything that can be checked before drawing is checked here: names, ranges, that the
+    volume fits in memory (:func:`cellsynth.memory.check_memory`), that the organism and
+    positions files exist, that cells span at least two voxels, and that walls are thinner
+    than cells. :func:`simulate_sample` calls it first; ``cellsynth dataset`` calls it before
+    it writes anything. Arguments this check does not know (``more``) are left to the
+    simulation.
+
+    Returns
+    -------
+    shape, voxel_size, cell_size_um
+        The checked shape and voxel size, and the cell size in µm (its default filled in).
+
+    Raises
+    ------
+    CellsynthError
+        Naming the argument and what to change.
+    """
+    from cellsynth.simulate.membranes import DEFAULT_WEIGHT_SPREAD, check_weight_spread
+    from cellsynth.simulate.nuclei import check_nuclei_parameters
+    from cellsynth.simulate.organism import SHAPES, check_shape
+
+    if kind not in KINDS:
+        raise CellsynthError(f"unknown kind {kind!r}; use nuclei or membranes")
+    if placement not in PLACEMENTS:
+        raise CellsynthError(f"unknown placement {placement!r}; use layered or uniform")
+    check_cell_shape(kind, packing=packing, positions=positions, elongation=elongation, flatness=flatness,
+                     orientation=orientation, orientation_coherence_um=orientation_coherence_um, stretch=stretch,
+                     orientation_bias=orientation_bias)
+    shape = check_shape(shape)
+    check_memory(simulation_bytes(shape), f"simulating a {'x'.join(map(str, shape))} volume",
+                 "choose a smaller --shape")
+    voxel = check_voxel_size(voxel_size)
+    if count is not None and (isinstance(count, bool) or not float(count).is_integer() or count < 1):
+        raise CellsynthError(f"count must be a positive whole number of cells, got {count!r}")
+    cell_size = _positive(cell_size_um, "cell size")
+    if cell_size is None:
+        cell_size = NUCLEUS_CELL_SIZE_FACTOR * _positive(radius_um, "radius") if kind == "nuclei" \
+            else DEFAULT_MEMBRANE_CELL_SIZE_UM
+    if cell_size < 2 * min(voxel):
+        raise CellsynthError(f"a cell size of {cell_size:g} µm is below two voxels ({2 * min(voxel):g} µm): cells "
+                             "cannot be drawn that small; raise the cell size (or --radius) or use smaller voxels")
+    for name, values in (("semi-axes", semi_axes_um), ("centre", center_um)):
+        if values is not None:
+            array = np.asarray(values, dtype=object)
+            if array.shape != (3,) or not all(isinstance(v, (int, float, np.number)) and np.isfinite(v)
+                                              for v in array):
+                raise CellsynthError(f"the organism {name} must be three finite numbers (z y x) in µm, got {values!r}")
+    if str(organism) not in SHAPES and not Path(organism).is_file() and not _is_zarr_folder(organism):
+        raise CellsynthError(f"unknown organism {str(organism)!r}: use {', '.join(SHAPES)}, a mask file or a shape "
+                             "model .npz (file not found)")
+    if positions is not None and not Path(positions).is_file():
+        raise CellsynthError(f"positions file not found: {positions}")
+    if kind == "nuclei":
+        check_nuclei_parameters(shape, voxel, radius_um=radius_um, radius_std_um=radius_std_um,
+                                smoothness=smoothness, sh_order=sh_order, law=law, elongation=elongation,
+                                orientation=orientation)
+    else:
+        thickness = DEFAULT_MEMBRANE_THICKNESS_UM if membrane_thickness_um is None else membrane_thickness_um
+        check_membrane_thickness(thickness, cell_size, "the cell size")
+        check_weight_spread(DEFAULT_WEIGHT_SPREAD if weight_spread is None else weight_spread)
+    return shape, voxel, cell_size
+
+
+def check_cell_shape(
+    kind: str, *, packing: str = DEFAULT_PACKING, positions: str | os.PathLike | None = None, elongation: float = 1.0,
+    flatness: float = 0.0, orientation: Sequence[float] | None = None, orientation_coherence_um: float = 0.0,
+    stretch: Sequence[float] | None = None, orientation_bias: Sequence[float] | None = None,
+) -> None:
+    """Check the cell-shape options: which kind and packing take them, and their values."""
+    from cellsynth.simulate.anisotropy import check_direction, check_elongation, check_flatness, check_stretch
+
+    if packing not in PACKINGS:
+        raise CellsynthError(f"unknown packing {packing!r}; use points or cells")
+    membrane_only = flatness or orientation_coherence_um or stretch is not None or orientation_bias is not None
+    if kind == "nuclei" and (packing != DEFAULT_PACKING or membrane_only):
+        raise CellsynthError("packing, flatness, stretch and orientation coherence and bias shape membrane cells; "
+                             "nuclei take elongation and orientation")
+    if kind == "membranes" and packing == "points" and (elongation != 1.0 or orientation is not None
+                                                         or membrane_only):
+        raise CellsynthError("elongated or oriented membrane cells need packing: cells (--packing cells)")
+    if kind == "membranes" and packing == "cells":
+        if positions is not None:
+            raise CellsynthError("packing: cells places its own seeds; it cannot take --positions "
+                                 "(use packing: points)")
+        check_elongation(elongation)
+        check_flatness(flatness)
+        check_stretch(stretch)
+        check_stretch(orientation_bias)  # three positive factors, like a stretch
+        if orientation is not None:
+            check_direction(orientation)
+        if not (isinstance(orientation_coherence_um, (int, float)) and np.isfinite(orientation_coherence_um)
+                and orientation_coherence_um >= 0):
+            raise CellsynthError(f"orientation coherence must be a length >= 0 in µm, got {orientation_coherence_um!r}")
+
+
 def _membrane_packing(
-    packing: str, shape: tuple[int, int, int], voxel: VoxelSize, rng: np.random.Generator, *, spacing: float,
-    elongation: float, flatness: float, orientation: Sequence[float] | None, coherence: float,
-    stretch: Sequence[float] | None, bias: Sequence[float] | None, weight_spread: float | None,
-    positions: str | os.PathLike | None,
+    shape: tuple[int, int, int], voxel: VoxelSize, rng: np.random.Generator, *, spacing: float, elongation: float,
+    flatness: float, orientation: Sequence[float] | None, coherence: float, stretch: Sequence[float] | None,
+    bias: Sequence[float] | None, weight_spread: float,
 ) -> Any:
-    """The :class:`~cellsynth.simulate.anisotropy.CellPacking` of ``packing="cells"``, else None."""
-    if packing == "points":
-        if elongation != 1.0 or flatness or orientation is not None or coherence or stretch is not None \
-                or bias is not None:
-            raise CellsynthError("elongated or oriented membrane cells need packing: cells (--packing cells)")
-        return None
-    if positions is not None:
-        raise CellsynthError("packing: cells places its own seeds; it cannot take --positions (use packing: points)")
+    """The :class:`~cellsynth.simulate.anisotropy.CellPacking` of ``packing="cells"``."""
     from cellsynth.simulate.anisotropy import CellPacking, orientation_field
-    from cellsynth.simulate.membranes import DEFAULT_WEIGHT_SPREAD
 
     field = orientation_field(shape, voxel, rng, orientation=orientation, coherence_um=coherence, bias=bias)
-    spread = DEFAULT_WEIGHT_SPREAD if weight_spread is None else weight_spread
-    return CellPacking(spacing, elongation, spread, field, flatness, stretch)
+    return CellPacking(spacing, elongation, weight_spread, field, flatness, stretch)
+
+
+def _is_zarr_folder(path: str | os.PathLike) -> bool:
+    return str(path).rstrip("/").endswith(".zarr") and Path(path).is_dir()
 
 
 def simulate_sample(
@@ -91,24 +188,24 @@ def simulate_sample(
     rng: np.random.Generator,
     *,
     organism: str | os.PathLike = DEFAULT_ORGANISM,
-    semi_axes: Sequence[float] | None = None,
-    center: Sequence[float] | None = None,
+    semi_axes_um: Sequence[float] | None = None,
+    center_um: Sequence[float] | None = None,
     placement: str = DEFAULT_PLACEMENT,
     positions: str | os.PathLike | None = None,
     count: int | None = None,
-    cell_size: float | None = None,
-    radius: float = DEFAULT_RADIUS_UM,
-    radius_std: float = DEFAULT_RADIUS_STD_UM,
+    cell_size_um: float | None = None,
+    radius_um: float = DEFAULT_RADIUS_UM,
+    radius_std_um: float = DEFAULT_RADIUS_STD_UM,
     smoothness: float = DEFAULT_SMOOTHNESS,
     sh_order: int = DEFAULT_SH_ORDER,
     law: str = DEFAULT_LAW,
     elongation: float = 1.0,
     orientation: Sequence[float] | None = None,
-    membrane_thickness: float | None = None,
+    membrane_thickness_um: float | None = None,
     weight_spread: float | None = None,
     packing: str = DEFAULT_PACKING,
     flatness: float = 0.0,
-    orientation_coherence: float = 0.0,
+    orientation_coherence_um: float = 0.0,
     stretch: Sequence[float] | None = None,
     orientation_bias: Sequence[float] | None = None,
     progress: bool | None = None,
@@ -128,9 +225,9 @@ def simulate_sample(
     organism
         ``"box"``, ``"ellipsoid"``, ``"sh"``, a foreground mask file or a shape model
         ``.npz`` (see :func:`cellsynth.simulate.organism.make_organism`).
-    semi_axes
+    semi_axes_um
         Ellipsoid semi-axes (z, y, x) in µm (default: the organism's own default).
-    center
+    center_um
         Centre of the ellipsoid or SH organism (z, y, x) in µm (default: the volume's centre).
         A centre on the deepest z face with a z semi-axis about as tall as the volume gives
         a dome whose apex faces the objective, like a shoot apical meristem.
@@ -143,64 +240,66 @@ def simulate_sample(
         organism.
     count
         Number of cells; ``None`` places as many as fit. Ignored with ``positions``.
-    cell_size
+    cell_size_um
         Mean cell diameter in µm (for nuclei: of the cell around each nucleus); cell
-        centres are placed at least ``cell_size / PACKING_RATIO`` apart. Default: 10 µm
-        for membranes, ``4 * radius`` for nuclei.
-    radius, radius_std
+        centres are placed at least ``cell_size_um / PACKING_RATIO`` apart. Default: 10 µm
+        for membranes, ``4 * radius_um`` for nuclei.
+    radius_um, radius_std_um
         Nuclei: mean and standard deviation of the mean radius (µm).
     smoothness, sh_order, law
         Nuclei: SH smoothness ``gamma``, order ``l`` and coefficient law.
     elongation, orientation
         Long-to-short axis ratio and long-axis direction (z, y, x) of the nuclei, or of the
-        cells with ``packing="cells"``; ``None`` orients each at random (see
-        ``orientation_coherence``).
-    membrane_thickness
-        Membranes: wall thickness in µm (default of :mod:`cellsynth.simulate.membranes`).
+        cells with ``packing="cells"``; ``None`` orients each at random (membranes: see
+        ``orientation_coherence_um``).
+    membrane_thickness_um
+        Membranes: wall thickness in µm (default
+        :data:`cellsynth.simulate.annotations.DEFAULT_MEMBRANE_THICKNESS_UM`).
     weight_spread
         Membranes: spread of the Voronoi weights, the cells' sizes (default of
         :mod:`cellsynth.simulate.membranes`).
     packing
-        Membranes: ``"points"`` (the paper, Eq. 3: seeds ``cell_size / 1.47`` apart,
+        Membranes: ``"points"`` (the paper, Eq. 3: seeds ``cell_size_um / 1.47`` apart,
         weights drawn afterwards) or ``"cells"``: seeds of non-overlapping ellipsoids with
-        each cell's size (weight) and elongation, and a tessellation in each cell's own
-        metric (:mod:`cellsynth.simulate.anisotropy`).
+        each cell's size (weight) and shape, and a tessellation in each cell's own metric
+        (:mod:`cellsynth.simulate.anisotropy`). With ``"cells"`` the cell size sets the scale
+        of the packing; the mean cell volume also depends on the weight spread (measure it
+        with :mod:`cellsynth.evaluate.tissue`).
     flatness
         Membranes with ``packing="cells"``: 0 makes cells cigars (middle axis as short as
         the short one), 1 discs, in between triaxial (see
         :func:`cellsynth.simulate.anisotropy.semi_axes`).
-    orientation_coherence
-        Without ``orientation``: 0 orients every cell independently; a length in µm makes
-        the cells' axes a smooth random field, alike over about that distance (membranes
-        with ``packing="cells"``).
+    orientation_coherence_um
+        Membranes with ``packing="cells"``, without ``orientation``: 0 orients every cell
+        independently; a length in µm makes the cells' axes a smooth random field, alike
+        over about that distance.
     stretch
         Membranes with ``packing="cells"``: factors (z, y, x) by which the whole tissue is
         stretched (scaled to a product of 1), e.g. ``[0.75, 1.15, 1.15]`` for cells flatter
         along z.
     orientation_bias
-        Membranes with ``packing="cells"``, without ``orientation``: factors (z, y, x) on the
-        random long axes before normalisation, e.g. ``[0.3, 1, 1]`` for long axes mostly in
-        the xy plane (cells in layers).
+        Membranes with ``packing="cells"``, without ``orientation``: factors (z, y, x) on
+        the random long axes before normalisation, e.g. ``[0.3, 1, 1]`` for long axes mostly
+        in the xy plane (cells in layers).
     progress
-        Progress bars (``None``: only on a terminal).
+        Progress bars: None (default) on a terminal only, True always, False never.
 
     Returns
     -------
     cellsynth.io.Sample
-        The sample; ``metadata`` holds ``kind``, all ``parameters`` and ``timings``.
+        The sample; ``metadata`` holds ``kind``, all ``parameters`` (named like the flags of
+        ``cellsynth simulate`` and the keys of presets, without the ``_um`` suffix) and
+        ``timings``.
     """
     start = time.perf_counter()
-    if kind not in KINDS:
-        raise CellsynthError(f"unknown kind {kind!r}; use nuclei or membranes")
-    if placement not in PLACEMENTS:
-        raise CellsynthError(f"unknown placement {placement!r}; use layered or uniform")
-    if packing not in PACKINGS:
-        raise CellsynthError(f"unknown packing {packing!r}; use points or cells")
-    if kind == "nuclei" and (packing != DEFAULT_PACKING or flatness or orientation_coherence or stretch is not None
-                             or orientation_bias is not None):
-        raise CellsynthError("packing, flatness, stretch and orientation coherence and bias shape membrane cells; "
-                             "nuclei take elongation and orientation")
-    from cellsynth.simulate.organism import check_shape, make_organism
+    shape, voxel, cell_size = check_simulation(
+        kind, shape, voxel_size, organism=organism, semi_axes_um=semi_axes_um, center_um=center_um,
+        placement=placement, positions=positions, count=count, cell_size_um=cell_size_um, radius_um=radius_um,
+        radius_std_um=radius_std_um, smoothness=smoothness, sh_order=sh_order, law=law, elongation=elongation,
+        orientation=orientation, membrane_thickness_um=membrane_thickness_um, weight_spread=weight_spread,
+        packing=packing, flatness=flatness, orientation_coherence_um=orientation_coherence_um, stretch=stretch,
+        orientation_bias=orientation_bias)
+    from cellsynth.simulate.organism import make_organism
     from cellsynth.simulate.positions import (
         check_positions,
         layered_positions,
@@ -208,19 +307,10 @@ def simulate_sample(
         positions_from_csv,
     )
 
-    shape = check_shape(shape)
-    check_memory(shape)
-    voxel = check_voxel_size(voxel_size)
-    if count is not None and (isinstance(count, bool) or not float(count).is_integer() or count < 1):
-        raise CellsynthError(f"count must be a positive whole number of cells, got {count!r}")
-    cell_size = _positive(cell_size, "cell size")
-    if cell_size is None:
-        cell_size = NUCLEUS_CELL_SIZE_FACTOR * _positive(radius, "radius") if kind == "nuclei" \
-            else DEFAULT_MEMBRANE_CELL_SIZE_UM
     spacing = cell_size / PACKING_RATIO
     parameters: dict[str, Any] = {
-        "organism": str(organism), "semi_axes": None if semi_axes is None else list(map(float, semi_axes)),
-        "center": None if center is None else list(map(float, center)),
+        "organism": str(organism), "semi_axes": None if semi_axes_um is None else list(map(float, semi_axes_um)),
+        "center": None if center_um is None else list(map(float, center_um)),
         "placement": placement, "positions": None if positions is None else str(positions),
         "count": None if positions is not None else count, "cell_size": cell_size,
         "min_distance_um": spacing,
@@ -228,9 +318,9 @@ def simulate_sample(
     timings: dict[str, float] = {}
 
     tick = time.perf_counter()
-    organism_params = {} if semi_axes is None else {"semi_axes_um": tuple(float(a) for a in semi_axes)}
-    if center is not None:
-        organism_params["center_um"] = tuple(float(c) for c in center)
+    organism_params = {} if semi_axes_um is None else {"semi_axes_um": tuple(float(a) for a in semi_axes_um)}
+    if center_um is not None:
+        organism_params["center_um"] = tuple(float(c) for c in center_um)
     foreground = make_organism(organism, shape, voxel, rng, **organism_params)
     if tuple(foreground.shape) != shape:
         raise CellsynthError(
@@ -242,11 +332,13 @@ def simulate_sample(
 
     tick = time.perf_counter()
     cells = None
-    if kind == "membranes":
-        cells = _membrane_packing(packing, shape, voxel, rng, spacing=spacing, elongation=elongation,
-                                  flatness=flatness, orientation=orientation, coherence=orientation_coherence,
-                                  stretch=stretch, bias=orientation_bias, weight_spread=weight_spread,
-                                  positions=positions)
+    if kind == "membranes" and packing == "cells":
+        from cellsynth.simulate.membranes import DEFAULT_WEIGHT_SPREAD
+
+        cells = _membrane_packing(shape, voxel, rng, spacing=spacing, elongation=elongation, flatness=flatness,
+                                  orientation=orientation, coherence=orientation_coherence_um, stretch=stretch,
+                                  bias=orientation_bias,
+                                  weight_spread=DEFAULT_WEIGHT_SPREAD if weight_spread is None else weight_spread)
     if positions is not None:
         centers = positions_from_csv(positions, voxel, shape)
         check_positions(centers, foreground, voxel)
@@ -262,30 +354,30 @@ def simulate_sample(
     if kind == "nuclei":
         from cellsynth.simulate.nuclei import simulate_nuclei
 
-        parameters.update(radius=radius, radius_std=radius_std, smoothness=smoothness, sh_order=sh_order,
+        parameters.update(radius=radius_um, radius_std=radius_std_um, smoothness=smoothness, sh_order=sh_order,
                           law=law, elongation=elongation,
                           orientation=None if orientation is None else list(map(float, orientation)))
         sample = simulate_nuclei(
-            foreground, voxel, centers, rng, radius_um=radius, radius_std_um=radius_std, smoothness=smoothness,
+            foreground, voxel, centers, rng, radius_um=radius_um, radius_std_um=radius_std_um, smoothness=smoothness,
             sh_order=sh_order, law=law, elongation=elongation, orientation=orientation, progress=progress,
         )
     else:
-        from cellsynth.simulate import membranes
+        from cellsynth.simulate.membranes import DEFAULT_WEIGHT_SPREAD, simulate_membranes
 
-        thickness = membranes.DEFAULT_MEMBRANE_THICKNESS_UM if membrane_thickness is None else membrane_thickness
-        spread = membranes.DEFAULT_WEIGHT_SPREAD if weight_spread is None else weight_spread
+        thickness = DEFAULT_MEMBRANE_THICKNESS_UM if membrane_thickness_um is None else membrane_thickness_um
+        spread = DEFAULT_WEIGHT_SPREAD if weight_spread is None else weight_spread
         parameters.update(membrane_thickness=thickness, weight_spread=spread, packing=packing)
         packed = {}
         if cells is not None:
-            parameters.update(elongation=elongation, flatness=flatness, orientation_coherence=orientation_coherence,
+            parameters.update(elongation=elongation, flatness=flatness, orientation_coherence=orientation_coherence_um,
                               orientation=None if orientation is None else list(map(float, orientation)),
                               stretch=None if stretch is None else list(map(float, stretch)),
                               orientation_bias=None if orientation_bias is None else list(map(float, orientation_bias)))
-            packed = dict(weights=centers[:, 3], metrics=cells.metrics(centers[:, 3:]))
+            packed = {"weights": centers[:, 3], "metrics": cells.metrics(centers[:, 3:])}
             centers = centers[:, :3]
-        sample = membranes.simulate_membranes(
+        sample = simulate_membranes(
             foreground, voxel, centers, rng, weight_spread=spread, membrane_thickness_um=thickness,
-            progress=progress is not False, **packed,
+            progress=progress, **packed,
         )
     timings[f"{kind}_s"] = time.perf_counter() - tick
     timings["total_s"] = time.perf_counter() - start

@@ -1,0 +1,134 @@
+"""Checkpoint and generator files: how a trained generator is written and read back.
+
+Two file formats, both ``torch.save`` dictionaries read with ``weights_only=True`` (no
+pickled code):
+
+- a **training checkpoint** (``RUN/checkpoint.pt``, format ``cellsynth-gan-checkpoint``):
+  the full training state, written by :mod:`cellsynth.gan.train`;
+- a **generator file** (``RUN/generator.pt`` and the shipped ``cellsynth/models/<kind>.pt``,
+  format ``cellsynth-generator``): the generator's network settings and fp16 weights, its
+  kind, the alpha and beta it was trained with, and the training configuration.
+
+Training writes both; synthesis (:mod:`cellsynth.render.gan`) reads either through
+:func:`read_generator` and :func:`build_generator`, so that rendering never needs the
+training loop (as stylegan2-ada keeps its ``legacy.py`` loader apart from ``training/``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cellsynth.errors import CellsynthError
+from cellsynth.gan.networks import UNetGenerator
+from cellsynth.io import atomic_path
+
+CHECKPOINT_FORMAT = "cellsynth-gan-checkpoint"
+GENERATOR_FORMAT = "cellsynth-generator"
+
+
+def save_torch(obj: dict[str, Any], path: str | Path) -> None:
+    """``torch.save`` atomically (a killed process never leaves a half-written file)."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_checkpoint(path: str | Path, expected: str = CHECKPOINT_FORMAT) -> dict[str, Any]:
+    """Load a checkpoint or generator file of format ``expected``, with a one-line error for anything else.
+
+    Raises
+    ------
+    CellsynthError
+        For a missing or unreadable file, or a file of another format.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CellsynthError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises pickle, zip and runtime errors for damaged files
+        raise CellsynthError(f"{path} is not a readable cellsynth checkpoint ({type(err).__name__}); "
+                             "give a file written by `cellsynth train`") from None
+    if not isinstance(state, dict) or state.get("format") != expected:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CellsynthError(f"{path} is not a {expected} file (found {found!r}); "
+                             "give a file written by `cellsynth train`")
+    return state
+
+
+def generator_record(generator: torch.nn.Module, config: dict[str, Any], step: int,
+                     meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The content of a generator file: ``generator``'s settings and fp16 weights.
+
+    Parameters
+    ----------
+    generator
+        A :class:`cellsynth.gan.networks.UNetGenerator`.
+    config
+        The training configuration (``dataclasses.asdict`` of a
+        :class:`cellsynth.gan.config.TrainConfig`): gives the kind, alpha and beta.
+    step
+        The training step the weights come from.
+    meta
+        More entries to record (e.g. ``{"data": [...]}``).
+    """
+    weights = {k: v.detach().to("cpu", torch.float16) for k, v in generator.state_dict().items()}
+    return {"format": GENERATOR_FORMAT, "version": 1, "kind": config["kind"], "network": generator.config,
+            "state_dict": weights, "step": step, "alpha": config["alpha"], "beta": config["beta"],
+            "training": config, **(meta or {})}
+
+
+def read_generator(path: str | Path) -> dict[str, Any]:
+    """Read a generator file, or the generator of a training checkpoint, as a generator record.
+
+    A checkpoint gives its averaged generator where the run kept one (``ema_half_life``),
+    else the trained one.
+
+    Returns
+    -------
+    dict
+        ``kind``, ``network`` (the keyword arguments of
+        :class:`~cellsynth.gan.networks.UNetGenerator`), ``state_dict``, ``step``, ``alpha``,
+        ``beta``, ``training`` and whatever else the file records.
+
+    Raises
+    ------
+    CellsynthError
+        For a missing file, or a file that is neither a generator file nor a checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CellsynthError(f"model file not found: {path}; give a generator.pt from `cellsynth train`")
+    try:
+        return load_checkpoint(path, GENERATOR_FORMAT)
+    except CellsynthError:
+        pass
+    try:
+        ckpt = load_checkpoint(path, CHECKPOINT_FORMAT)
+    except CellsynthError:
+        raise CellsynthError(f"{path} is neither a cellsynth generator nor a training checkpoint; "
+                             "give a generator.pt or checkpoint.pt from `cellsynth train`") from None
+    c = ckpt["config"]
+    return {"kind": c["kind"], "network": {"in_channels": 2, "width": c["width"], "depth": c["depth"],
+                                           "out_channels": 1, "noise": c["noise"]},
+            "state_dict": ckpt.get("generator_ema", ckpt["generator"]), "step": ckpt["step"], "alpha": c["alpha"],
+            "beta": c["beta"], "training": c}
+
+
+def build_generator(record: dict[str, Any], source: str | Path = "the generator file") -> torch.nn.Module:
+    """The :class:`~cellsynth.gan.networks.UNetGenerator` of a generator record, with its weights in float32.
+
+    Raises
+    ------
+    CellsynthError
+        If the weights do not fit the recorded network (``source`` names the file).
+    """
+    generator = UNetGenerator(**record["network"])
+    weights = {k: v.float() for k, v in record["state_dict"].items()}
+    try:
+        generator.load_state_dict(weights)
+    except RuntimeError as err:
+        raise CellsynthError(f"{source}: weights do not match the recorded network ({str(err).splitlines()[0]})") from None
+    return generator
