@@ -212,3 +212,17 @@ def test_measure_crops_in_physical_units():
     labels = cube_grid(4, 4)  # 16^3 voxels
     tables = measure_crops(labels, (0.5, 0.5, 0.5), "membranes", (4.0, 4.0, 4.0), count=3)
     assert len(tables) == 3 and all(t.shape == (8, 8, 8) for t in tables)
+
+
+def test_label_montage_and_histograms_write_pngs(tmp_path):
+    from cellsynth.evaluate.plots import plot_label_slices, plot_tissue_distributions
+
+    small, large = cube_grid(3, 4), cube_grid(4, 4)
+    plot_label_slices({"real": small, "simulated": large}, {"real": (1, 1, 1), "simulated": (0.5, 0.5, 0.5)},
+                      tmp_path / "slices.png")
+    assert (tmp_path / "slices.png").stat().st_size > 2000
+    comparison = compare_tissue([(small, (1, 1, 1))], [(large, (1, 1, 1))], "membranes", sphericity=False)
+    plot_tissue_distributions(comparison.distributions, tmp_path / "histograms.png")
+    assert (tmp_path / "histograms.png").stat().st_size > 2000
+    with pytest.raises(CellsynthError, match="nothing to plot"):
+        plot_label_slices({}, (1, 1, 1), tmp_path / "none.png")

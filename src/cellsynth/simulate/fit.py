@@ -315,6 +315,9 @@ def fit_tissue(
                 step = (_to_space(goal[t.statistic], t.statistic_space) - y) / t.slope
                 step = float(np.clip(step, -t.max_step, t.max_step))
                 new[t.parameter] = float(np.clip(_from_space(x + step, t.parameter_space), *t.bounds))
+        if kind == "nuclei" and "cell_size_um" in new:  # centres at least 2 r / 1.47 apart: room for the nuclei
+            new["cell_size_um"] = max(new["cell_size_um"], 2.0 * float(new.get("radius_um", parameters.get(
+                "radius_um", 0.0))))
         values = new
 
     late = [r["values"] for r in history[len(history) // 2:]]

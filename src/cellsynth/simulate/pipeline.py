@@ -162,7 +162,8 @@ def check_cell_shape(
             check_direction(orientation)
         if not (isinstance(orientation_coherence_um, (int, float)) and np.isfinite(orientation_coherence_um)
                 and orientation_coherence_um >= 0):
-            raise CellsynthError(f"orientation coherence must be a length >= 0 in µm, got {orientation_coherence_um!r}")
+            raise CellsynthError(
+                f"orientation coherence must be a length >= 0 in µm, got {orientation_coherence_um!r}")
 
 
 def _membrane_packing(
