@@ -92,7 +92,7 @@ REAL_FAMILIES = {
                                {"cells": 0.2, "elongation_median_all": 0.15, "volume_cv_all": 0.15}),
     "arabidopsis_ovule_nuclei": ("nuclei/arabidopsis_ovule_nuclei_1135.h5", np.s_[:, :75, :],
                                  {"radius_mean_um": 0.1, "sphericity_median": 0.05}),
-    "platynereis_nuclei": ("masks_only/platynereis_nuclei_labels_256x256x103.tif", np.s_[:, :192, :],
+    "platynereis_nuclei": ("masks_only/platynereis_nuclei_labels_256x256x103.tif", np.s_[:, :, :192],
                            {"radius_mean_um": 0.15, "sphericity_median": 0.05}),
 }
 
