@@ -166,13 +166,10 @@ def run(args: argparse.Namespace) -> None:
 
             plot_tissue_distributions(comparison.distributions, args.out / "histograms.png")
     else:
-        summaries = {}
-        for path, (labels, voxel) in zip(args.labels, volumes):
-            cells = tissue.measure_cells(labels, voxel, args.kind, sphericity=sphericity)
-            summaries[str(path)] = tissue.summarize(cells)
-        if len(volumes) > 1:
-            summaries["pooled"] = tissue.summarize(
-                [tissue.measure_cells(labels, voxel, args.kind, sphericity=sphericity) for labels, voxel in volumes])
+        tables = [tissue.measure_cells(labels, voxel, args.kind, sphericity=sphericity) for labels, voxel in volumes]
+        summaries = {str(path): tissue.summarize(table) for path, table in zip(args.labels, tables)}
+        if len(tables) > 1:
+            summaries["pooled"] = tissue.summarize(tables)
         print(tissue.summary_table({Path(k).name if k != "pooled" else k: v for k, v in summaries.items()}))
         result["statistics"] = summaries
     if args.out is not None:

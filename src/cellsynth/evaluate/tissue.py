@@ -63,6 +63,7 @@ from scipy import ndimage
 
 from cellsynth.errors import CellsynthError
 from cellsynth.io import VoxelSize, check_volume, check_voxel_size
+from cellsynth.progress import progress_bar
 
 KINDS = ("nuclei", "membranes")
 
@@ -267,7 +268,7 @@ def measure_cells(
     sphericity
         Measure the sphericity (the slowest part; NaN when off).
     progress
-        Show a progress bar (``None``: only on a terminal).
+        Progress bar: None (default) on a terminal only, True always, False never.
 
     Returns
     -------
@@ -282,8 +283,6 @@ def measure_cells(
     >>> round(float(cells.columns["elongation"][0]), 2), cells.columns["axis_z"][0]
     (3.0, 1.0)
     """
-    from tqdm.auto import tqdm
-
     labels = _check_labels(labels)
     voxel = np.asarray(check_voxel_size(voxel_size))
     if kind not in KINDS:
@@ -316,8 +315,8 @@ def measure_cells(
     pairs = np.stack([ia, ib], axis=1)[to_a | to_b] if kind == "membranes" else np.zeros((0, 2), dtype=np.int64)
 
     box_term = voxel**2 / 12.0
-    for row, label in enumerate(tqdm(ids, desc="cells", unit="cell", disable=None if progress is None else not progress,
-                                     leave=False, mininterval=1.0)):
+    for row, label in enumerate(progress_bar(ids, progress=progress, desc="cells", unit="cell", leave=False,
+                                             mininterval=1.0)):
         box = boxes[label - 1]
         mask = labels[box] == label
         points = np.nonzero(mask)
