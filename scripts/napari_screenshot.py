@@ -33,8 +33,6 @@ def main() -> None:
         time.sleep(0.05)
     if widget.status.value == "failed":
         raise SystemExit("the synthesis failed (see the notification above)")
-    viewer.layers["synthesized foreground"].visible = False
-    viewer.layers["synthesized mask"].visible = False
     viewer.layers["synthesized labels"].opacity = 0.35
     viewer.dims.set_point(0, viewer.dims.range[0].stop / 2)
     viewer.scale_bar.visible = True

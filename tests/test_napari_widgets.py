@@ -51,16 +51,18 @@ def errors():
     notification_manager.notification_ready.disconnect(record)
 
 
-def _run(qtbot, start):
+def _run(qtbot, widget, start):
+    """Start a widget's work and wait until its worker has finished. (The widget connects to
+    the worker before starting it; a test connecting afterwards could miss a fast worker's
+    signals, so the wait is on the widget's state.)"""
     worker = start()
     assert worker is not None
-    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
-        pass
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
     return worker
 
 
 def test_synthesize_gives_the_bytes_of_the_commands(qtbot, widget, tmp_path):
-    _run(qtbot, widget.run)
+    _run(qtbot, widget, widget.run)
     viewer = widget.viewer
     assert [layer.name for layer in viewer.layers] == [
         "synthesized labels", "synthesized mask", "synthesized foreground", "synthesized image"]
@@ -68,7 +70,7 @@ def test_synthesize_gives_the_bytes_of_the_commands(qtbot, widget, tmp_path):
         np.testing.assert_allclose(layer.scale, VOXEL)
     assert widget.progress.value == widget.progress.max == 2
     widget.folder.value = tmp_path / "widget"
-    _run(qtbot, widget.save)
+    _run(qtbot, widget, widget.save)
 
     cli = tmp_path / "cli"
     assert main(["simulate", "nuclei", "--shape", *map(str, SHAPE), "--voxel-size", *map(str, VOXEL),
@@ -94,13 +96,12 @@ def test_changing_alpha_renders_again_without_simulating(qtbot, widget, monkeypa
         return real_simulate(*args, **kwargs)
 
     monkeypatch.setattr(pipeline, "simulate_sample", counting)
-    _run(qtbot, widget.run)
+    _run(qtbot, widget, widget.run)
     labels_before = widget.viewer.layers["synthesized labels"].data.copy()
     image_before = widget.viewer.layers["synthesized image"].data
-    with qtbot.waitSignal(widget.alpha.changed):
-        widget.alpha.value = 5.0
-    with qtbot.waitSignal(widget.worker.finished, timeout=WAIT_MS):
-        pass
+    widget.alpha.value = 5.0
+    assert widget.worker is not None  # rendering again
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
     assert calls == [1]
     image = widget.viewer.layers["synthesized image"].data
     sample = widget.sample
@@ -119,8 +120,7 @@ def test_a_cancelled_run_leaves_no_folder_and_no_layer(qtbot, widget, tmp_path, 
     widget.folder.value = tmp_path / "out"
     widget.save_after_run.value = True
     worker = widget.run()
-    with qtbot.waitSignal(worker.yielded, timeout=WAIT_MS):  # simulated; now rendering (held)
-        pass
+    qtbot.waitUntil(lambda: widget.progress.value == 1, timeout=WAIT_MS)  # simulated; now rendering (held)
     with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
         widget.cancel()
         release.set()
@@ -129,7 +129,7 @@ def test_a_cancelled_run_leaves_no_folder_and_no_layer(qtbot, widget, tmp_path, 
     assert widget.status.value == "cancelled" and widget.run_button.enabled
 
     # the same run, not cancelled, writes the whole folder
-    _run(qtbot, widget.run)
+    _run(qtbot, widget, widget.run)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "foreground.tif", "image.tif", "labels.tif", "mask.tif", "positions.csv", "sample.json"]
 
@@ -157,7 +157,7 @@ def test_bad_input_shows_a_notification_and_changes_no_layer(qtbot, widget, tmp_
         raise io.CellsynthError("the renderer failed")
 
     monkeypatch.setattr(sw, "_render_image", failing_render)
-    _run(qtbot, widget.run)
+    _run(qtbot, widget, widget.run)
     assert errors[-1] == "cellsynth: the renderer failed"
     assert [layer.name for layer in widget.viewer.layers] == ["mine"]
     assert widget.status.value == "failed"
@@ -202,7 +202,7 @@ def test_compare_gives_the_realism_benchmark_and_the_paired_scores(qtbot, make_n
     widget = CompareWidget(viewer)
     widget.real.value, widget.synthetic.value = "real", "synthetic"
     widget.real_labels.value, widget.synthetic_mask.value = "labels", "mask"
-    _run(qtbot, widget.compare)
+    _run(qtbot, widget, widget.compare)
     expected = realism_benchmark({"synthetic": [realism_volume(synthetic, VOXEL, mask=sample.mask)]},
                                  [realism_volume(real, VOXEL, kind="nuclei", labels=sample.labels)])
     scores = widget.result["scores"]
@@ -212,7 +212,7 @@ def test_compare_gives_the_realism_benchmark_and_the_paired_scores(qtbot, make_n
     assert "zncc" not in scores and "floor" in widget.table.value and len(widget._figure.axes) == 2
 
     widget.paired.value = True
-    _run(qtbot, widget.compare)
+    _run(qtbot, widget, widget.compare)
     assert widget.result["scores"]["zncc"] == pytest.approx(metrics.zncc(real, synthetic))
     assert widget.result["scores"]["ssim"] == pytest.approx(metrics.ssim(real, synthetic))
     assert "zncc" in widget.table.value

@@ -43,6 +43,11 @@ from cellsynth.io import Sample, VoxelSize, check_volume, check_voxel_size, labe
 
 DEFAULT_NUCLEUS_RADIUS_UM = (1.5, 4.0)
 """Default range of nucleus radii (µm) searched by the detector."""
+DEFAULT_NUCLEUS_THRESHOLD = 0.07
+DEFAULT_NUCLEUS_LEVEL = 0.55
+"""Nuclei defaults chosen on the training part (first 75 % along y) of the GoNuclear crop in
+../shared/data only (F1 at IoU 0.5 there 0.800; 0.05 / 0.5 before: 0.750); its held-out part:
+0.760 (``benchmarks/bench_annotate.py``)."""
 MEMBRANE_CLOSING_UM = 4.0
 """Membranes: closing radius (µm) of the organism foreground estimate."""
 
@@ -72,7 +77,7 @@ def log_response(image: np.ndarray, voxel_size: VoxelSize, radius_um: float) -> 
 
 
 def detect_nuclei(image: np.ndarray, voxel_size: VoxelSize, *, radius_um: tuple[float, float] = DEFAULT_NUCLEUS_RADIUS_UM,
-                  n_scales: int = 6, threshold: float = 0.05, min_distance_um: float | None = None,
+                  n_scales: int = 6, threshold: float = DEFAULT_NUCLEUS_THRESHOLD, min_distance_um: float | None = None,
                   mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Detect bright blobs (nuclei) with a multi-scale LoG.
 
@@ -123,7 +128,7 @@ def detect_nuclei(image: np.ndarray, voxel_size: VoxelSize, *, radius_um: tuple[
 
 
 def segment_nuclei(image: np.ndarray, voxel_size: VoxelSize, seeds: np.ndarray, *, smoothing_um: float = 0.25,
-                   level: float = 0.5, background_percentile: float = 20.0) -> np.ndarray:
+                   level: float = DEFAULT_NUCLEUS_LEVEL, background_percentile: float = 20.0) -> np.ndarray:
     """Seeded watershed plus a local half-maximum threshold per nucleus.
 
     Parameters
@@ -204,8 +209,9 @@ def _normalized(image: Any, percentiles: tuple[float, float]) -> np.ndarray:
 
 
 def annotate_nuclei(image: Any, voxel_size: VoxelSize, *, radius_um: tuple[float, float] = DEFAULT_NUCLEUS_RADIUS_UM,
-                    threshold: float = 0.05, min_distance_um: float | None = None, smoothing_um: float = 0.25,
-                    level: float = 0.5, percentiles: tuple[float, float] = (1.0, 99.9)) -> Sample:
+                    threshold: float = DEFAULT_NUCLEUS_THRESHOLD, min_distance_um: float | None = None,
+                    smoothing_um: float = 0.25, level: float = DEFAULT_NUCLEUS_LEVEL,
+                    percentiles: tuple[float, float] = (1.0, 99.9)) -> Sample:
     """Detect and segment nuclei in a real image (see the module notes).
 
     Parameters

@@ -93,13 +93,14 @@ def compare_images(real: Any, synthetic: Any, real_voxel: io.VoxelSize, syntheti
 
 
 def format_scores(result: Mapping[str, Any]) -> str:
-    """The scores as lines ``name  synthetic  floor  (lower/higher is better)``."""
+    """The scores as lines ``name  synthetic  floor`` with ↓ (lower is better) or ↑ (higher is better)."""
     lines = [f"{'':14s}{'synthetic':>10s}{'floor':>9s}"]
     for name, value in result["scores"].items():
         floor = result["floor"].get(name) if name in LOWER_IS_BETTER else None
-        better = f"  ({'lower' if LOWER_IS_BETTER[name] else 'higher'} is better)" if name in LOWER_IS_BETTER else ""
+        better = (" ↓" if LOWER_IS_BETTER[name] else " ↑") if name in LOWER_IS_BETTER else ""
         lines.append(f"{name:14s}{_number(value):>10s}{_number(floor):>9s}{better}")
     lines.append(f"{'real cnr':14s}{_number(result['real_cnr']):>10s}")
+    lines.append("↓ lower is better, ↑ higher is better; floor: real vs real")
     return "\n".join(lines)
 
 
@@ -134,6 +135,8 @@ class CompareWidget(Container):
                      self.compare_button, self.table])
         self.result: dict[str, Any] | None = None
         self.worker: FunctionWorker | None = None
+        self.table.native.setStyleSheet("font-family: monospace")  # an aligned table
+        self.table.native.setMinimumHeight(self.table.native.fontMetrics().lineSpacing() * (len(PAIRED) + 9))
         self._figure, self._canvas = _plot_canvas()
         self.native.layout().addWidget(self._canvas)
         for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
@@ -181,10 +184,14 @@ class CompareWidget(Container):
                                kind=self.kind.value, real_labels=real_labels, synthetic_mask=synthetic_mask,
                                paired=self.paired.value, _start_thread=False, _connect={"errored": self._failed})
         worker.returned.connect(self._show)
-        worker.finished.connect(lambda: setattr(self.compare_button, "enabled", True))
+        worker.finished.connect(self._finished)
         self.worker = worker
         worker.start()
         return worker
+
+    def _finished(self) -> None:
+        self.compare_button.enabled = True
+        self.worker = None
 
     def _failed(self, err: Exception) -> None:
         self.table.value = "failed"

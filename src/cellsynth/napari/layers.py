@@ -76,8 +76,8 @@ def volume_layer(name: str, data: Any, volume: str, voxel: io.VoxelSize, *, sour
     """One volume of a sample as layer data.
 
     ``labels`` becomes a labels layer; ``mask`` and ``foreground`` (0/1) become labels
-    layers too, the mask half transparent and the foreground hidden; images become image
-    layers with :func:`contrast_limits`.
+    layers too, half transparent and hidden at first; images become image layers with
+    :func:`contrast_limits`.
 
     Parameters
     ----------
@@ -101,10 +101,8 @@ def volume_layer(name: str, data: Any, volume: str, voxel: io.VoxelSize, *, sour
     attributes = {"name": name, **_placement(voxel, leading),
                   "metadata": _metadata(volume, voxel, source, sample or {}, **extra)}
     if volume in _LABEL_VOLUMES:
-        if volume == "mask":
-            attributes["opacity"] = 0.5
-        elif volume == "foreground":
-            attributes.update(opacity=0.25, visible=False)
+        if volume != "labels":  # mask and foreground: shown on demand
+            attributes.update(opacity=0.5, visible=False)
         return data, attributes, "labels"
     attributes.update(colormap="gray", blending="additive", contrast_limits=contrast_limits(data))
     return data, attributes, "image"
