@@ -110,8 +110,9 @@ def main() -> None:
             rows = {"ours": medians(ours), "base": medians(theirs)}
             for side, argv in (("ours", ours_argv), ("base", base_argv)):
                 m = rows[side]
-                stages = ", ".join(f"{k[:-2]} {v:.2f}" for k, v in {**m["stages"], **m["inner"]}.items()
-                                   if k != "total_s")
+                stages = ", ".join(f"{k[:-2]} {v:.2f}" for k, v in m["stages"].items() if k != "total_s")
+                if m["inner"]:
+                    stages += " [" + ", ".join(f"{k[:-2]} {v:.2f}" for k, v in m["inner"].items()) + "]"
                 label = name if side == "ours" else ""
                 print(f"{label:62.62s} {side:5s} {m['wall']:7.2f} {m['cpu']:6.2f} {m['peak_mb']:8.0f}  "
                       f"{describe(argv)}; {stages}")

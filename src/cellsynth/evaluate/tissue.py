@@ -280,7 +280,7 @@ def measure_cells(
     >>> labels = np.zeros((20, 20, 20), np.uint16)
     >>> labels[4:16, 8:12, 8:12] = 1          # a 12 x 4 x 4 voxel rod: a box 3 times longer than wide
     >>> cells = measure_cells(labels, (1, 1, 1))
-    >>> round(float(cells.columns["elongation"][0]), 2), cells.columns["axis_z"][0]
+    >>> round(float(cells.columns["elongation"][0]), 2), float(cells.columns["axis_z"][0])
     (3.0, 1.0)
     """
     labels = _check_labels(labels)
