@@ -42,6 +42,7 @@ def synthesize_image(
     model: Any = "default", kind: str = "nuclei", alpha: float = 100.0, beta: float = 100.0, seed: int = 0,
     patch: Any = None, overlap: Any = None, crop: Any = None, blend: str = "linear",
     batch_size: int = 4, device: Any = "cpu", autocast: bool = False, out: Any = None, progress: bool | None = None,
+    renderer: Any = None, family: str | None = None,
 ) -> Any:
     """Synthesise a fluorescence image for a structure mask.
 
@@ -70,6 +71,12 @@ def synthesize_image(
         Optional numpy or zarr array (float, uint8 or uint16) to write into.
     progress
         Progress bar: None (default) on a terminal only, True always, False never.
+    renderer
+        Physics parameters (a renderer file from ``cellsynth calibrate`` or a mapping) used
+        where the model named is, or ``"default"`` resolves to, the physics renderer.
+    family
+        The family of real volumes mimicked (a preset's ``family``): what ``"default"``
+        means (:func:`cellsynth.render.registry.default_model_name`).
 
     Returns
     -------
@@ -88,10 +95,13 @@ def synthesize_image(
     check_inputs(mask, foreground)
     if out is not None and tuple(out.shape) != tuple(mask.shape):
         raise CellsynthError(f"output shape {tuple(out.shape)} does not match the mask {tuple(mask.shape)}")
+    if renderer is not None and not isinstance(model, (str, Path)):
+        raise CellsynthError("a renderer applies to a model given by name (physics or default), not to a model object")
     streaming = not isinstance(mask, np.ndarray) or not (out is None or isinstance(out, np.ndarray))
     model = check_synthesis(tuple(mask.shape), voxel, model=model, kind=kind, alpha=alpha, beta=beta, seed=seed,
                             patch=patch, overlap=overlap, crop=crop, blend=blend, batch_size=batch_size,
-                            device=device, autocast=autocast, streaming=streaming).model
+                            device=device, autocast=autocast, streaming=streaming, renderer=renderer,
+                            family=family).model
     scratch = tempfile.mkdtemp(prefix="cellsynth-") if streaming else None
     try:
         pos = _positional_map(foreground, voxel, alpha, beta, scratch)
@@ -121,7 +131,7 @@ def check_synthesis(
     shape: tuple[int, int, int], voxel_size: VoxelSize, *, model: Any = "default", kind: str = "nuclei",
     alpha: float = 100.0, beta: float = 100.0, seed: int = 0, patch: Any = None, overlap: Any = None,
     crop: Any = None, blend: str = "linear", batch_size: int = 4, device: Any = "cpu", autocast: bool = False,
-    streaming: bool = False, check_memory: bool = True,
+    streaming: bool = False, check_memory: bool = True, renderer: Any = None, family: str | None = None,
 ) -> SynthesisPlan:
     """Check the settings of :func:`synthesize_image` for a volume of ``shape`` without rendering.
 
@@ -135,6 +145,7 @@ def check_synthesis(
     shape
         Volume shape (Z, Y, X).
     voxel_size, model, kind, alpha, beta, seed, patch, overlap, crop, blend, batch_size, device, autocast
+    renderer, family
         As for :func:`synthesize_image`.
     streaming
         Whether the volume streams from and to on-disk arrays (less memory).
@@ -164,7 +175,7 @@ def check_synthesis(
     if blend not in BLENDS:
         raise CellsynthError(f"unknown blend {blend!r}; use one of {', '.join(BLENDS)}")
     if isinstance(model, (str, Path)):
-        model = load_model(model, kind, device, voxel_size=voxel, seed=seed)
+        model = load_model(model, kind, device, voxel_size=voxel, seed=seed, renderer=renderer, family=family)
     grid = tile_grid(model, shape, patch, overlap, crop)
     voxels = int(np.prod(shape, dtype=np.float64))
     memory = tiling_bytes(grid, batch_size, model) + (0 if streaming else voxels * SYNTHESIS_BYTES_PER_VOXEL)

@@ -19,7 +19,8 @@ from typing import Any
 from cellsynth import __version__
 from cellsynth.errors import CellsynthError
 
-COMMAND_ORDER = ("simulate", "shape_model", "synthesize", "train", "evaluate", "measure", "annotate", "dataset",
+COMMAND_ORDER = ("simulate", "shape_model", "synthesize", "train", "evaluate", "calibrate", "measure", "annotate",
+                 "dataset",
                  "export")
 
 

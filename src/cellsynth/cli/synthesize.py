@@ -35,14 +35,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--foreground-closing", type=float, default=5.0, metavar="UM",
                    help="without --foreground: close gaps between cells up to about twice this in µm (default 5)")
     p.add_argument("--membrane-thickness", type=float, metavar="UM",
-                   help="membrane wall thickness in µm for a membranes labels file (default: the simulation's)")
+                   help="membrane wall thickness in µm for a membranes labels file (default: the --renderer file's "
+                        "apparent thickness, else the simulation's)")
     p.add_argument("--voxel-size", type=float, nargs=3, metavar=("Z", "Y", "X"),
                    help="voxel size in µm where the file records none")
     g = p.add_argument_group("model")
     g.add_argument("--model", default="default", metavar="NAME|PATH",
-                   help="physics, default (the best built-in for the kind: the shipped generator where its "
-                        "model card shows it beats physics on held-out data, else physics), nuclei, membranes "
-                        "(the shipped generators), or a generator file from `cellsynth train` (default: default)")
+                   help="physics, default (the best built-in model for the family, or the kind, on the unpaired "
+                        "realism benchmark: see models/defaults.json), nuclei, membranes (the shipped generators), "
+                        "or a generator file from `cellsynth train` (default: default)")
+    g.add_argument("--family", metavar="NAME",
+                   help="the family of real volumes mimicked, e.g. lateral_root_membranes: chooses what default "
+                        "means (a sample folder made by `cellsynth dataset` records its own)")
+    g.add_argument("--renderer", metavar="FILE",
+                   help="physics parameters fitted to a microscope by `cellsynth calibrate` (physics model only)")
     g.add_argument("--alpha", type=float, default=100.0, metavar="UM",
                    help="positional map decay length inside the organism in µm (Eq. 1); small values render "
                         "a deeper, poorer image (default 100)")
@@ -102,7 +108,11 @@ def run(args: argparse.Namespace) -> None:
     if args.batch_size < 1:
         raise CellsynthError(f"--batch-size must be at least 1, got {args.batch_size}")
 
-    model = load_model(args.model, kind, args.device, voxel_size=voxel, seed=args.seed)
+    if args.renderer is not None and args.model != "physics":
+        raise CellsynthError(f"--renderer sets the physics model; add --model physics (the model is {args.model})")
+    family = args.family or (meta or {}).get("family")
+    model = load_model(args.model, kind, args.device, voxel_size=voxel, seed=args.seed, renderer=args.renderer,
+                       family=family)
     grid = tile_grid(model, mask.shape, args.patch, args.overlap, args.crop)
     settings = {"kind": kind, "alpha": args.alpha, "beta": args.beta, "seed": args.seed, "patch": args.patch,
                 "overlap": args.overlap, "crop": args.crop, "blend": args.blend, "batch_size": args.batch_size,
@@ -158,6 +168,11 @@ def _from_file(path: Path, args: argparse.Namespace) -> tuple[Any, Any, tuple, s
         raise CellsynthError("a labels file needs --out FILE for the image")
     labels, voxel = io.read_volume(path)
     voxel = _voxel(voxel, args.voxel_size, path)
+    thickness = args.membrane_thickness
+    if thickness is None and args.renderer is not None and args.kind == "membranes":
+        from cellsynth.render.renderer_file import read_renderer
+
+        thickness = read_renderer(args.renderer).get("membrane_thickness_um")
     foreground = None
     if args.foreground:
         foreground, fg_voxel = io.read_volume(args.foreground)
@@ -169,7 +184,7 @@ def _from_file(path: Path, args: argparse.Namespace) -> tuple[Any, Any, tuple, s
     try:
         mask, foreground = annotation_from_labels(
             labels, args.kind, voxel, foreground=foreground, foreground_closing_um=args.foreground_closing,
-            membrane_thickness_um=args.membrane_thickness)
+            membrane_thickness_um=thickness)
     except CellsynthError as err:
         raise CellsynthError(f"{path}: {err}") from None
     return mask, foreground, voxel, args.kind
