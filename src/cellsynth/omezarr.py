@@ -161,7 +161,7 @@ def level_paths(group: Any) -> list[str]:
     return [d["path"] for d in ome_attributes(group)["multiscales"][0]["datasets"]]
 
 
-def fill_pyramid(group: Any, *, label: bool = False) -> None:
+def fill_pyramid(group: Any, *, label: bool = False, slab_bytes: int | None = None) -> None:
     """Compute levels 1, 2, ... of an image from its level 0, slab by slab.
 
     Parameters
@@ -170,17 +170,19 @@ def fill_pyramid(group: Any, *, label: bool = False) -> None:
         An image group made by :func:`create_image` whose level 0 is written.
     label
         Labels (take every second voxel) rather than intensities (means of 2-voxel blocks).
+    slab_bytes
+        About how much memory a slab and its reduction may take (default :data:`_SLAB_BYTES`).
     """
     paths = level_paths(group)
     for fine, coarse in zip(paths, paths[1:]):
-        _downsample(group[fine], group[coarse], label)
+        _downsample(group[fine], group[coarse], label, slab_bytes or _SLAB_BYTES)
 
 
-def _downsample(source: Any, target: Any, label: bool) -> None:
+def _downsample(source: Any, target: Any, label: bool, slab_bytes: int) -> None:
     factor = [2 if t < s else 1 for s, t in zip(source.shape, target.shape)]
-    # float32 source planes behind each target plane
-    plane = int(np.prod(source.shape[1:])) * 4 * factor[0]
-    for z in _slabs(target, plane):
+    # the source planes behind each target plane, as float32, and the reduction's temporaries
+    plane = int(np.prod(source.shape[1:])) * 4 * factor[0] * 3
+    for z in _slabs(target, plane, slab_bytes):
         block = np.asarray(source[z.start * factor[0]:z.stop * factor[0]])
         target[z] = _reduce(block, factor, label, target.dtype)
 
@@ -201,13 +203,13 @@ def _reduce(block: np.ndarray, factor: list[int], label: bool, dtype: Any) -> np
     return out.astype(dtype)
 
 
-def _slabs(array: Any, plane_bytes: int | None = None) -> Iterator[slice]:
-    """Whole-chunk z-slabs of an on-disk array, each about :data:`_SLAB_BYTES` (``plane_bytes``
+def _slabs(array: Any, plane_bytes: int | None = None, slab_bytes: int = _SLAB_BYTES) -> Iterator[slice]:
+    """Whole-chunk z-slabs of an on-disk array, each about ``slab_bytes`` (``plane_bytes``
     per plane; by default the array's own)."""
     if plane_bytes is None:
         plane_bytes = int(np.prod(array.shape[1:])) * np.dtype(array.dtype).itemsize
     chunk = array.chunks[0]
-    step = max(1, _SLAB_BYTES // max(plane_bytes, 1) // chunk) * chunk
+    step = max(1, slab_bytes // max(plane_bytes, 1) // chunk) * chunk
     for z0 in range(0, array.shape[0], step):
         yield slice(z0, min(z0 + step, array.shape[0]))
 
