@@ -1,10 +1,14 @@
 """Shared fixtures."""
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+# Qt (the napari plugin's tests) draws offscreen; pytest-xvfb gives it an X display for OpenGL
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

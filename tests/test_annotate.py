@@ -118,3 +118,13 @@ def test_membrane_seed_depth_decides_whether_a_faint_wall_splits_a_cell(rng):
     assert count(0.01) == 3
     with pytest.raises(CellsynthError, match="seed depth"):
         count(0.0)
+
+
+def test_cli_defaults_are_the_packages():
+    from cellsynth import annotate
+    from cellsynth.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["annotate", "image.tif"])
+    assert args.threshold == annotate.DEFAULT_NUCLEUS_THRESHOLD and args.level == annotate.DEFAULT_NUCLEUS_LEVEL
+    assert tuple(args.radius) == annotate.DEFAULT_NUCLEUS_RADIUS_UM

@@ -106,6 +106,18 @@ def test_core_modules_never_import_the_command_line():
     assert {m: d for m, d in offenders.items() if d} == {}
 
 
+GUI_PACKAGES = {"napari", "magicgui", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "superqt", "vispy", "npe2"}
+
+
+def test_only_the_napari_plugin_imports_gui_packages():
+    """The base install has no Qt: only the plugin's widgets import GUI packages (its
+    reader, writer and sample data make plain layer data, usable without a display)."""
+    users = {m: sorted(EXTERNAL[m] & GUI_PACKAGES) for m in GRAPH if not m.endswith("_widget")}
+    assert {m: p for m, p in users.items() if p} == {}
+    assert "napari" in EXTERNAL["cellsynth.napari.synthesize_widget"]
+    assert not any(m.startswith("cellsynth.napari") for m in _reachable("cellsynth"))
+
+
 def test_simulation_never_imports_torch():
     for module in (m for m in GRAPH if m.startswith("cellsynth.simulate")):
         users = sorted(m for m in _reachable(module) | {module} if "torch" in EXTERNAL[m])

@@ -12,14 +12,13 @@ from skimage.measure import block_reduce
 from cellsynth import io, omezarr
 from cellsynth.cli import main
 
-ome_zarr_reader = pytest.importorskip("ome_zarr.reader")
-ome_zarr_io = pytest.importorskip("ome_zarr.io")
 VOXEL = (1.0, 0.5, 0.5)
 
 
 def _nodes(path):
     """ome-zarr-py's view of a store: {node path relative to it: node}."""
-    nodes = ome_zarr_reader.Reader(ome_zarr_io.parse_url(str(path)))()
+    reader, ome_io = pytest.importorskip("ome_zarr.reader"), pytest.importorskip("ome_zarr.io")
+    nodes = reader.Reader(ome_io.parse_url(str(path)))()
     return {str(node.zarr.path).rstrip("/").removeprefix(str(path).rstrip("/")).lstrip("/"): node for node in nodes}
 
 
@@ -44,7 +43,9 @@ def test_pyramid_halves_the_finest_axes_until_the_sides_are_small():
     assert omezarr.pyramid_shapes((64, 192, 192), (1.0, 1.0, 1.0)) == [((64, 192, 192), (1.0, 1.0, 1.0))]
 
 
-def test_pyramid_levels_are_block_means_for_images_and_samples_for_labels(tmp_path, rng):
+@pytest.mark.parametrize("slab_bytes", [64 * 2**20, 4096])  # one block per level, or many chunk rows
+def test_pyramid_levels_are_block_means_for_images_and_samples_for_labels(tmp_path, rng, monkeypatch, slab_bytes):
+    monkeypatch.setattr(omezarr, "_SLAB_BYTES", slab_bytes)
     image = rng.integers(0, 60000, (6, 600, 300)).astype(np.uint16)
     group = omezarr.write_image(tmp_path / "i.ome.zarr", image, (1.0, 0.25, 0.5))
     reference = block_reduce(image.astype(np.float64), (1, 2, 1), np.mean)  # y is the finest axis

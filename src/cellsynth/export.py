@@ -136,8 +136,8 @@ def export_dataset(dataset: str | os.PathLike, out: str | os.PathLike, to: str, 
                "dataset_name": _nnunet_name(dataset_name or Path(dataset).resolve().name)}
     with io.atomic_path(out, directory=True) as tmp:
         files: dict[str, list[str]] = {name: [] for name in SPLIT_NAMES}
-        for split, name, sample, image in _samples(ds, splits, image_volume, progress):
-            for path in writer(tmp, split, name, image, sample, voxel, ds.kind, options):
+        for split, name, volumes in _samples(ds, splits, image_volume, progress):
+            for path in writer(tmp, split, name, volumes, voxel, ds.kind, options):
                 files[split].append(str(path.relative_to(tmp)))
         extra = _write_nnunet_dataset_json(tmp, splits, ds.kind, options) if to == "nnunet" else {}
         io.write_json(tmp / MANIFEST, {
@@ -148,8 +148,9 @@ def export_dataset(dataset: str | os.PathLike, out: str | os.PathLike, to: str, 
 
 
 def _samples(ds: Any, splits: dict[str, list[str]], image_volume: str,
-             progress: bool | None) -> Iterator[tuple[str, str, io.Sample, np.ndarray]]:
-    """(split, name, sample, stored uint16 image) of every sample, split by split."""
+             progress: bool | None) -> Iterator[tuple[str, str, dict[str, np.ndarray]]]:
+    """(split, name, {image, labels, mask}) of every sample, split by split; the image as stored
+    (uint16), so the export holds the same bytes."""
     index = {name: i for i, name in enumerate(ds.names)}
     order = [(split, name) for split, names in splits.items() for name in names]
     for split, name in progress_bar(order, progress=progress, desc="exporting", unit="sample"):
@@ -157,27 +158,27 @@ def _samples(ds: Any, splits: dict[str, list[str]], image_volume: str,
         path = ds.path(i, image_volume)
         if not path.is_file():
             raise CellsynthError(f"{name} has no image {path.name}; synthesise the data set's images first")
-        image, _ = io.read_volume(path)
-        yield split, name, io.read_sample(ds.root / "samples" / name), image
+        yield split, name, {volume: io.read_volume(ds.path(i, volume) if volume != "image" else path)[0]
+                            for volume in ("image", "labels", "mask")}
 
 
 # --------------------------------------------------------------------------- the layouts
 
 
-def _write_stardist(root: Path, split: str, name: str, image: np.ndarray, sample: io.Sample, voxel: io.VoxelSize,
+def _write_stardist(root: Path, split: str, name: str, volumes: dict[str, np.ndarray], voxel: io.VoxelSize,
                     kind: str, options: dict) -> list[Path]:
     paths = [root / split / "images" / f"{name}.tif", root / split / "masks" / f"{name}.tif"]
-    for path, volume in zip(paths, (image, sample.labels)):
+    for path, volume in zip(paths, (volumes["image"], volumes["labels"])):
         path.parent.mkdir(parents=True, exist_ok=True)
         io.write_tiff(path, volume, voxel, atomic=False)
     return paths
 
 
-def _write_cellpose(root: Path, split: str, name: str, image: np.ndarray, sample: io.Sample, voxel: io.VoxelSize,
+def _write_cellpose(root: Path, split: str, name: str, volumes: dict[str, np.ndarray], voxel: io.VoxelSize,
                     kind: str, options: dict) -> list[Path]:
     folder = root / split
     folder.mkdir(parents=True, exist_ok=True)
-    labels = np.asarray(sample.labels)
+    image, labels = volumes["image"], volumes["labels"]
     if not options["slices"]:
         io.write_tiff(folder / f"{name}.tif", image, voxel, atomic=False)
         io.write_tiff(folder / f"{name}_masks.tif", labels, voxel, atomic=False)
@@ -245,13 +246,14 @@ def nnunet_labels(labels: np.ndarray, kind: str, mask: np.ndarray | None = None,
     return out
 
 
-def _write_nnunet(root: Path, split: str, name: str, image: np.ndarray, sample: io.Sample, voxel: io.VoxelSize,
+def _write_nnunet(root: Path, split: str, name: str, volumes: dict[str, np.ndarray], voxel: io.VoxelSize,
                   kind: str, options: dict) -> list[Path]:
     base = root / _nnunet_folder(options)
     suffix = "Ts" if split == "test" else "Tr"
-    classes = nnunet_labels(sample.labels, kind, sample.mask, classes=options["classes"])
+    classes = nnunet_labels(volumes["labels"], kind, volumes["mask"], classes=options["classes"])
     paths = []
-    for folder, stem, volume in ((f"images{suffix}", f"{name}_0000", image), (f"labels{suffix}", name, classes)):
+    for folder, stem, volume in ((f"images{suffix}", f"{name}_0000", volumes["image"]),
+                                 (f"labels{suffix}", name, classes)):
         (base / folder).mkdir(parents=True, exist_ok=True)
         paths.append(base / folder / f"{stem}.tif")
         io.write_tiff(paths[-1], volume, voxel, atomic=False)
@@ -280,11 +282,11 @@ def _write_nnunet_dataset_json(root: Path, splits: dict[str, list[str]], kind: s
     return {"nnunet_dataset": _nnunet_folder(options)}
 
 
-def _write_plantseg(root: Path, split: str, name: str, image: np.ndarray, sample: io.Sample, voxel: io.VoxelSize,
+def _write_plantseg(root: Path, split: str, name: str, volumes: dict[str, np.ndarray], voxel: io.VoxelSize,
                     kind: str, options: dict) -> list[Path]:
     path = root / split / f"{name}.h5"
     path.parent.mkdir(parents=True, exist_ok=True)
-    io.write_h5(path, {"raw": image, "label": sample.labels}, voxel, atomic=False)
+    io.write_h5(path, {"raw": volumes["image"], "label": volumes["labels"]}, voxel, atomic=False)
     return [path]
 
 

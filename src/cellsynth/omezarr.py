@@ -179,12 +179,18 @@ def fill_pyramid(group: Any, *, label: bool = False, slab_bytes: int | None = No
 
 
 def _downsample(source: Any, target: Any, label: bool, slab_bytes: int) -> None:
+    """One level from the level before, in blocks of whole target chunks (one chunk high, as
+    many chunk rows in y as keep the float32 source block near :data:`_SLAB_BYTES`)."""
     factor = [2 if t < s else 1 for s, t in zip(source.shape, target.shape)]
-    # the source planes behind each target plane, as float32, and the reduction's temporaries
-    plane = int(np.prod(source.shape[1:])) * 4 * factor[0] * 3
-    for z in _slabs(target, plane, slab_bytes):
-        block = np.asarray(source[z.start * factor[0]:z.stop * factor[0]])
-        target[z] = _reduce(block, factor, label, target.dtype)
+    cz, cy = target.chunks[0], target.chunks[1]
+    row_bytes = int(source.shape[2]) * 4 * factor[0] * factor[1]  # float32 source behind one target (z, y) row
+    step_y = max(cy, slab_bytes // max(row_bytes * cz, 1) // cy * cy)
+    for z0 in range(0, target.shape[0], cz):
+        z1 = min(z0 + cz, target.shape[0])
+        for y0 in range(0, target.shape[1], step_y):
+            y1 = min(y0 + step_y, target.shape[1])
+            block = np.asarray(source[z0 * factor[0]:z1 * factor[0], y0 * factor[1]:y1 * factor[1]])
+            target[z0:z1, y0:y1] = _reduce(block, factor, label, target.dtype)
 
 
 def _reduce(block: np.ndarray, factor: list[int], label: bool, dtype: Any) -> np.ndarray:
@@ -203,13 +209,11 @@ def _reduce(block: np.ndarray, factor: list[int], label: bool, dtype: Any) -> np
     return out.astype(dtype)
 
 
-def _slabs(array: Any, plane_bytes: int | None = None, slab_bytes: int = _SLAB_BYTES) -> Iterator[slice]:
-    """Whole-chunk z-slabs of an on-disk array, each about ``slab_bytes`` (``plane_bytes``
-    per plane; by default the array's own)."""
-    if plane_bytes is None:
-        plane_bytes = int(np.prod(array.shape[1:])) * np.dtype(array.dtype).itemsize
+def _slabs(array: Any) -> Iterator[slice]:
+    """Whole-chunk z-slabs of an on-disk array, each about :data:`_SLAB_BYTES`."""
+    plane_bytes = int(np.prod(array.shape[1:])) * np.dtype(array.dtype).itemsize
     chunk = array.chunks[0]
-    step = max(1, slab_bytes // max(plane_bytes, 1) // chunk) * chunk
+    step = max(1, _SLAB_BYTES // max(plane_bytes, 1) // chunk) * chunk
     for z0 in range(0, array.shape[0], step):
         yield slice(z0, min(z0 + step, array.shape[0]))
 

@@ -27,8 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--h5-dataset", default="raw", metavar="NAME", help="dataset read from HDF5 files (default raw)")
     p.add_argument("--radius", type=_options.positive, nargs=2, default=(1.5, 4.0), metavar=("MIN", "MAX"),
                    help="nuclei: smallest and largest nucleus radius in µm (default 1.5 4)")
-    p.add_argument("--threshold", type=_options.nonnegative, default=0.05,
-                   help="nuclei: minimum LoG blob response in normalized intensity (default 0.05; lower finds more)")
+    p.add_argument("--threshold", type=_options.nonnegative, default=0.07,
+                   help="nuclei: minimum LoG blob response in normalized intensity (default 0.07; lower finds more)")
+    p.add_argument("--level", type=_options.fraction, default=0.55,
+                   help="nuclei: fraction between a nucleus's local background and peak that bounds it "
+                        "(default 0.55; lower gives larger nuclei)")
     p.add_argument("--min-distance", type=_options.positive, metavar="UM",
                    help="nuclei: minimum distance between seeds in µm (default the smallest radius)")
     p.add_argument("--seed-depth", type=_options.nonnegative, default=0.05,
@@ -64,7 +67,7 @@ def run(args: argparse.Namespace) -> None:
     if args.smoothing is not None:
         options["smoothing_um"] = args.smoothing
     if args.kind == "nuclei":
-        sample = annotate_nuclei(image, voxel, radius_um=tuple(args.radius), threshold=args.threshold,
+        sample = annotate_nuclei(image, voxel, radius_um=tuple(args.radius), threshold=args.threshold, level=args.level,
                                  min_distance_um=args.min_distance, **options)
     else:
         if args.min_distance is not None:
