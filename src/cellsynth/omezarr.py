@@ -180,7 +180,7 @@ def fill_pyramid(group: Any, *, label: bool = False, slab_bytes: int | None = No
 
 def _downsample(source: Any, target: Any, label: bool, slab_bytes: int) -> None:
     """One level from the level before, in blocks of whole target chunks (one chunk high, as
-    many chunk rows in y as keep the float32 source block near :data:`_SLAB_BYTES`)."""
+    many chunk rows in y as keep the float32 source block near ``slab_bytes``)."""
     factor = [2 if t < s else 1 for s, t in zip(source.shape, target.shape)]
     cz, cy = target.chunks[0], target.chunks[1]
     row_bytes = int(source.shape[2]) * 4 * factor[0] * factor[1]  # float32 source behind one target (z, y) row
