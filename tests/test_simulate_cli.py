@@ -234,3 +234,12 @@ def test_center_on_the_deepest_face_makes_a_dome(tmp_path):
     area = fg.sum(axis=(1, 2))
     assert area[0] < area[16] < area[-1]  # widest at the base, narrow at the apex
     assert fg[-1, 32, 32] == 1 and fg[0, 0, 0] == 0
+
+
+def test_huge_ellipsoid_semi_axes_cover_the_volume(tmp_path, capsys):
+    """Semi-axes of 1e308 µm overflowed into an empty organism ("enlarge it"); such an ellipsoid
+    covers the whole volume, as a box does."""
+    code, _, err = _run(capsys, "simulate", "nuclei", *SMALL, "--radius", "4", "--sh-order", "6", "--semi-axes",
+                        "1e308", "1e308", "1e308", "--out", str(tmp_path / "s"))
+    assert code == 0, err
+    assert read_sample(tmp_path / "s").foreground.all()

@@ -98,8 +98,6 @@ def run(args: argparse.Namespace) -> None:
         return
     if not args.out:
         raise CellsynthError("give --out DIR for the data set (or --list-presets)")
-    if args.count is not None and args.count < 1:
-        raise CellsynthError(f"--count must be a positive number of samples, got {args.count}")
     overrides = _overrides(args)
     if args.preset is None:
         if not args.resume:

@@ -95,8 +95,6 @@ def run(args: argparse.Namespace) -> None:
         if not getattr(args, flag):
             raise CellsynthError(f"--{flag} is required")
     check_output(args.out, existing_ok=True)
-    if args.steps < 1:
-        raise CellsynthError(f"--steps must be at least 1, got {args.steps}")
     values = resolved_config(args)
     config = TrainConfig.from_dict(values)
     check_training_memory(config)
