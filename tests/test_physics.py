@@ -141,26 +141,28 @@ def test_registry(tmp_path, monkeypatch):
     if not torch.cuda.is_available():
         with pytest.raises(CellsynthError, match="not available"):
             load_model("physics", "nuclei", "cuda")
-    # a shipped generator becomes the default only where its held-out scores beat physics
+    # default: what models/defaults.json names for the family, else for the kind; physics where that
+    # model is not installed or the file is missing or broken
     (tmp_path / "nuclei.pt").write_bytes(b"stub")
     calls = []
     monkeypatch.setattr("cellsynth.render.gan.load_generator",
                         lambda path, device, kind=None, seed=0: calls.append((path, kind, seed)) or "generator")
-    assert default_model_name("nuclei") == "physics"  # no scores
-    better = {"zncc": 0.5, "histogram_distance": 0.1, "spectrum_distance": 0.2}
-    worse = {"zncc": 0.4, "histogram_distance": 0.2, "spectrum_distance": 0.3}
-    for loser in better:  # losing any one required score keeps physics
-        mixed = {**better, loser: worse[loser]}
-        (tmp_path / "nuclei.scores.json").write_text(json.dumps([{"generator": mixed, "physics": worse}]))
-        assert default_model_name("nuclei") == "physics", loser
-    entries = [{"generator": better, "physics": worse}, {"generator": worse, "physics": better}]
-    (tmp_path / "nuclei.scores.json").write_text(json.dumps(entries))
-    assert default_model_name("nuclei") == "physics"  # must win on every held-out volume
-    (tmp_path / "nuclei.scores.json").write_text(json.dumps(entries[:1]))
-    assert default_model_name("nuclei") == "nuclei" and default_model_name("membranes") == "physics"
-    assert load_model("default", "nuclei", seed=5) == "generator"
+    assert default_model_name("nuclei") == "physics"  # no defaults.json
+    defaults = {"families": {"ovule": {"kind": "nuclei", "model": "nuclei"},
+                             "root": {"kind": "membranes", "model": "root_generator"}},
+                "kinds": {"nuclei": "physics", "membranes": "physics"}}
+    (tmp_path / "defaults.json").write_text(json.dumps(defaults))
+    assert default_model_name("nuclei", "ovule") == "nuclei" and default_model_name("nuclei") == "physics"
+    assert default_model_name("membranes", "root") == "physics"  # root_generator.pt is not installed
+    assert default_model_name("membranes", "ovule") == "physics"  # a family of another kind
+    (tmp_path / "root_generator.pt").write_bytes(b"stub")
+    assert default_model_name("membranes", "root") == "root_generator"
+    assert load_model("default", "nuclei", seed=5, family="ovule") == "generator"
     assert calls == [(tmp_path / "nuclei.pt", "nuclei", 5)]
-    with pytest.raises(CellsynthError, match="apply only to --model physics"):
+    assert isinstance(load_model("default", "nuclei", family="unknown"), PhysicsRenderer)
+    (tmp_path / "defaults.json").write_text("{broken")
+    assert default_model_name("nuclei", "ovule") == "physics"
+    with pytest.raises(CellsynthError, match="apply only to the physics model"):
         load_model("nuclei", "nuclei", numerical_aperture=1.0)
 
 
@@ -183,3 +185,44 @@ def test_bf16_autocast_leaves_the_optics_in_float32():
         half = model(x, origin)
     assert half.dtype == torch.float32
     assert torch.equal(half, model(x, origin))
+
+
+def test_given_psf_and_axial_attenuation():
+    """psf_sigma_um replaces the optics; axial attenuation follows Beer-Lambert along z."""
+    voxel = (0.5, 0.1, 0.1)
+    bright = dict(brightness_variation=0, texture=0, autofluorescence=0, background_photons=0, read_noise_adu=0,
+                  offset_adu=0, gain=1, white_adu=1e10, signal_photons=1e10, attenuation=0, depth_blur_um=0)
+    model = PhysicsRenderer(voxel, psf_sigma_um=(1.0, 0.3, 0.2), **bright)
+    assert psf_sigma_um(model.params) == (1.0, 0.3, 0.2)
+    x = torch.zeros(1, 2, 31, 41, 41)
+    x[0, 0, 15, 20, 20] = 1
+    image = model(x, torch.zeros(1, 3, dtype=torch.int64))[0, 0].double().numpy()
+    for axis, sigma in enumerate((1.0, 0.3, 0.2)):
+        profile = image.sum(axis=tuple(a for a in range(3) if a != axis))
+        t = (np.arange(len(profile)) - len(profile) // 2) * voxel[axis]
+        assert math.sqrt((profile * t**2).sum() / profile.sum()) == pytest.approx(sigma, rel=0.05)
+    flat = PhysicsRenderer(voxel, axial_attenuation_per_um=0.1, psf_sigma_um=(0, 0, 0), **bright)
+    x = torch.ones(1, 2, 12, 8, 8)
+    origin = torch.tensor([[20, 0, 0]])  # planes 20-31 of a larger volume: z measured from plane 0
+    image = flat(x, origin)[0, 0].double().numpy()
+    planes = np.arange(20, 32) * voxel[0]
+    np.testing.assert_allclose(image.mean(axis=(1, 2)), image.mean() / np.exp(-0.1 * planes).mean()
+                               * np.exp(-0.1 * planes), rtol=1e-4)
+    with pytest.raises(CellsynthError, match="psf_sigma_um"):
+        PhysicsRenderer(voxel, psf_sigma_um=(1.0, -0.3, 0.2))
+    with pytest.raises(CellsynthError, match="axial_attenuation_per_um"):
+        PhysicsRenderer(voxel, axial_attenuation_per_um=-1)
+
+
+def test_tissue_autofluorescence_varies_with_its_amplitude():
+    voxel = (1.0, 0.5, 0.5)
+    quiet = dict(read_noise_adu=0, gain=1.0, signal_photons=1e8, white_adu=1e9, offset_adu=0,
+                 background_photons=0, attenuation=0, depth_blur_um=0, autofluorescence=1.0)
+    x = torch.zeros(1, 2, 16, 64, 64)
+    x[0, 1] = 0.5  # inside the organism, no structure
+    spreads = []
+    for amplitude in (0.0, 0.5, 1.0):
+        model = PhysicsRenderer(voxel, seed=2, autofluorescence_variation=amplitude, **quiet)
+        image = model(x, torch.zeros(1, 3, dtype=torch.int64))[0, 0].double().numpy()
+        spreads.append(np.log(image).std())
+    assert spreads[0] < 1e-3 < spreads[1] < spreads[2]

@@ -1,5 +1,5 @@
 """The generators shipped in the package: small, their model cards tell the truth about them,
-`default` follows the scores, and they synthesise."""
+`default` follows the unpaired benchmark's choice in models/defaults.json, and they synthesise."""
 
 import json
 import re
@@ -12,11 +12,13 @@ import cellsynth
 from cellsynth.gan.checkpoints import read_generator
 from cellsynth.render.gan import GeneratorModel
 from cellsynth.render.physics import PhysicsRenderer
-from cellsynth.render.registry import REQUIRED_WINS, beats_physics, load_model
+from cellsynth.render.registry import default_model_name, load_model
 from cellsynth.synthesis import synthesize_image
 
 MODELS = Path(cellsynth.__file__).parent / "models"
 KINDS = ("nuclei", "membranes")
+REQUIRED_WINS = {"zncc": 1.0, "histogram_distance": -1.0, "spectrum_distance": -1.0}
+"""The paired scores a model card's verdict compares with physics (+1: higher is better)."""
 
 
 def test_shipped_models_are_small():
@@ -67,11 +69,21 @@ def test_model_card_scores_and_verdict_are_those_of_the_scores_file(kind):
             assert verdict == "beats physics on all three required scores"
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_default_follows_the_model_card_verdict(kind):
-    scores = json.loads((MODELS / f"{kind}.scores.json").read_text())
-    expected = GeneratorModel if beats_physics(scores) else PhysicsRenderer
-    assert isinstance(load_model("default", kind), expected)
+def test_default_follows_the_unpaired_benchmark():
+    """defaults.json names, for every family, the candidate that its own scores make the winner,
+    and `default` loads that model."""
+    from cellsynth.evaluate.preset_benchmark import choose_default
+    from cellsynth.families import FAMILIES
+
+    record = json.loads((MODELS / "defaults.json").read_text())
+    assert set(record["families"]) == set(FAMILIES)
+    for family, entry in record["families"].items():
+        assert entry["model"] == choose_default(entry["scores"], entry["candidates"])
+        assert default_model_name(entry["kind"], family) == entry["model"]
+        model = load_model("default", entry["kind"], family=family)
+        assert isinstance(model, PhysicsRenderer if entry["model"] == "physics" else GeneratorModel)
+    for kind, name in record["kinds"].items():
+        assert default_model_name(kind) == name
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -13,7 +13,10 @@ sources and licences).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from cellsynth.errors import CellsynthError
 from cellsynth.io import VoxelSize
@@ -67,3 +70,45 @@ def family(name: str) -> Family:
     if name not in FAMILIES:
         raise CellsynthError(f"unknown family {name!r}; known families: {', '.join(FAMILIES)}")
     return FAMILIES[name]
+
+
+HELDOUT_FRACTION = 0.25
+"""The last quarter of every real volume along y is held out of every fit (the project's rule)."""
+
+
+def real_volume(name: str, data_dir: str | os.PathLike, *, part: str = "full",
+                membrane_thickness_um: float | None = None) -> Any:
+    """The family's real volume with its labels, as a benchmark volume.
+
+    Parameters
+    ----------
+    name
+        The family.
+    data_dir
+        The folder of the real volumes (``../shared/data``).
+    part
+        ``"full"``, ``"fit"`` (the first 75 % along y) or ``"heldout"`` (the last 25 %).
+    membrane_thickness_um
+        Wall thickness drawn between membrane labels for the CNR.
+
+    Returns
+    -------
+    cellsynth.evaluate.realism.RealismVolume
+    """
+    from cellsynth import io
+    from cellsynth.evaluate.realism import realism_volume
+    from cellsynth.gan.data import split_regions
+
+    fam = family(name)
+    path = Path(data_dir) / fam.real_file
+    if not path.is_file():
+        raise CellsynthError(f"the real volume of {name} is not at {path}; give the data folder (../shared/data)")
+    raw, voxel = io.read_h5(path, "raw")
+    labels, _ = io.read_h5(path, "label")
+    fit, heldout = split_regions(raw.shape, HELDOUT_FRACTION, "y")
+    parts = {"full": (slice(None),) * 3, "fit": fit, "heldout": heldout}
+    if part not in parts:
+        raise CellsynthError(f"part must be one of {', '.join(parts)}, got {part!r}")
+    box = parts[part]
+    return realism_volume(raw[box], voxel or fam.voxel_size, kind=fam.kind, labels=labels[box],
+                          membrane_thickness_um=membrane_thickness_um, name=f"{fam.real_file} ({part})")

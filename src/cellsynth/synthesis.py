@@ -45,7 +45,7 @@ def synthesize_image(
     model: Any = "default", kind: str = "nuclei", alpha: float = 100.0, beta: float = 100.0, seed: int = 0,
     patch: Any = None, overlap: Any = None, crop: Any = None, blend: str = "linear",
     batch_size: int = 4, device: Any = "cpu", autocast: bool = False, out: Any = None,
-    memory_budget: int | None = None, progress: bool | None = None,
+    memory_budget: int | None = None, progress: bool | None = None, renderer: Any = None, family: str | None = None,
 ) -> Any:
     """Synthesise a fluorescence image for a structure mask.
 
@@ -78,6 +78,12 @@ def synthesize_image(
         :data:`DEFAULT_MEMORY_BUDGET`). In memory the whole volume is held anyway.
     progress
         Progress bar: None (default) on a terminal only, True always, False never.
+    renderer
+        Physics parameters (a renderer file from ``cellsynth calibrate`` or a mapping) used
+        where the model named is, or ``"default"`` resolves to, the physics renderer.
+    family
+        The family of real volumes mimicked (a preset's ``family``): what ``"default"``
+        means (:func:`cellsynth.render.registry.default_model_name`).
 
     Returns
     -------
@@ -99,9 +105,12 @@ def synthesize_image(
     release_free_memory()
     if out is not None and tuple(out.shape) != tuple(mask.shape):
         raise CellsynthError(f"output shape {tuple(out.shape)} does not match the mask {tuple(mask.shape)}")
+    if renderer is not None and not isinstance(model, (str, Path)):
+        raise CellsynthError("a renderer applies to a model given by name (physics or default), not to a model object")
     model = check_synthesis(tuple(mask.shape), voxel, model=model, kind=kind, alpha=alpha, beta=beta, seed=seed,
                             patch=patch, overlap=overlap, crop=crop, blend=blend, batch_size=batch_size,
-                            device=device, autocast=autocast, memory_budget=budget).model
+                            device=device, autocast=autocast, memory_budget=budget, renderer=renderer,
+                            family=family).model
     scratch = tempfile.mkdtemp(prefix="cellsynth-") if streaming else None
     try:
         pos = _positional_map(foreground, voxel, alpha, beta, scratch, budget)
@@ -139,7 +148,7 @@ def check_synthesis(
     shape: tuple[int, int, int], voxel_size: VoxelSize, *, model: Any = "default", kind: str = "nuclei",
     alpha: float = 100.0, beta: float = 100.0, seed: int = 0, patch: Any = None, overlap: Any = None,
     crop: Any = None, blend: str = "linear", batch_size: int = 4, device: Any = "cpu", autocast: bool = False,
-    memory_budget: int | None = None, check_memory: bool = True,
+    memory_budget: int | None = None, check_memory: bool = True, renderer: Any = None, family: str | None = None,
 ) -> SynthesisPlan:
     """Check the settings of :func:`synthesize_image` for a volume of ``shape`` without rendering.
 
@@ -153,6 +162,7 @@ def check_synthesis(
     shape
         Volume shape (Z, Y, X).
     voxel_size, model, kind, alpha, beta, seed, patch, overlap, crop, blend, batch_size, device, autocast
+    renderer, family
         As for :func:`synthesize_image`.
     memory_budget
         The budget of a streaming synthesis (from and to on-disk arrays; see
@@ -183,7 +193,7 @@ def check_synthesis(
     if blend not in BLENDS:
         raise CellsynthError(f"unknown blend {blend!r}; use one of {', '.join(BLENDS)}")
     if isinstance(model, (str, Path)):
-        model = load_model(model, kind, device, voxel_size=voxel, seed=seed)
+        model = load_model(model, kind, device, voxel_size=voxel, seed=seed, renderer=renderer, family=family)
     grid = tile_grid(model, shape, patch, overlap, crop)
     voxels = int(np.prod(shape, dtype=np.float64))
     if memory_budget is None:

@@ -22,7 +22,8 @@ from typing import Any, NoReturn
 from cellsynth import __version__
 from cellsynth.errors import CellsynthError
 
-COMMAND_ORDER = ("simulate", "shape_model", "synthesize", "train", "evaluate", "annotate", "dataset", "export")
+COMMAND_ORDER = ("simulate", "shape_model", "synthesize", "train", "evaluate", "calibrate", "annotate", "dataset",
+                 "export")
 
 
 class ArgumentParser(argparse.ArgumentParser):

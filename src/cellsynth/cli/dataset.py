@@ -22,6 +22,7 @@ OVERRIDES = {
     "cell_size": "simulate.cell_size",
     "membrane_thickness": "simulate.membrane_thickness",
     "model": "synthesize.model",
+    "renderer": "renderer",
     "alpha": "synthesize.alpha",
     "beta": "synthesize.beta",
     "patch": "synthesize.patch",
@@ -77,6 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     o.add_argument("--membrane-thickness", type=_options.positive, help="membrane wall thickness in µm")
     o.add_argument("--model", help="synthesis model: default (best built-in), physics, nuclei, membranes or a "
                    "checkpoint path")
+    o.add_argument("--renderer", metavar="FILE", help="physics parameters fitted by `cellsynth calibrate`, used where "
+                   "the model is physics (replaces the preset's renderer)")
     o.add_argument("--alpha", metavar="A[,A...]", help="quality level(s) alpha in µm; several (e.g. 10,100,500) "
                    "write one image per level, image_alpha10.tif ...")
     o.add_argument("--beta", type=_options.positive, help="positional map length outside the organism in µm")

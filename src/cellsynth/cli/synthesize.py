@@ -37,14 +37,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--foreground-closing", type=_options.positive, default=5.0, metavar="UM",
                    help="without --foreground: close gaps between cells up to about twice this in µm (default 5)")
     p.add_argument("--membrane-thickness", type=_options.positive, metavar="UM",
-                   help="membrane wall thickness in µm for a membranes labels file (default: the simulation's)")
+                   help="membrane wall thickness in µm for a membranes labels file (default: the --renderer file's "
+                        "apparent thickness, else the simulation's)")
     p.add_argument("--voxel-size", type=_options.positive, nargs=3, metavar=("Z", "Y", "X"),
                    help="voxel size in µm where the file records none (default: the file's own)")
     g = p.add_argument_group("model")
     g.add_argument("--model", default="default", metavar="NAME|PATH",
-                   help="physics, default (the best built-in for the kind: the shipped generator where its "
-                        "model card shows it beats physics on held-out data, else physics), nuclei, membranes "
-                        "(the shipped generators), or a generator file from `cellsynth train` (default: default)")
+                   help="physics, default (the best built-in model for the family, or the kind, on the unpaired "
+                        "realism benchmark: see models/defaults.json), nuclei, membranes (the shipped generators), "
+                        "or a generator file from `cellsynth train` (default: default)")
+    g.add_argument("--family", metavar="NAME",
+                   help="the family of real volumes mimicked, e.g. lateral_root_membranes: chooses what default "
+                        "means (default: the one a sample folder made by `cellsynth dataset` records, else none)")
+    g.add_argument("--renderer", metavar="FILE",
+                   help="physics parameters fitted to a microscope by `cellsynth calibrate` (physics model only) "
+                        "(default: the physics model's defaults)")
     g.add_argument("--alpha", type=_options.positive, default=100.0, metavar="UM",
                    help="positional map decay length inside the organism in µm (Eq. 1); small values render "
                         "a deeper, poorer image (default 100)")
@@ -112,12 +119,16 @@ def run(args: argparse.Namespace) -> None:
     else:
         mask, foreground, voxel, kind = _from_file(source, args)
         meta = None
+    if args.renderer is not None and args.model != "physics":
+        raise CellsynthError(f"--renderer sets the physics model; add --model physics (the model is {args.model})")
+    family = args.family or (meta or {}).get("family")
     settings = {"kind": kind, "alpha": args.alpha, "beta": args.beta, "seed": args.seed, "patch": args.patch,
                 "overlap": args.overlap, "crop": args.crop, "blend": args.blend, "batch_size": args.batch_size,
                 "device": args.device, "autocast": args.bf16}
     if io.volume_format(out) == "zarr":  # streamed slab by slab: within the budget
         settings["memory_budget"] = int(args.memory_budget * 2**30)
-    plan = check_synthesis(tuple(mask.shape), voxel, model=args.model, **settings)
+    plan = check_synthesis(tuple(mask.shape), voxel, model=args.model, renderer=args.renderer, family=family,
+                           **settings)
     model, grid = plan.model, plan.grid
     if into_sample_image and "image" in meta["files"]:  # until the new image is complete, the sample lists none
         meta["files"].pop("image")  # type: ignore[index]
@@ -165,6 +176,11 @@ def _from_file(path: Path, args: argparse.Namespace) -> tuple[Any, Any, tuple, s
 
     labels, voxel = io.read_labels(path, "raw")
     voxel = _voxel(voxel, args.voxel_size, path)
+    thickness = args.membrane_thickness
+    if thickness is None and args.renderer is not None and args.kind == "membranes":
+        from cellsynth.render.renderer_file import read_renderer
+
+        thickness = read_renderer(args.renderer).get("membrane_thickness_um")
     foreground = None
     if args.foreground:
         foreground, fg_voxel = io.read_labels(args.foreground, "raw")
@@ -176,7 +192,7 @@ def _from_file(path: Path, args: argparse.Namespace) -> tuple[Any, Any, tuple, s
     try:
         mask, foreground = annotation_from_labels(
             labels, args.kind, voxel, foreground=foreground, foreground_closing_um=args.foreground_closing,
-            membrane_thickness_um=args.membrane_thickness)
+            membrane_thickness_um=thickness)
     except CellsynthError as err:
         raise CellsynthError(f"{path}: {err}") from None
     return mask, foreground, voxel, args.kind

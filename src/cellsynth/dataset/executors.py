@@ -37,6 +37,7 @@ STAGE_MODULES = (
     "cellsynth.simulate.pipeline", "cellsynth.simulate.organism", "cellsynth.simulate.positions",
     "cellsynth.simulate.nuclei", "cellsynth.simulate.membranes", "cellsynth.simulate.annotations",
     "cellsynth.synthesis", "cellsynth.tiling", "cellsynth.render.registry", "cellsynth.render.physics",
+    "cellsynth.render.renderer_file",
     "cellsynth.render.gan", "cellsynth.gan.networks", "cellsynth.gan.checkpoints",
     "tifffile", "threadpoolctl", "torch",
 )

@@ -25,7 +25,7 @@ from cellsynth.checks import check_seed
 from cellsynth.dataset.manifest import read_manifest
 from cellsynth.errors import CellsynthError
 
-PRESET_KEYS = ("description", "source", "family", "kind", "shape", "voxel_size", "simulate", "synthesize")
+PRESET_KEYS = ("description", "source", "family", "kind", "shape", "voxel_size", "simulate", "synthesize", "renderer")
 
 SYNTHESIZE_KEYS = ("model", "alpha", "beta", "patch", "overlap", "crop", "blend", "batch_size", "device", "autocast")
 
@@ -50,8 +50,10 @@ def load_preset(name: str | os.PathLike) -> dict[str, Any]:
     -------
     dict
         The preset with the keys ``kind``, ``shape``, ``voxel_size``, ``simulate``,
-        ``synthesize`` (and ``description``, ``source``), validated by
-        :func:`validate_parameters`.
+        ``synthesize`` (and ``description``, ``source``, ``family``: the real volumes it
+        mimics, ``renderer``: physics parameters used wherever it renders with the physics
+        model, given inline or as a renderer file relative to the preset file), validated
+        by :func:`validate_parameters`.
 
     Raises
     ------
@@ -66,6 +68,9 @@ def load_preset(name: str | os.PathLike) -> dict[str, Any]:
         if not path.is_file():
             raise CellsynthError(f"preset file not found: {path}")
         data = _parse_yaml(path.read_text(), str(path))
+        renderer = data.get("renderer")
+        if isinstance(renderer, str) and not Path(renderer).is_absolute():  # relative to the preset file
+            data["renderer"] = str(path.parent / renderer)
     else:
         folder = resources.files("cellsynth") / "presets"
         resource = folder / f"{name}.yaml"
@@ -153,6 +158,12 @@ def validate_parameters(data: Mapping[str, Any], source: str = "parameters") -> 
             raise CellsynthError(
                 f"{source}: unknown {section} parameters {', '.join(bad)}; allowed: {', '.join(allowed)}")
         data[section] = dict(values)
+    if data.get("renderer") is not None:  # a file becomes its parameters, so the data set records them
+        from cellsynth.render.renderer_file import renderer_parameters
+
+        data["renderer"] = renderer_parameters(data["renderer"], where=f"{source}: renderer")
+    else:
+        data.pop("renderer", None)
     synth = data["synthesize"]
     synth.setdefault("model", "default")
     synth["alpha"] = parse_alphas(synth.get("alpha", [100.0]))

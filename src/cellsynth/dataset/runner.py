@@ -208,7 +208,9 @@ def check_run(parameters: Mapping[str, Any], count: int, workers: int | None = N
     check_simulation(kind, shape, voxel, **simulate_arguments(parameters["simulate"]))
     synth = {k: v for k, v in parameters["synthesize"].items() if k != "alpha"}
     alphas = parameters["synthesize"]["alpha"]
-    synthesis = check_synthesis(shape, voxel, kind=kind, alpha=alphas[0], check_memory=False, **synth).memory_bytes
+    synthesis = check_synthesis(shape, voxel, kind=kind, alpha=alphas[0], check_memory=False,
+                                renderer=parameters.get("renderer"), family=parameters.get("family"),
+                                **synth).memory_bytes
     parallel = max(1, min(workers or default_workers(), count))
     voxels = int(np.prod(shape, dtype=np.float64))
     # a sample keeps its annotation and one image per alpha while the next image is made
@@ -334,7 +336,7 @@ def _resolve_model(parameters: dict[str, Any]) -> dict[str, Any]:
 
     model = str(parameters["synthesize"]["model"])
     if model == "default":
-        model = default_model_name(parameters["kind"])
+        model = default_model_name(parameters["kind"], parameters.get("family"))
     elif model not in ("physics", *KINDS):
         path = Path(model)
         if not path.is_file():

@@ -58,13 +58,16 @@ def _make_sample(out: Path, index: int, parameters: Mapping[str, Any]) -> dict:
     t1 = time.perf_counter()
     images = {
         image_name(alpha, alphas): synthesize_image(
-            sample.mask, sample.foreground, voxel, kind=kind, alpha=alpha, seed=synthesis_seed, progress=False, **synth)
+            sample.mask, sample.foreground, voxel, kind=kind, alpha=alpha, seed=synthesis_seed, progress=False,
+            renderer=parameters.get("renderer"), family=parameters.get("family"), **synth)
         for alpha in alphas
     }
     t2 = time.perf_counter()
     metadata = {k: v for k, v in sample.metadata.items() if k != "timings"}  # timings go to log.jsonl
     metadata["dataset"] = {"index": index, "seed": parameters["seed"], "spawn_key": [index],
                            "simulation_spawn_key": [index, 0], "synthesis_seed": synthesis_seed}
+    if parameters.get("family"):
+        metadata["family"] = parameters["family"]
     metadata["synthesis"] = {**synth, "alpha": alphas, "seed": synthesis_seed,
                              "images": {f"{a:g}": f"{image_name(a, alphas)}.tif" for a in alphas}}
     sample.metadata, sample.image = metadata, None

@@ -49,7 +49,7 @@ import numpy as np
 
 from cellsynth.errors import CellsynthError
 from cellsynth.evaluate import filterbank
-from cellsynth.evaluate.metrics import wasserstein_histograms
+from cellsynth.evaluate.metrics import intensity_histogram, wasserstein_histograms
 from cellsynth.intensity import DEFAULT_PERCENTILES, normalize_percentiles
 from cellsynth.io import VoxelSize, check_voxel_size
 from cellsynth.progress import progress_bar
@@ -337,8 +337,7 @@ def realism_benchmark(synthetic: Mapping[str, Sequence[RealismVolume]], real: Se
             hists, psds, features, cnrs = [], [], [], []
             for i, volume in enumerate(volumes):
                 image = normalize_percentiles(volume.image, *percentiles)
-                hists.append(np.bincount(np.clip((image.ravel() * HISTOGRAM_BINS).astype(np.intp), 0,
-                                                 HISTOGRAM_BINS - 1), minlength=HISTOGRAM_BINS) / image.size)
+                hists.append(intensity_histogram(image, bins=HISTOGRAM_BINS, percentiles=None))
                 psds.append(radial_psd(image, volume.voxel_size, edges))
                 size = filterbank.patch_voxels(patch, volume.voxel_size)
                 size = tuple(min(s, n) for s, n in zip(size, image.shape))

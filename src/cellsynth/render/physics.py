@@ -5,17 +5,24 @@ noise) and uses the positional map (Eq. 1) for the depth dependence, so the cond
 parameter alpha acts as image quality as in the paper's section 4.4:
 
 1. **Fluorophores.** The structure mask is filled with dye whose brightness varies
-   smoothly over cell-sized distances (``brightness_variation`` over
-   ``brightness_scale_um``) and carries a finer texture (``texture`` over
-   ``texture_scale_um``). The organism interior (positional map > 0) adds a weak
-   autofluorescence.
+   smoothly over cell-sized distances: the factor ``exp(brightness_variation * v)``, ``v``
+   smooth value noise in [-1, 1] on a lattice of ``brightness_scale_um`` (log-normal-like,
+   never negative); it carries a finer texture ``1 + texture * u`` (``u`` on a lattice of
+   ``texture_scale_um``). The organism interior (positional map > 0) adds autofluorescence
+   ``autofluorescence`` (relative to the dye), which varies over the same cell-sized
+   distances by ``exp(autofluorescence_variation * w)`` (``w`` independent of ``v``) and
+   is grainy like the cytoplasm: ``1 + tissue_texture * u'`` (``u'`` on the texture lattice,
+   independent of ``u``).
 2. **Depth.** With ``depth = max(positional map, 0)`` (0 at the organism surface, towards 1
    deep inside), the emitted signal is attenuated by ``1 - attenuation * depth`` and the
-   image is blurred further by up to ``depth_blur_um`` (scattering).
+   image is blurred further by up to ``depth_blur_um`` (scattering). Along the optical
+   axis, light is also lost exponentially with the depth z below the top of the volume
+   (Beer-Lambert): ``exp(-axial_attenuation_per_um * z)``, z in µm from plane 0.
 3. **Optics.** An anisotropic Gaussian PSF from the numerical aperture, emission wavelength
    and refractive index (Zhang et al., Appl. Opt. 46:1819, 2007: widefield
    sigma_xy = 0.21 lambda / NA, sigma_z = 0.66 lambda n / NA^2; a confocal PSF is the
-   product of excitation and emission PSFs, i.e. these divided by sqrt 2).
+   product of excitation and emission PSFs, i.e. these divided by sqrt 2), or the standard
+   deviations given directly (``psf_sigma_um``, e.g. measured by ``cellsynth calibrate``).
 4. **Camera.** Expected photons ``signal_photons * optical + background_photons``;
    Poisson-Gaussian noise in its heteroscedastic normal approximation (Foi et al., IEEE
    TIP 17:1737, 2008): ``ADU = offset + gain * photons + sqrt(gain^2 photons + read^2) * n``;
@@ -30,7 +37,8 @@ whole-volume synthesis agree to float rounding.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -44,19 +52,28 @@ from cellsynth.render.randomness import value_noise, voxel_normal
 @dataclass(frozen=True)
 class PhysicsParameters:
     """Parameters of the optical forward model (units in the names; defaults: a confocal
-    microscope with a water-immersion objective imaging GFP)."""
+    microscope with a water-immersion objective imaging GFP).
+
+    ``psf_sigma_um`` (z, y, x), where given, replaces the PSF computed from
+    ``numerical_aperture``, ``wavelength_um``, ``refractive_index`` and ``confocal``.
+    ``axial_attenuation_per_um`` is the extinction coefficient along z (1/µm).
+    """
 
     numerical_aperture: float = 1.0
     wavelength_um: float = 0.52
     refractive_index: float = 1.33
     confocal: bool = True
+    psf_sigma_um: tuple[float, float, float] | None = None
     depth_blur_um: float = 0.6
     attenuation: float = 0.7
+    axial_attenuation_per_um: float = 0.0
     brightness_variation: float = 0.35
     brightness_scale_um: float = 5.0
     texture: float = 0.25
     texture_scale_um: float = 0.8
     autofluorescence: float = 0.06
+    autofluorescence_variation: float = 0.0
+    tissue_texture: float = 0.0
     signal_photons: float = 60.0
     background_photons: float = 4.0
     gain: float = 2.0
@@ -68,11 +85,20 @@ class PhysicsParameters:
         """Check ranges; raise CellsynthError naming the parameter to change."""
         positive = ("numerical_aperture", "wavelength_um", "refractive_index", "brightness_scale_um",
                     "texture_scale_um", "gain", "white_adu")
-        nonnegative = ("depth_blur_um", "brightness_variation", "texture", "autofluorescence", "signal_photons",
-                       "background_photons", "read_noise_adu", "offset_adu")
+        nonnegative = ("depth_blur_um", "brightness_variation", "texture", "autofluorescence",
+                       "autofluorescence_variation", "tissue_texture", "signal_photons",
+                       "background_photons", "read_noise_adu", "offset_adu", "axial_attenuation_per_um")
+        if self.psf_sigma_um is not None:
+            sigma = self.psf_sigma_um
+            if not (isinstance(sigma, tuple) and len(sigma) == 3
+                    and all(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 for v in sigma)):
+                raise CellsynthError(f"physics parameter psf_sigma_um must be three lengths >= 0 in µm (z, y, x), "
+                                     f"got {sigma!r}")
         for name, value in asdict(self).items():
-            if name == "confocal":
+            if name in ("confocal", "psf_sigma_um"):
                 continue
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise CellsynthError(f"physics parameter {name} must be a number, got {value!r}")
             if not np.isfinite(value) or (name in positive and value <= 0) or (name in nonnegative and value < 0):
                 raise CellsynthError(f"physics parameter {name} must be {'positive' if name in positive else '>= 0'}, "
                                      f"got {value}")
@@ -83,9 +109,34 @@ class PhysicsParameters:
                                  f"{self.refractive_index}")
         return self
 
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], where: str = "physics parameters") -> PhysicsParameters:
+        """Validated parameters from a mapping (e.g. YAML): unknown names are refused,
+        ``psf_sigma_um`` may be a list.
+
+        Raises
+        ------
+        CellsynthError
+            Naming the unknown or invalid parameter.
+        """
+        if not isinstance(values, Mapping):
+            raise CellsynthError(f"{where} must be a mapping of parameter names to values, got {values!r}")
+        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise CellsynthError(f"{where}: unknown physics parameters {', '.join(unknown)}; "
+                                 f"known: {', '.join(cls.__dataclass_fields__)}")
+        values = dict(values)
+        if isinstance(values.get("psf_sigma_um"), (list, tuple)):
+            values["psf_sigma_um"] = tuple(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+                                           for v in values["psf_sigma_um"])
+        return cls(**values).validate()
+
 
 def psf_sigma_um(params: PhysicsParameters) -> tuple[float, float, float]:
-    """Gaussian PSF standard deviations (z, y, x) in µm (Zhang et al. 2007, paraxial)."""
+    """Gaussian PSF standard deviations (z, y, x) in µm: ``params.psf_sigma_um`` where given,
+    else from the optics (Zhang et al. 2007, paraxial)."""
+    if params.psf_sigma_um is not None:
+        return tuple(float(v) for v in params.psf_sigma_um)  # type: ignore[return-value]
     lam, na, n = params.wavelength_um, params.numerical_aperture, params.refractive_index
     lateral, axial = 0.21 * lam / na, 0.66 * lam * n / na**2
     if params.confocal:
@@ -122,10 +173,7 @@ class PhysicsRenderer:
 
     def __init__(self, voxel_size: VoxelSize = (1.0, 1.0, 1.0), seed: int = 0,
                  params: PhysicsParameters | None = None, device: Any = "cpu", **overrides: Any) -> None:
-        unknown = set(overrides) - set(PhysicsParameters.__dataclass_fields__)
-        if unknown:
-            raise CellsynthError(f"unknown physics parameters: {', '.join(sorted(unknown))}")
-        self.params = replace(params or PhysicsParameters(), **overrides).validate()
+        self.params = PhysicsParameters.from_mapping({**asdict(params or PhysicsParameters()), **overrides})
         self.voxel_size = check_voxel_size(voxel_size)
         self.seed = int(seed)
         self.device = torch.device(device)
@@ -161,11 +209,21 @@ class PhysicsRenderer:
         shape = tuple(mask.shape)
         depth = pos.clamp(min=0.0)
         dye = value_noise(self.seed, 1, origin, shape, self.brightness_cells, p.brightness_variation,
-                           smooth=True, device=self.device).add_(1.0).clamp_(min=0.0)
+                          smooth=True, device=self.device).exp_()
         dye.mul_(value_noise(self.seed, 2, origin, shape, self.texture_cells, p.texture,
-                              smooth=False, device=self.device).add_(1.0).clamp_(min=0.0))
-        density = dye.mul_(mask).add_(pos > 0, alpha=p.autofluorescence)
+                             smooth=False, device=self.device).add_(1.0).clamp_(min=0.0))
+        tissue = (pos > 0).to(torch.float32).mul_(p.autofluorescence)
+        if p.autofluorescence_variation > 0:
+            tissue.mul_(value_noise(self.seed, 3, origin, shape, self.brightness_cells, p.autofluorescence_variation,
+                                    smooth=True, device=self.device).exp_())
+        if p.tissue_texture > 0:
+            tissue.mul_(value_noise(self.seed, 4, origin, shape, self.texture_cells, p.tissue_texture,
+                                    smooth=False, device=self.device).add_(1.0).clamp_(min=0.0))
+        density = dye.mul_(mask).add_(tissue)
         density.mul_(depth * -p.attenuation + 1.0)
+        if p.axial_attenuation_per_um > 0:  # Beer-Lambert along z, from plane 0 of the whole volume
+            planes = torch.arange(origin[0], origin[0] + shape[0], device=self.device, dtype=torch.float32)
+            density.mul_(torch.exp(planes * (-p.axial_attenuation_per_um * self.voxel_size[0]))[:, None, None])
         optical = torch.lerp(self.blur_surface(density), self.blur_deep(density), depth)
         # Camera, in units of the white level: photons -> ADU / white_adu.
         photons = optical.mul_(p.signal_photons).add_(p.background_photons)

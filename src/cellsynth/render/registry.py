@@ -3,11 +3,12 @@
 Accepted values:
 
 - ``"physics"``: the optical forward model (:class:`cellsynth.render.physics.PhysicsRenderer`);
-- ``"default"``: the best built-in model for the kind: the generator shipped in
-  ``cellsynth/models/<kind>.pt`` where its held-out scores (``<kind>.scores.json``) beat
-  the physics renderer on ZNCC, histogram distance and spectrum distance on every held-out
-  volume, else ``"physics"``;
-- ``"nuclei"`` / ``"membranes"``: the shipped generator of that name;
+- ``"default"``: the model with the best unpaired realism benchmark from simulated masks
+  against the real volumes of the family (or, without a family, of every family of the
+  kind), as ``scripts/choose_defaults.py`` records it in ``cellsynth/models/defaults.json``;
+  ``"physics"`` where the file names no installed model;
+- ``"nuclei"`` / ``"membranes"`` (or any other ``cellsynth/models/<name>.pt``): a shipped
+  generator;
 - a path to a generator or training checkpoint written by ``cellsynth train``.
 """
 
@@ -26,46 +27,45 @@ SHIPPED_DIR = Path(__file__).resolve().parents[1] / "models"
 
 
 def shipped_model(name: str) -> Path | None:
-    """Path of the shipped generator ``name`` (a kind), or None where it is not installed."""
+    """Path of the shipped generator ``name`` (``cellsynth/models/<name>.pt``), or None where it
+    is not installed."""
     path = SHIPPED_DIR / f"{name}.pt"
-    return path if path.is_file() else None
+    return path if name and "/" not in name and path.is_file() else None
 
 
-REQUIRED_WINS = {"zncc": 1.0, "histogram_distance": -1.0, "spectrum_distance": -1.0}
-"""Scores a shipped generator must beat physics on (sign: +1 higher is better, -1 lower)."""
+def shipped_generators(kind: str) -> list[str]:
+    """Names of the shipped generators that render ``kind`` (one per kind or per family),
+    from the kind their files record."""
+    from cellsynth.gan.checkpoints import read_generator
+
+    return sorted(p.stem for p in SHIPPED_DIR.glob("*.pt") if read_generator(p).get("kind") == kind)
 
 
-def beats_physics(scores: list[dict[str, Any]]) -> bool:
-    """Whether a generator's held-out scores beat the physics renderer's on every volume.
-
-    ``scores`` holds one entry per held-out volume with ``"generator"`` and ``"physics"``
-    score dicts (the ``<kind>.scores.json`` written beside a shipped model).
-    """
-    return bool(scores) and all(
-        sign * (entry["generator"][name] - entry["physics"][name]) > 0
-        for entry in scores for name, sign in REQUIRED_WINS.items()
-    )
+DEFAULTS_FILE = "defaults.json"
+"""The default model of each family and kind, beside the shipped models (``scripts/choose_defaults.py``)."""
 
 
-def default_model_name(kind: str) -> str:
-    """What ``"default"`` resolves to for ``kind``: the shipped generator's name where it
-    beats the physics renderer on its held-out data (see :func:`beats_physics`), else
-    ``"physics"``."""
+def default_model_name(kind: str, family: str | None = None) -> str:
+    """What ``"default"`` resolves to: the model that ``models/defaults.json`` names for
+    ``family`` (the best on the unpaired realism benchmark from simulated preset masks), or
+    for ``kind`` where the family is not listed; ``"physics"`` where the file is missing or
+    names a model that is not installed."""
     import json
 
     _check_kind(kind)
-    scores = SHIPPED_DIR / f"{kind}.scores.json"
-    if shipped_model(kind) is None or not scores.is_file():
-        return "physics"
     try:
-        return kind if beats_physics(json.loads(scores.read_text())) else "physics"
-    except (ValueError, KeyError, TypeError):
+        record = json.loads((SHIPPED_DIR / DEFAULTS_FILE).read_text())
+        entry = record.get("families", {}).get(family) if family else None
+        name = entry["model"] if entry and entry.get("kind") == kind else record.get("kinds", {}).get(kind)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return "physics"
+    return name if isinstance(name, str) and (name == "physics" or shipped_model(name) is not None) else "physics"
 
 
 def load_model(
     spec: str | os.PathLike, kind: str, device: Any = "cpu", *,
-    voxel_size: VoxelSize | None = None, seed: int = 0, **physics: Any,
+    voxel_size: VoxelSize | None = None, seed: int = 0, renderer: Any = None, family: str | None = None,
+    **physics: Any,
 ) -> Any:
     """Load a synthesis model.
 
@@ -83,8 +83,16 @@ def load_model(
         Voxel size in µm (z, y, x); the physics model needs it (default 1 µm isotropic).
     seed
         Seed of the model's randomness (noise, brightness fields).
+    family
+        The family of real volumes being mimicked (a preset's ``family``): chooses what
+        ``"default"`` means (:func:`default_model_name`).
+    renderer
+        Physics parameters for the physics model: a renderer file from ``cellsynth
+        calibrate`` or a mapping (a preset's ``renderer:``). A generator does not use them
+        (a preset's renderer applies wherever it renders with physics).
     **physics
-        Parameters of :class:`cellsynth.render.physics.PhysicsParameters` (physics only).
+        Parameters of :class:`cellsynth.render.physics.PhysicsParameters` (physics only;
+        they override ``renderer``).
 
     Returns
     -------
@@ -101,14 +109,18 @@ def load_model(
     device = check_device(device)
     name = str(spec)
     if name == "default":
-        name = default_model_name(kind)
+        name = default_model_name(kind, family)
     if name == "physics":
         from cellsynth.render.physics import PhysicsRenderer
+        from cellsynth.render.renderer_file import renderer_parameters
 
-        return PhysicsRenderer(check_voxel_size(voxel_size or (1.0, 1.0, 1.0)), seed=seed, device=device, **physics)
+        fitted = renderer_parameters(renderer) if renderer is not None else {}
+        return PhysicsRenderer(check_voxel_size(voxel_size or (1.0, 1.0, 1.0)), seed=seed, device=device,
+                               **{**fitted, **physics})
     if physics:
-        raise CellsynthError(f"physics parameters ({', '.join(sorted(physics))}) apply only to --model physics")
-    if name in KINDS:
+        raise CellsynthError(f"physics parameters apply only to the physics model, not to {spec!s}; "
+                             "drop them or use --model physics")
+    if name in KINDS or shipped_model(name) is not None:
         path = shipped_model(name)
         if path is None:
             raise CellsynthError(f"this installation has no shipped {name} model; use --model physics "
