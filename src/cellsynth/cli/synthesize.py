@@ -2,8 +2,9 @@
 
 INPUT is a sample folder (from ``cellsynth simulate``), or a labels or mask file together
 with ``--kind``; for a file, :func:`cellsynth.synthesis.annotation_from_labels` gives the
-structure mask and the organism foreground (``--foreground FILE``, or the region around
-the labelled cells). :func:`cellsynth.synthesis.synthesize_to_file` writes the image.
+structure mask and the organism foreground (``--foreground FILE``, or the labelled cells
+closed across the gaps between them, the organism training gives real volumes).
+:func:`cellsynth.synthesis.synthesize_to_file` writes the image.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="structure of a labels file (a sample folder records its own) (default: the sample's)")
     p.add_argument("--foreground", metavar="FILE",
                    help="organism mask (0/1) for a labels file (default: the region around the labelled cells)")
-    p.add_argument("--foreground-closing", type=_options.positive, default=5.0, metavar="UM",
-                   help="without --foreground: close gaps between cells up to about twice this in µm (default 5)")
+    p.add_argument("--foreground-closing", type=_options.positive, metavar="UM",
+                   help="without --foreground: the organism is the labelled cells closed by a ball of this radius "
+                        "in µm (default: twice the median distance between neighbouring cells)")
     p.add_argument("--membrane-thickness", type=_options.positive, metavar="UM",
                    help="membrane wall thickness in µm for a membranes labels file (default: the --renderer file's "
                         "apparent thickness, else the simulation's)")
@@ -52,11 +54,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--renderer", metavar="FILE",
                    help="physics parameters fitted to a microscope by `cellsynth calibrate` (physics model only) "
                         "(default: the physics model's defaults)")
-    g.add_argument("--alpha", type=_options.positive, default=100.0, metavar="UM",
+    g.add_argument("--alpha", type=_options.positive, metavar="UM",
                    help="positional map decay length inside the organism in µm (Eq. 1); small values render "
-                        "a deeper, poorer image (default 100)")
-    g.add_argument("--beta", type=_options.positive, default=100.0, metavar="UM",
-                   help="positional map decay length outside the organism in µm (default 100)")
+                        "a deeper, poorer image (default: the model's own, 100 for physics)")
+    g.add_argument("--beta", type=_options.positive, metavar="UM",
+                   help="positional map decay length outside the organism in µm (default: the model's own, "
+                        "100 for physics)")
     g.add_argument("--seed", type=_options.seed, default=0, help="seed of noise and brightness (default 0)")
     g = p.add_argument_group("tiling")
     g.add_argument("--patch", type=_options.positive_int, nargs=3, metavar=("Z", "Y", "X"),
@@ -130,6 +133,7 @@ def run(args: argparse.Namespace) -> None:
     plan = check_synthesis(tuple(mask.shape), voxel, model=args.model, renderer=args.renderer, family=family,
                            **settings)
     model, grid = plan.model, plan.grid
+    settings["alpha"], settings["beta"] = plan.alpha, plan.beta  # the model's own where none was given
     if into_sample_image and "image" in meta["files"]:  # until the new image is complete, the sample lists none
         meta["files"].pop("image")  # type: ignore[index]
         meta.pop("synthesis", None)  # type: ignore[union-attr]

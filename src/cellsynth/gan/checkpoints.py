@@ -22,11 +22,15 @@ from typing import Any
 import torch
 
 from cellsynth.errors import CellsynthError
-from cellsynth.gan.networks import UNetGenerator, parameter_count
+from cellsynth.gan.networks import PADDINGS, UNetGenerator, parameter_count
 from cellsynth.io import atomic_path
 
 CHECKPOINT_FORMAT = "cellsynth-gan-checkpoint"
 GENERATOR_FORMAT = "cellsynth-generator"
+GENERATOR_VERSION = 2
+"""Version 2 records the generator's ``padding`` and ``upsample_blur`` (issue 17); files of
+version 1 were written by generators with zero padding and no upsampling blur."""
+_VERSION_1_NETWORK = {"padding": "zeros", "upsample_blur": False}
 
 
 def save_torch(obj: dict[str, Any], path: str | Path) -> None:
@@ -79,9 +83,9 @@ def generator_record(generator: torch.nn.Module, config: dict[str, Any], step: i
         More entries to record (e.g. ``{"data": [...]}``).
     """
     weights = {k: v.detach().to("cpu", torch.float16) for k, v in generator.state_dict().items()}
-    return {"format": GENERATOR_FORMAT, "version": 1, "kind": config["kind"], "network": generator.config,
-            "state_dict": weights, "step": step, "alpha": config["alpha"], "beta": config["beta"],
-            "training": config, **(meta or {})}
+    return {"format": GENERATOR_FORMAT, "version": GENERATOR_VERSION, "kind": config["kind"],
+            "network": generator.config, "state_dict": weights, "step": step, "alpha": config["alpha"],
+            "beta": config["beta"], "training": config, **(meta or {})}
 
 
 def read_generator(path: str | Path) -> dict[str, Any]:
@@ -107,9 +111,13 @@ def read_generator(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CellsynthError(f"model file not found: {path}; give a generator.pt from `cellsynth train`")
     try:
-        return check_generator_record(load_checkpoint(path, GENERATOR_FORMAT), path)
+        record = load_checkpoint(path, GENERATOR_FORMAT)
     except _WrongFormat:
         pass
+    else:
+        if record.get("version", 1) < 2 and isinstance(record.get("network"), dict):
+            record["network"] = {**_VERSION_1_NETWORK, **record["network"]}
+        return check_generator_record(record, path)
     try:
         ckpt = load_checkpoint(path, CHECKPOINT_FORMAT)
     except _WrongFormat:
@@ -120,14 +128,16 @@ def read_generator(path: str | Path) -> dict[str, Any]:
             or not isinstance(ckpt.get("generator"), dict):
         raise CellsynthError(f"{path} is a damaged training checkpoint (its configuration or generator is missing); "
                              "use another checkpoint of the run")
-    record = {"kind": c["kind"], "network": {"in_channels": 2, "width": c["width"], "depth": c["depth"],
-                                             "out_channels": 1, "noise": c["noise"]},
+    network = {"in_channels": 2, "width": c["width"], "depth": c["depth"], "out_channels": 1, "noise": c["noise"],
+               **{k: c.get(k, old) for k, old in _VERSION_1_NETWORK.items()}}
+    record = {"kind": c["kind"], "network": network,
               "state_dict": ckpt.get("generator_ema", ckpt["generator"]), "step": ckpt.get("step"),
               "alpha": c["alpha"], "beta": c["beta"], "training": c}
     return check_generator_record(record, path)
 
 
-NETWORK_KEYS = {"in_channels": int, "width": int, "depth": int, "out_channels": int, "noise": bool}
+NETWORK_KEYS = {"in_channels": int, "width": int, "depth": int, "out_channels": int, "noise": bool, "padding": str,
+                "upsample_blur": bool}
 """The settings of a generator's network in a generator record, and their types."""
 
 
@@ -161,7 +171,8 @@ def check_generator_record(record: dict[str, Any], source: str | Path = "the gen
             type(network[k]) is t for k, t in NETWORK_KEYS.items()):
         raise CellsynthError(f"{damaged} (its network settings {network!r} are not {', '.join(NETWORK_KEYS)})")
     if not (1 <= network["depth"] <= MAX_DEPTH and network["width"] >= 1
-            and 1 <= network["in_channels"] <= 16 and 1 <= network["out_channels"] <= 16):
+            and 1 <= network["in_channels"] <= 16 and 1 <= network["out_channels"] <= 16
+            and network["padding"] in PADDINGS):
         raise CellsynthError(f"{damaged} (its network settings {network} are out of range)")
     if not isinstance(weights, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                                 for k, v in weights.items()):
