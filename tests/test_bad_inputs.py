@@ -94,6 +94,7 @@ CASES = [
     (f"{SIM} --organism box --positions {{in}}/dup.csv --out s", "same position"),
     (f"{MEM} --membrane-thickness 1e9 --out s", "membrane thickness"),
     (f"{TRAIN} --ada-p 5", "--ada-p"),
+    (f"{TRAIN} --device {{in}}/text.pt", "unknown device"),  # found by the fuzz test
     # --- the same readers and checks reached through every command
     ("shape-model fit {in}/two_d.tif {in}/labels.tif --out m.npz", "2D image"),
     ("shape-model fit {in}/trunc.tif --out m.npz", "truncated"),

@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> None:
     from cellsynth.gan.data import find_pairs, load_volumes
     from cellsynth.gan.train import check_training_memory, train
     from cellsynth.outputs import check_output
+    from cellsynth.tiling import check_device
 
     for flag in ("data", "kind", "out"):
         if not getattr(args, flag):
@@ -105,8 +106,7 @@ def run(args: argparse.Namespace) -> None:
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise CellsynthError("--device cuda was asked for but no GPU is available; use --device cpu")
+    check_device(device)  # a device string torch does not know, or a GPU that is not there: one line
     if world > 1:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         if device.startswith("cuda"):
