@@ -83,6 +83,42 @@ def test_synthesize_gives_the_bytes_of_the_commands(qtbot, widget, tmp_path):
     assert saved.metadata["seed"] == 5 and saved.metadata["synthesis"]["alpha"] == 50.0
 
 
+def test_a_renderer_file_gives_the_bytes_of_synthesize_with_it(qtbot, widget, tmp_path, errors):
+    from cellsynth.dataset import load_preset
+    from cellsynth.render.renderer_file import write_renderer
+
+    renderer = tmp_path / "renderer.yaml"
+    write_renderer(renderer, {"psf_sigma_um": [1.5, 0.4, 0.4], "signal_photons": 3.0}, kind="nuclei")
+    assert not widget.renderer_file.native.isHidden()  # shown for physics
+    widget.renderer_file.value = tmp_path / "missing.yaml"
+    assert widget.run() is None and "missing.yaml" in errors[-1] and "not found" in errors[-1]
+    widget.renderer_file.value = renderer
+    _run(qtbot, widget, widget.run)
+    widget.folder.value = tmp_path / "widget"
+    _run(qtbot, widget, widget.save)
+
+    cli = tmp_path / "cli"
+    assert main(["simulate", "nuclei", "--shape", *map(str, SHAPE), "--voxel-size", *map(str, VOXEL),
+                 "--radius", "3", "--seed", "5", "--out", str(cli)]) == 0
+    assert main(["synthesize", str(cli), "--model", "physics", "--renderer", str(renderer), "--alpha", "50",
+                 "--seed", "5"]) == 0
+    assert (tmp_path / "widget" / "image.tif").read_bytes() == (cli / "image.tif").read_bytes()
+    plain = tmp_path / "plain"
+    assert main(["simulate", "nuclei", "--shape", *map(str, SHAPE), "--voxel-size", *map(str, VOXEL),
+                 "--radius", "3", "--seed", "5", "--out", str(plain)]) == 0
+    assert main(["synthesize", str(plain), "--model", "physics", "--alpha", "50", "--seed", "5"]) == 0
+    assert (plain / "image.tif").read_bytes() != (cli / "image.tif").read_bytes()  # the file counts
+
+    widget.model.value = "shipped generator"
+    assert widget.renderer_file.native.isHidden()
+    widget.model.value = "default"
+    with widget.alpha.changed.blocked():  # (a preset's alpha would render the last sample again)
+        widget.preset.value = "arabidopsis_ovule_nuclei"  # its calibrated renderer and family, as `dataset` has
+    preset = load_preset("arabidopsis_ovule_nuclei")
+    request = widget.read_request()
+    assert request.family == preset["family"] and request.renderer == preset["renderer"]
+
+
 def test_changing_alpha_renders_again_without_simulating(qtbot, widget, monkeypatch):
     from cellsynth.simulate import pipeline
     from cellsynth.synthesis import synthesize_image

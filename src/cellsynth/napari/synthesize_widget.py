@@ -1,7 +1,9 @@
 """The "Synthesize" widget: simulate an annotation and render its image inside napari.
 
 Choose a preset or set the kind, shape, voxel size, cell size or nucleus radius, seed,
-model and alpha, then press *Simulate and render*. The work runs in a background thread
+model (with the physics model, optionally a renderer file from ``cellsynth calibrate``) and
+alpha, then press *Simulate and render*. A preset brings its family (which decides what
+``default`` means) and its calibrated renderer, as ``cellsynth dataset --preset`` uses them. The work runs in a background thread
 (the viewer stays responsive; *Cancel* stops it between stages) and the result appears as
 labels, mask, foreground and image layers at the voxel size in µm. Changing alpha
 afterwards re-renders the image of the same annotation. *Save sample folder* writes the
@@ -67,6 +69,10 @@ class Request:
     beta: float = 100.0
     settings: Mapping[str, Any] = field(default_factory=dict)
     """Remaining synthesis settings of the preset (patch, overlap, blend...)."""
+    renderer: Any = None
+    """Physics parameters: a renderer file, or the preset's (None: the physics defaults)."""
+    family: str | None = None
+    """The preset's family of real volumes (decides what ``default`` means)."""
 
 
 class SynthesizeWidget(Container):
@@ -103,6 +109,9 @@ class SynthesizeWidget(Container):
                                       "shipped generator: the trained GAN of the kind; generator file: yours")
         self.model_file = FileEdit(label="generator file", mode="r", filter="*.pt", visible=False,
                                    tooltip="a generator from `cellsynth train`")
+        self.renderer_file = FileEdit(label="renderer file", mode="r", filter="*.yaml",
+                                      tooltip="physics parameters from `cellsynth calibrate` (physics and a default "
+                                              "that resolves to physics); empty: the preset's, else the defaults")
         self.alpha = FloatSpinBox(label="alpha (µm)", value=100.0, min=0.1, max=1e6, step=10.0,
                                   tooltip="positional map decay length in µm (Eq. 1): small renders a deeper, "
                                           "poorer image; changing it re-renders the same annotation")
@@ -117,7 +126,7 @@ class SynthesizeWidget(Container):
                                *((axis, 8) for axis in self.voxel_size)):
             _show_decimals(spin, decimals)
         self.extend([self.preset, self.kind, self.shape, self.voxel_size, self.cell_size, self.radius, self.seed,
-                     self.model, self.model_file, self.alpha, self.run_button, self.cancel_button, self.progress,
+                     self.model, self.model_file, self.renderer_file, self.alpha, self.run_button, self.cancel_button, self.progress,
                      self.status, self.folder, self.save_after_run, self.save_button])
 
         self.sample: io.Sample | None = None
@@ -146,6 +155,7 @@ class SynthesizeWidget(Container):
         if name == CUSTOM:
             self._preset_values = {}
             return
+        self.renderer_file.line_edit.value = ""  # the preset's renderer, unless a file is chosen again
         preset = load_preset(name)
         simulate = dict(preset["simulate"])
         self.kind.value = preset["kind"]
@@ -161,11 +171,13 @@ class SynthesizeWidget(Container):
         if self.model.value == "generator file":
             self.model_file.value = model
         self.alpha.value = float(synth.pop("alpha")[0])
-        self._preset_values = {"simulate": simulate, "synthesize": synth}
+        self._preset_values = {"simulate": simulate, "synthesize": synth, "renderer": preset.get("renderer"),
+                               "family": preset.get("family")}
 
     def _update_visibility(self, *_: Any) -> None:
         self.radius.visible = self.kind.value == "nuclei"
         self.model_file.visible = self.model.value == "generator file"
+        self.renderer_file.visible = self.model.value in ("default", "physics")
 
     def read_request(self) -> Request:
         """The run's settings, checked here (in the GUI thread) so that bad input never starts a run.
@@ -192,9 +204,24 @@ class SynthesizeWidget(Container):
         settings = {k: v for k, v in self._preset_values.get("synthesize", {}).items() if k != "beta"}
         beta = float(self._preset_values.get("synthesize", {}).get("beta", 100.0))
         spec, seed, alpha = self._model_spec(kind), int(self.seed.value), float(self.alpha.value)
-        plan = check_synthesis(shape, voxel, model=spec, kind=kind, alpha=alpha, beta=beta, seed=seed, **settings)
+        renderer, family = self._renderer(spec), self._preset_values.get("family")
+        plan = check_synthesis(shape, voxel, model=spec, kind=kind, alpha=alpha, beta=beta, seed=seed,
+                               renderer=renderer, family=family, **settings)
         return Request(kind=kind, shape=shape, voxel_size=voxel, seed=seed, simulate=simulate, model_spec=spec,
-                       model=plan.model, alpha=alpha, beta=beta, settings=settings)
+                       model=plan.model, alpha=alpha, beta=beta, settings=settings, renderer=renderer, family=family)
+
+    def _renderer(self, spec: str) -> Any:
+        """The physics parameters: the renderer file chosen, else the preset's (None: the defaults)."""
+        if spec not in ("default", "physics"):
+            return None
+        text = self.renderer_file.line_edit.value.strip()  # empty: none chosen (.value would be ".")
+        if text:
+            path = Path(text)
+            if not path.is_file():
+                raise CellsynthError(f"renderer file {text!r} not found; choose a file from `cellsynth calibrate` "
+                                     "or clear the field")
+            return path
+        return self._preset_values.get("renderer")
 
     def _model_spec(self, kind: str) -> str:
         choice = self.model.value
@@ -365,6 +392,8 @@ def _metadata(meta: Mapping[str, Any], request: Request) -> dict[str, Any]:
 
     return {**meta, "seed": request.seed, "command": "napari Synthesize",
             "synthesis": {"model": describe_model(request.model), "model_spec": request.model_spec,
+                          **({"renderer": str(request.renderer)} if isinstance(request.renderer, Path) else {}),
+                          **({"family": request.family} if request.family else {}),
                           "kind": request.kind, "alpha": request.alpha, "beta": request.beta, "seed": request.seed,
                           **request.settings}}
 
