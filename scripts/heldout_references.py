@@ -26,14 +26,14 @@ import numpy as np
 import yaml
 from scipy import ndimage
 
-from cellsynth.conditioning import foreground_from_image
+from cellsynth.conditioning import organism_from_labels
 from cellsynth.evaluate.metrics import (
     histogram_distance,
     paired_metrics,
     spectrum_distance,
     zncc,
 )
-from cellsynth.gan.data import find_pairs, normalize_image, read_pair, split_regions
+from cellsynth.gan.data import find_pairs, read_pair, split_regions
 from cellsynth.simulate.annotations import structure_mask
 from cellsynth.synthesis import synthesize_image
 
@@ -56,7 +56,7 @@ def main() -> None:
             train, held = split_regions(raw.shape, config["holdout"], config["holdout_axis"])
             real = raw.astype(np.float32)
             mask = structure_mask(labels, kind, voxel)
-            foreground = foreground_from_image(normalize_image(raw, *config["percentiles"]), voxel)
+            foreground = organism_from_labels(labels, voxel)
             physics = synthesize_image(mask, foreground, voxel, model="physics", kind=kind, alpha=config["alpha"],
                                        beta=config["beta"], seed=0, progress=False)
             rows = [("physics renderer", paired_metrics(real[held], physics[held], voxel_size=voxel)),

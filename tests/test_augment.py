@@ -106,22 +106,36 @@ class StubDiscriminator:
 
 @pytest.mark.parametrize("share,direction", [(0.95, +1), (0.85, +1), (0.75, -1), (0.1, -1)])
 def test_ada_moves_p_towards_the_target(share, direction):
-    ada = AdaptiveAugment(p=0.5, delta=0.05)
+    ada = AdaptiveAugment(p=0.5, speed_images=200)
     d = StubDiscriminator(share)
-    for _ in range(3):  # accumulate over several steps, then one update
+    for _ in range(3):  # accumulate over several steps of 4 images, then one update
         ada.accumulate(d(torch.zeros(4, 25)))
     r = ada.update()
     assert r == pytest.approx(2 * share - 1, abs=1e-9)  # E[sign]
-    assert float(ada.p) == pytest.approx(0.5 + direction * 0.05)
+    assert float(ada.p) == pytest.approx(0.5 + direction * 12 / 200)  # 12 images seen
+
+
+def test_ada_speed_is_bounded_by_the_images_seen():
+    """Like stylegan2-ada: however often p is updated, it needs speed_images images from 0 to 1."""
+    for images_per_update in (1, 8):
+        ada = AdaptiveAugment(p=0.0, speed_images=100)
+        updates = 0
+        while float(ada.p) < 1.0:
+            ada.accumulate(torch.ones(images_per_update, 3))  # an overfitting discriminator
+            ada.update()
+            updates += 1
+        assert updates * images_per_update == pytest.approx(100, abs=images_per_update)
+    with pytest.raises(ValueError, match="speed_images"):
+        AdaptiveAugment(speed_images=0)
 
 
 def test_ada_p_stays_in_unit_interval_and_needs_statistics():
-    ada = AdaptiveAugment(p=0.98, delta=0.05)
+    ada = AdaptiveAugment(p=0.98, speed_images=100)
     ada.accumulate(torch.ones(10))
     ada.update()
     assert float(ada.p) == 1.0
     assert np.isnan(ada.update()) and float(ada.p) == 1.0  # nothing accumulated: p unchanged
-    ada = AdaptiveAugment(p=0.02)
+    ada = AdaptiveAugment(p=0.02, speed_images=100)
     ada.accumulate(-torch.ones(10))
     ada.update()
     assert float(ada.p) == 0.0

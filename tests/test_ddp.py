@@ -32,7 +32,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
-    config = TrainConfig(patch=(16, 16, 16), width=2, depth=2, d_width=2, d_layers=2, ada_p=0.3, ada_epochs=1)
+    config = TrainConfig(patch=(16, 16, 16), width=2, depth=2, d_width=2, d_layers=2, ada_p=0.3, ada_interval=1)
     trainer = train(config, [_volume()], out, 3, checkpoint_every=3, preview_every=0, progress=False)
     torch.save({"generator": trainer.generator.state_dict(), "p": trainer.ada.p,
                 "patch_rng": trainer.sampler.rng.bit_generator.state["state"]["state"]},

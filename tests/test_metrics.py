@@ -184,3 +184,32 @@ def test_metrics_are_finite_on_sparse_images(rng):
     synthetic = ndimage.gaussian_filter(real, 1.0)
     values = M.paired_metrics(real, synthetic)
     assert all(np.isfinite(v) for v in values.values())
+
+
+# --------------------------------------------------------------------------- band-passed scores
+
+
+def test_band_pass_equals_scikit_image_difference_of_gaussians(rng):
+    from skimage.filters import difference_of_gaussians
+
+    image = rng.random((12, 40, 36)).astype(np.float32)
+    voxel = (0.5, 0.125, 0.2)
+    expected = difference_of_gaussians(image.astype(np.float64), np.divide(0.5, voxel), np.divide(4.0, voxel),
+                                       mode="reflect")
+    np.testing.assert_allclose(M.band_pass(image, voxel), expected, atol=2e-6)
+    with pytest.raises(CellsynthError, match="fine < coarse"):
+        M.band_pass(image, voxel, 4.0, 0.5)
+
+
+def test_band_passed_zncc_sees_the_structure_through_noise_and_shading(rng):
+    shape, voxel = (16, 64, 64), (0.5, 0.25, 0.25)
+    xx = np.indices(shape)[2]
+    blobs = ndimage.gaussian_filter((rng.random(shape) < 0.004).astype(float), (2, 4, 4))
+    structure = blobs / blobs.max()
+    real = structure + 0.5 * rng.standard_normal(shape)  # independent noise
+    synthetic = structure + 0.5 * rng.standard_normal(shape) + np.sin(np.pi * xx / 64)  # and shading
+    raw = M.zncc(real, synthetic, percentiles=None)
+    scores = M.band_passed_metrics(real, synthetic, voxel_size=voxel)
+    assert scores["zncc_bandpass"] > 0.3 and scores["zncc_bandpass"] > 3 * raw
+    identical = M.band_passed_metrics(real, real, voxel_size=voxel)
+    assert identical["zncc_bandpass"] == pytest.approx(1.0) and identical["ssim_bandpass"] == pytest.approx(1.0)

@@ -64,6 +64,18 @@ def test_labels_file_with_foreground_file(sample, tmp_path):
     assert io.read_volume(out)[0].shape == (16, 48, 48)
 
 
+def test_a_tissue_crop_renders_the_same_from_its_sample_folder_and_its_labels_file(tmp_path):
+    """One organism definition: a box sample's labels file gets the box back, so the same image."""
+    folder = tmp_path / "box"
+    assert main(["simulate", "nuclei", "--out", str(folder), "--shape", "20", "48", "48", "--voxel-size",
+                 "1", "0.5", "0.5", "--organism", "box", "--radius", "2", "--cell-size", "9", "--seed", "4"]) == 0
+    out = tmp_path / "from_labels.tif"
+    common = ["--kind", "nuclei", "--model", "physics", "--seed", "1"]
+    assert main(["synthesize", str(folder / "labels.tif"), "--out", str(out), *common]) == 0
+    assert main(["synthesize", str(folder), "--out", str(tmp_path / "from_sample.tif"), *common]) == 0
+    np.testing.assert_array_equal(io.read_volume(out)[0], io.read_volume(tmp_path / "from_sample.tif")[0])
+
+
 def test_error_paths(sample, tmp_path, capsys):
     labels = str(sample / "labels.tif")
     out = str(tmp_path / "x.tif")

@@ -81,6 +81,29 @@ def test_tiled_equals_whole_volume(shape):
         np.testing.assert_allclose(out, reference, atol=2e-6)
 
 
+class MirroredConvStack(ConvStack):
+    """The same network, tiled with the volume mirrored at its border (as generators are)."""
+
+    mirror_border = True
+
+
+@pytest.mark.parametrize("shape", [(13, 37, 41), (3, 70, 5)])
+def test_mirrored_border_equals_the_network_on_the_mirrored_volume(shape):
+    """With mirror_border, every voxel is computed as the whole network sees the volume reflected at
+    its border (numpy.pad reflect), so zero padding leaves no band along the volume border."""
+    model = MirroredConvStack()
+    mask, pos = _inputs(shape)
+    m = 3
+    reference = _whole(model, np.pad(mask, m, mode="reflect"), np.pad(pos, m, mode="reflect"))[m:-m, m:-m, m:-m]
+    out = synthesize_tiled(model, mask, pos, patch=(12, 20, 20), overlap=2, crop=m, progress=False)
+    np.testing.assert_allclose(out, reference, atol=2e-6)
+    flat_mask, flat_pos = np.zeros((12, 30, 30), np.uint8), np.full((12, 30, 30), 0.4, np.float32)
+    flat = synthesize_tiled(model, flat_mask, flat_pos, patch=(12, 20, 20), overlap=2, crop=m, progress=False)
+    np.testing.assert_allclose(flat, flat[6, 15, 15], atol=1e-6)  # a constant input stays constant to the border
+    band = _whole(model, flat_mask, flat_pos)
+    assert abs(band[0, 15, 15] - band[6, 15, 15]) > 1e-3  # zero padding would have drawn a band
+
+
 def test_crop_below_halo_is_not_exact():
     model = ConvStack()
     mask, pos = _inputs((13, 37, 41))

@@ -69,6 +69,22 @@ def test_volumes_exclude_the_holdout_part(h5file):
     assert vol.image.dtype == np.float32 and 0 <= vol.image.min() and vol.image.max() <= 1
 
 
+def test_training_organism_is_the_labels_file_organism(tmp_path, rng):
+    """The positional map comes from the organism of the training part's labels, as a labels file
+    gets at synthesis; the image plays no part (a dark tissue corner stays organism)."""
+    from cellsynth.conditioning import organism_from_labels, positional_map
+
+    raw, labels = make_volume(rng, cells=12)
+    raw[:, :, :10] = 0  # the image says nothing about the organism
+    (vol,) = load_volumes([write_h5(tmp_path / "v.h5", raw, labels)], "nuclei", alpha=20, beta=30)
+    train, _ = split_regions(labels.shape, 0.25, "y")
+    expected = positional_map(organism_from_labels(labels[train], (1, 1, 1)), (1, 1, 1), 20, 30)
+    np.testing.assert_array_equal(vol.positional, expected)
+    dense = np.arange(1, 24 * 40 * 40 + 1).reshape(24, 40, 40) // 400 + 1  # cells fill the crop: tissue
+    (vol,) = load_volumes([write_h5(tmp_path / "d.h5", raw, dense.astype(np.uint16))], "membranes")
+    np.testing.assert_array_equal(vol.positional, 1.0)
+
+
 def _volume(shape=(20, 24, 24), seed=0):
     rng = np.random.default_rng(seed)
     mask = (rng.random(shape) < 0.1).astype(np.uint8)
@@ -133,8 +149,32 @@ def test_cli_trains_end_to_end(h5file, tmp_path):
     assert sorted(p.name for p in (out / "generators").iterdir()) == ["step_0000002.pt", "step_0000003.pt"]
     model = load_generator(out / "generator.pt", kind="nuclei")
     assert model.info["step"] == 3 and model.default_patch == (16, 16, 16)  # tiles as it was trained
-    image = model(torch.rand(1, 2, 8, 16, 16), torch.zeros(1, 3, dtype=torch.int64))
+    inputs = torch.rand(1, 2, 8, 16, 16)
+    inputs[:, 1] = 1.0  # the map of a tissue crop, as in training
+    image = model(inputs, torch.zeros(1, 3, dtype=torch.int64))
     assert image.shape == (1, 1, 8, 16, 16)
+    (volume,) = load_volumes([h5file], "nuclei")
+    assert model.positional_range == pytest.approx([volume.positional.min(), volume.positional.max()])
+
+
+def test_a_generator_warns_once_beyond_its_trained_positional_range():
+    import warnings
+
+    from cellsynth.gan.networks import UNetGenerator
+    from cellsynth.render.gan import GeneratorModel
+
+    model = GeneratorModel(UNetGenerator(width=2, depth=1), "nuclei", info={"positional_range": [0.9, 1.0]})
+    inside = torch.ones(1, 2, 4, 8, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model(inside, torch.zeros(1, 3, dtype=torch.int64))  # within the range: silent
+    outside = inside.clone()
+    outside[:, 1] = 0.3  # an organism surface in view of a generator trained on tissue crops
+    with pytest.warns(UserWarning, match="beyond the 0.90 .. 1.00"):
+        model(outside, torch.zeros(1, 3, dtype=torch.int64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model(outside, torch.zeros(1, 3, dtype=torch.int64))  # once only
 
 
 def test_resume_equals_uninterrupted_run(h5file, tmp_path):
@@ -152,6 +192,54 @@ def test_resume_equals_uninterrupted_run(h5file, tmp_path):
     assert torch.equal(a["ada"]["p"], b["ada"]["p"])
     losses = lambda rows: [(r["step"], r["loss_d"], r["loss_g_adv"], r["p"]) for r in rows]
     assert losses(read_log(tmp_path / "a" / "log.csv")) == losses(read_log(tmp_path / "b" / "log.csv"))
+
+
+@pytest.fixture
+def tiny_preset(tmp_path):
+    """A nuclei preset of the test volume's voxel size (1 µm), small enough to simulate in a blink."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text("kind: nuclei\nshape: [16, 32, 32]\nvoxel_size: [1.0, 1.0, 1.0]\n"
+                    "simulate:\n  organism: box\n  radius: 3.0\n  count: 6\n"
+                    "synthesize:\n  model: physics\n  alpha: [100]\n  beta: 100\n")
+    return path
+
+
+def test_training_on_simulated_masks_resumes_exactly(h5file, tiny_preset, tmp_path):
+    """Simulated masks, the frozen segmenter and their random streams are part of the exact resume."""
+    extra = ["--checkpoint-every", "2", "--preview-every", "3", "--ada-p", "0.5", "--simulated", str(tiny_preset),
+             "--simulated-pool", "2", "--w-consistency", "2", "--segmenter-steps", "3", "--ada-interval", "1"]
+    assert main(train_args(h5file, tmp_path / "a", 4, *extra)) == 0
+    assert main(train_args(h5file, tmp_path / "b", 2, *extra)) == 0
+    assert main(train_args(h5file, tmp_path / "b", 4, *extra, "--resume")) == 0
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    for net in ("generator", "discriminator", "segmenter"):
+        for key in a[net]:
+            assert torch.equal(a[net][key], b[net][key]), (net, key)
+    rows = read_log(tmp_path / "a" / "log.csv")
+    losses = lambda rows: [(r["step"], r["loss_d"], r["loss_simulated"], r["loss_consistency"], r["p"]) for r in rows]
+    assert losses(rows) == losses(read_log(tmp_path / "b" / "log.csv"))
+    assert all(float(r["loss_simulated"]) > 0 and float(r["loss_consistency"]) > 0 for r in rows)
+    import matplotlib.image
+
+    preview = matplotlib.image.imread(tmp_path / "a" / "previews" / "step_0000003.png")
+    assert preview.shape[1] == 5 * 16  # mask | real | generated | simulated mask | its image
+
+
+def test_simulated_masks_must_fit_the_training_data(h5file, tiny_preset, tmp_path, capsys):
+    other = tmp_path / "other.yaml"
+    other.write_text(tiny_preset.read_text().replace("[1.0, 1.0, 1.0]", "[2.0, 1.0, 1.0]"))
+    membranes = tmp_path / "membranes.yaml"
+    membranes.write_text(tiny_preset.read_text().replace("kind: nuclei", "kind: membranes")
+                         .replace("  radius: 3.0\n  count: 6\n", "  membrane_thickness: 2.0\n"))
+    for preset, message in ((other, "voxel size"), (membranes, "nuclei preset")):
+        assert main(train_args(h5file, tmp_path / preset.stem, 1, "--simulated", str(preset))) == 2
+        assert message in capsys.readouterr().err
+    walls = ["--kind", "membranes", "--simulated", str(membranes), "--membrane-thickness", "1.5"]
+    assert main([*train_args(h5file, tmp_path / "w", 1), *walls]) == 2
+    assert "--membrane-thickness 2" in capsys.readouterr().err
+    assert main(train_args(h5file, tmp_path / "c", 1, "--w-consistency", "1")) == 2
+    assert "--simulated" in capsys.readouterr().err
 
 
 def test_saved_generator_is_the_moving_average_of_the_trained_weights(h5file):

@@ -10,6 +10,16 @@ saturates quickly (the whole interior looks "deep", i.e. poor image quality); la
 ``alpha`` keeps the interior close to the surface value (good quality). The same
 functions serve simulated samples and real training images, so alpha means the same for
 both.
+
+**The organism** is one thing everywhere (design note: a generator otherwise learns the
+positional map instead of the mask). A simulated sample carries its organism
+(``foreground.tif``). Where only labels exist (real training volumes, a labels file given
+to ``cellsynth synthesize``), :func:`organism_from_labels` finds it: the labelled cells,
+closed across the gaps between neighbouring cells, with the volume border treated as
+unknown (a crop taken inside a tissue is the organism up to its border, like a simulated
+``box`` organism). The volume border is never the organism surface: where the organism
+fills the volume, the surface lies outside it, the distance is infinite and the map is 1
+everywhere (:func:`signed_distance_um`).
 """
 
 from __future__ import annotations
@@ -20,6 +30,9 @@ from scipy import ndimage
 
 from cellsynth.errors import CellsynthError
 from cellsynth.io import VoxelSize, check_voxel_size
+
+DEFAULT_DECAY_UM = 100.0
+"""The paper's alpha and beta (section 4), for renderers that were not trained with others."""
 
 
 def signed_distance_um(foreground: np.ndarray, voxel_size: VoxelSize, *, overwrite: bool = False) -> np.ndarray:
@@ -101,6 +114,102 @@ def positional_map_from_distance(dist_um: np.ndarray, alpha: float = 100.0, beta
     return np.tanh(out, out=out)
 
 
+def cell_spacing_um(labels: np.ndarray, voxel_size: VoxelSize) -> float:
+    """Median distance in µm from each labelled cell's centroid to the nearest other centroid.
+
+    Raises
+    ------
+    CellsynthError
+        With fewer than two cells.
+
+    Examples
+    --------
+    >>> labels = np.zeros((1, 1, 12), np.uint16); labels[0, 0, [1, 5, 11]] = [1, 2, 3]
+    >>> cell_spacing_um(labels, (1.0, 1.0, 0.5))
+    2.0
+    """
+    from scipy.spatial import cKDTree
+
+    voxel = np.asarray(check_voxel_size(voxel_size))
+    flat = np.asarray(labels).ravel()
+    index = np.flatnonzero(flat)
+    ids = flat[index].astype(np.int64)
+    counts = np.bincount(ids)
+    present = counts > 0
+    if present.sum() < 2:
+        raise CellsynthError("the labels hold fewer than two cells; give the organism foreground explicitly")
+    coords = np.unravel_index(index, np.shape(labels))
+    centroids = np.stack([np.bincount(ids, weights=c * v)[present] / counts[present]
+                          for c, v in zip(coords, voxel)], axis=1)
+    distances, _ = cKDTree(centroids).query(centroids, k=2)
+    return float(np.median(distances[:, 1]))
+
+
+ORGANISM_CLOSING_SPACINGS = 2.0
+"""Default closing radius of :func:`organism_from_labels`, in median cell spacings."""
+
+
+def organism_from_labels(labels: np.ndarray, voxel_size: VoxelSize, closing_um: float | None = None) -> np.ndarray:
+    """The organism region of instance labels: the cells, closed across the gaps between them.
+
+    A morphological closing with a ball of radius ``closing_um`` (µm) fills the gaps
+    between neighbouring cells (up to about twice the radius), then enclosed holes are
+    filled and the largest connected region is kept. The volume border is treated as
+    unknown: the labels are mirrored across it before the closing, so a crop taken inside
+    a tissue comes out as the whole volume (like a simulated ``box`` organism) instead of
+    losing the cell-free corners at its border.
+
+    Parameters
+    ----------
+    labels
+        Instance labels (Z, Y, X), 0 = background.
+    voxel_size
+        Voxel size in µm (z, y, x).
+    closing_um
+        Closing radius in µm; by default :data:`ORGANISM_CLOSING_SPACINGS` times the median
+        nearest-neighbour distance between cell centroids (:func:`cell_spacing_um`), so
+        sparse nuclei and dense membranes both close into one tissue. A single cell is its
+        own organism.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 mask (0/1) of the labels' shape.
+
+    Examples
+    --------
+    >>> labels = np.zeros((6, 30, 30), np.uint16)
+    >>> labels[2:4, 5:9, 5:9], labels[2:4, 5:9, 20:24] = 1, 2
+    >>> organism = organism_from_labels(labels, (1.0, 1.0, 1.0))
+    >>> bool(organism[3, 7, 14]), bool(organism[3, 25, 14])  # between the cells / far from them
+    (True, False)
+    """
+    voxel = np.asarray(check_voxel_size(voxel_size))
+    cells = np.asarray(labels) != 0
+    if not cells.any():
+        raise CellsynthError("the labels are empty; there is no organism to render")
+    if cells.all():
+        return np.ones(cells.shape, np.uint8)
+    if closing_um is None:
+        if len(np.unique(np.asarray(labels)[cells])) < 2:
+            return ndimage.binary_fill_holes(cells).astype(np.uint8)
+        closing_um = ORGANISM_CLOSING_SPACINGS * cell_spacing_um(labels, voxel)
+    if not (np.isfinite(closing_um) and closing_um > 0):
+        raise CellsynthError(f"the organism closing must be a positive length in µm, got {closing_um}")
+    radius = np.ceil(closing_um / voxel).astype(int) + 1
+    mirror = np.minimum(radius, np.array(cells.shape) - 1)  # np.pad reflects at most shape - 1 voxels
+    padded = np.pad(cells, [(m, m) for m in mirror], mode="reflect")
+    padded = np.pad(padded, [(r - m, r - m) for r, m in zip(radius, mirror)])
+    # closing with a ball of radius closing_um via two distance transforms (fast for large radii)
+    dilated = edt.edt(np.ascontiguousarray(~padded), anisotropy=tuple(voxel), black_border=False) <= closing_um
+    closed = edt.edt(np.ascontiguousarray(dilated), anisotropy=tuple(voxel), black_border=False) > closing_um
+    closed = ndimage.binary_fill_holes(closed[tuple(slice(r, r + s) for r, s in zip(radius, cells.shape))] | cells)
+    regions, n = ndimage.label(closed)
+    if n > 1:
+        closed = regions == (np.argmax(np.bincount(regions.ravel())[1:]) + 1)
+    return closed.astype(np.uint8)
+
+
 def foreground_from_image(
     image: np.ndarray, voxel_size: VoxelSize, smoothing_um: float = 2.0, closing_um: float = 3.0,
 ) -> np.ndarray:
@@ -108,7 +217,8 @@ def foreground_from_image(
 
     Gaussian smoothing (sigma in µm), an Otsu threshold, a morphological closing with an
     ellipsoidal element of radius ``closing_um``, hole filling, and the largest connected
-    component. Training data and synthesis use this same function.
+    component. For images without labels (automatic annotation); where labels exist, the
+    organism is :func:`organism_from_labels`.
 
     Returns
     -------

@@ -25,7 +25,8 @@ import numpy as np
 
 from cellsynth import io, omezarr
 from cellsynth.conditioning import (
-    foreground_from_image,
+    DEFAULT_DECAY_UM,
+    organism_from_labels,
     positional_map,
     positional_map_from_distance,
     signed_distance_um,
@@ -39,7 +40,7 @@ SLAB_BYTES = 64 * 2**20
 
 def synthesize_image(
     mask: Any, foreground: Any, voxel_size: VoxelSize, *,
-    model: Any = "default", kind: str = "nuclei", alpha: float = 100.0, beta: float = 100.0, seed: int = 0,
+    model: Any = "default", kind: str = "nuclei", alpha: float | None = None, beta: float | None = None, seed: int = 0,
     patch: Any = None, overlap: Any = None, crop: Any = None, blend: str = "linear",
     batch_size: int = 4, device: Any = "cpu", autocast: bool = False, out: Any = None, progress: bool | None = None,
     renderer: Any = None, family: str | None = None,
@@ -61,7 +62,8 @@ def synthesize_image(
         ``"nuclei"`` or ``"membranes"``.
     alpha, beta
         Positional map decay lengths in µm inside and outside the organism (Eq. 1). Small
-        alpha renders a deeper-looking, poorer image.
+        alpha renders a deeper-looking, poorer image. None: the values the model was trained
+        with (:func:`conditioning_of`).
     seed
         Seed of the model's randomness; the same seed gives the same image bit for bit.
     patch, overlap, crop, blend, batch_size, device, autocast
@@ -98,10 +100,10 @@ def synthesize_image(
     if renderer is not None and not isinstance(model, (str, Path)):
         raise CellsynthError("a renderer applies to a model given by name (physics or default), not to a model object")
     streaming = not isinstance(mask, np.ndarray) or not (out is None or isinstance(out, np.ndarray))
-    model = check_synthesis(tuple(mask.shape), voxel, model=model, kind=kind, alpha=alpha, beta=beta, seed=seed,
-                            patch=patch, overlap=overlap, crop=crop, blend=blend, batch_size=batch_size,
-                            device=device, autocast=autocast, streaming=streaming, renderer=renderer,
-                            family=family).model
+    plan = check_synthesis(tuple(mask.shape), voxel, model=model, kind=kind, alpha=alpha, beta=beta, seed=seed,
+                           patch=patch, overlap=overlap, crop=crop, blend=blend, batch_size=batch_size,
+                           device=device, autocast=autocast, streaming=streaming, renderer=renderer, family=family)
+    model, alpha, beta = plan.model, plan.alpha, plan.beta
     scratch = tempfile.mkdtemp(prefix="cellsynth-") if streaming else None
     try:
         pos = _positional_map(foreground, voxel, alpha, beta, scratch)
@@ -112,14 +114,38 @@ def synthesize_image(
             shutil.rmtree(scratch, ignore_errors=True)
 
 
+def conditioning_of(model: Any, alpha: float | None = None, beta: float | None = None) -> tuple[float, float]:
+    """The alpha and beta (µm, Eq. 1) to render with: the given ones, else those ``model`` was
+    trained with (a generator records them), else the paper's 100 µm.
+
+    Raises
+    ------
+    CellsynthError
+        For a value that is not a positive length.
+
+    Examples
+    --------
+    >>> conditioning_of("physics", beta=50.0)
+    (100.0, 50.0)
+    """
+    from cellsynth.checks import check_number
+
+    alpha, beta = (getattr(model, name, DEFAULT_DECAY_UM) if value is None else value
+                   for name, value in (("alpha", alpha), ("beta", beta)))
+    return check_number(alpha, "alpha", low=0, low_open=True), check_number(beta, "beta", low=0, low_open=True)
+
+
 @dataclass(frozen=True)
 class SynthesisPlan:
     """What :func:`check_synthesis` found: the loaded model, its patch grid over the volume,
-    and the memory the synthesis needs (bytes, about)."""
+    the memory the synthesis needs (bytes, about), and the alpha and beta it renders with
+    (:func:`conditioning_of`)."""
 
     model: Any
     grid: Any
     memory_bytes: int
+    alpha: float
+    beta: float
 
 
 SYNTHESIS_BYTES_PER_VOXEL = 14
@@ -129,7 +155,7 @@ float32 image, then the uint16 image and its float32 temporary while it is writt
 
 def check_synthesis(
     shape: tuple[int, int, int], voxel_size: VoxelSize, *, model: Any = "default", kind: str = "nuclei",
-    alpha: float = 100.0, beta: float = 100.0, seed: int = 0, patch: Any = None, overlap: Any = None,
+    alpha: float | None = None, beta: float | None = None, seed: int = 0, patch: Any = None, overlap: Any = None,
     crop: Any = None, blend: str = "linear", batch_size: int = 4, device: Any = "cpu", autocast: bool = False,
     streaming: bool = False, check_memory: bool = True, renderer: Any = None, family: str | None = None,
 ) -> SynthesisPlan:
@@ -162,20 +188,20 @@ def check_synthesis(
     CellsynthError
         Naming the setting and what to change.
     """
-    from cellsynth.checks import check_integer, check_number, check_seed
+    from cellsynth.checks import check_integer, check_seed
     from cellsynth.memory import check_memory as refuse_beyond_memory
     from cellsynth.render.registry import load_model
     from cellsynth.tiling import BLENDS, tile_grid, tiling_bytes
 
     voxel = check_voxel_size(voxel_size)
-    for name, value in (("alpha", alpha), ("beta", beta)):
-        check_number(value, name, low=0, low_open=True)
+    conditioning_of(None, alpha, beta)  # given values are checked before the model loads
     check_seed(seed)
     check_integer(batch_size, "batch size", low=1)
     if blend not in BLENDS:
         raise CellsynthError(f"unknown blend {blend!r}; use one of {', '.join(BLENDS)}")
     if isinstance(model, (str, Path)):
         model = load_model(model, kind, device, voxel_size=voxel, seed=seed, renderer=renderer, family=family)
+    alpha, beta = conditioning_of(model, alpha, beta)
     grid = tile_grid(model, shape, patch, overlap, crop)
     voxels = int(np.prod(shape, dtype=np.float64))
     memory = tiling_bytes(grid, batch_size, model) + (0 if streaming else voxels * SYNTHESIS_BYTES_PER_VOXEL)
@@ -183,7 +209,7 @@ def check_synthesis(
         refuse_beyond_memory(memory, f"synthesising a {'x'.join(map(str, shape))} volume",
                              "choose a smaller volume or --patch, a smaller --batch-size, or write OME-Zarr "
                              "(.ome.zarr) to stream it")
-    return SynthesisPlan(model, grid, memory)
+    return SynthesisPlan(model, grid, memory, alpha, beta)
 
 
 def check_inputs(mask: Any, foreground: Any) -> None:
@@ -213,22 +239,6 @@ def check_inputs(mask: Any, foreground: Any) -> None:
         raise CellsynthError("the foreground is empty; give the organism region (nonzero inside)")
 
 
-def foreground_from_labels(labels: np.ndarray, voxel_size: VoxelSize, closing_um: float = 5.0) -> np.ndarray:
-    """Organism region around labelled cells: :func:`cellsynth.conditioning.foreground_from_image`
-    applied to ``labels > 0``, closing gaps narrower than about ``2 * closing_um``.
-
-    The same function that finds the organism in real images, so alpha means the same.
-    """
-    if not closing_um > 0:
-        raise CellsynthError(f"foreground closing must be a positive length in µm, got {closing_um}")
-    cells = (np.asarray(labels) != 0).astype(np.float32)
-    if not cells.any():
-        raise CellsynthError("the labels are empty; there is no organism to render")
-    if cells.all():
-        return np.ones(cells.shape, np.uint8)
-    return foreground_from_image(cells, voxel_size, smoothing_um=closing_um / 2, closing_um=closing_um)
-
-
 def is_membrane_mask(labels: Any, kind: str) -> bool:
     """Whether a membranes annotation is already the 0/1 wall mask rather than cell labels.
 
@@ -241,7 +251,7 @@ def is_membrane_mask(labels: Any, kind: str) -> bool:
 
 
 def annotation_from_labels(
-    labels: Any, kind: str, voxel_size: VoxelSize, *, foreground: Any = None, foreground_closing_um: float = 5.0,
+    labels: Any, kind: str, voxel_size: VoxelSize, *, foreground: Any = None, foreground_closing_um: float | None = None,
     membrane_thickness_um: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The structure mask and organism foreground of instance labels, as synthesis needs them.
@@ -256,11 +266,13 @@ def annotation_from_labels(
     voxel_size
         Voxel size in µm (z, y, x).
     foreground
-        The organism region (0/1) of the same shape; by default the region around the
-        labelled cells (:func:`foreground_from_labels`), filled inside the walls for a
-        membrane mask (walls enclose the organism).
+        The organism region (0/1) of the same shape; by default the labelled cells closed
+        across the gaps between them (:func:`cellsynth.conditioning.organism_from_labels`,
+        the organism training gives real volumes). The cells of a 0/1 mask are its
+        connected nuclei, or the spaces between its walls.
     foreground_closing_um
-        Without ``foreground``: close gaps between cells up to about twice this (µm).
+        Without ``foreground``: the closing radius in µm (default: twice the median
+        distance between neighbouring cells).
     membrane_thickness_um
         Wall thickness for membranes labels (default: the simulation's,
         :data:`cellsynth.simulate.annotations.DEFAULT_MEMBRANE_THICKNESS_UM`).
@@ -302,10 +314,9 @@ def annotation_from_labels(
             raise CellsynthError(f"foreground {tuple(np.shape(foreground))} and labels {labels.shape} must have the "
                                  "same shape")
         return mask, foreground
-    foreground = foreground_from_labels(labels, voxel, foreground_closing_um)
-    if walls_given:  # walls enclose the organism: fill it
-        foreground = ndimage.binary_fill_holes(foreground | (mask > 0)).astype(np.uint8)
-    return mask, foreground
+    if labels.max() <= 1 and labels.min() >= 0:  # a 0/1 mask: cells are connected nuclei or spaces between walls
+        labels = ndimage.label(labels == 0 if walls_given else labels)[0]
+    return mask, organism_from_labels(labels, voxel, foreground_closing_um)
 
 
 def synthesize_to_file(

@@ -5,7 +5,10 @@ patch is first cropped by ``crop`` voxels on every side that faces another patch
 border depends on padding), and the kept regions, which overlap by at least ``overlap``
 voxels, are averaged with a blending weight. Sides on the volume border are not cropped,
 so with ``crop`` at least the model's halo the stitched result equals the model applied to
-the whole volume at once.
+the whole volume at once. Models whose padding would leave a band along the volume border
+(generators: zero or edge padding is not tissue) set ``mirror_border``: the volume is then
+extended by mirroring it by ``crop`` voxels on every side and those are cropped too, so a
+voxel on the volume border is computed like any interior one.
 
 Along each axis the patch step is ``patch - 2 * crop - overlap``; the work done relative
 to the volume (the *redundancy*) is about ``prod(patch / step)``. The paper's setting,
@@ -104,6 +107,11 @@ class PatchGrid:
         Per axis, the patch origins along that axis; the grid is their product.
     pad
         Voxels of padding after the volume's end per axis (volumes smaller than a patch).
+    margin
+        Voxels mirrored before and after the volume per axis (``mirror_border`` models):
+        the patches tile the volume extended by ``margin`` on both sides, ``shape`` is that
+        extended shape and :attr:`volume_shape` the volume's own. Patch origins, kept
+        regions and weights are in extended coordinates.
     """
 
     shape: Triple
@@ -112,6 +120,12 @@ class PatchGrid:
     crop: Triple
     starts: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
     pad: Triple
+    margin: Triple = (0, 0, 0)
+
+    @property
+    def volume_shape(self) -> Triple:
+        """Shape of the volume itself (``shape`` less the mirrored margins)."""
+        return tuple(s - 2 * m for s, m in zip(self.shape, self.margin))  # type: ignore[return-value]
 
     @property
     def n_patches(self) -> int:
@@ -126,7 +140,7 @@ class PatchGrid:
     @property
     def redundancy(self) -> float:
         """Voxels the model computes for this volume per output voxel."""
-        return self.n_patches * math.prod(self.patch) / math.prod(self.shape)
+        return self.n_patches * math.prod(self.patch) / math.prod(self.volume_shape)
 
     def kept(self, axis: int, index: int) -> tuple[int, int]:
         """Kept region ``[lo, hi)`` of the ``index``-th patch along ``axis``, in patch coordinates."""
@@ -136,12 +150,13 @@ class PatchGrid:
         return lo, min(hi, self.patch[axis])
 
     def borders(self, axis: int) -> np.ndarray:
-        """Planes where a kept region starts or ends inside the volume: a seam lies before each."""
+        """Planes of the volume (its own coordinates) where a kept region starts or ends inside it:
+        a seam lies before each."""
         planes = set()
         for i, s in enumerate(self.starts[axis]):
             lo, hi = self.kept(axis, i)
-            planes.update({s + lo, s + hi})
-        return np.array(sorted(p for p in planes if 0 < p < self.shape[axis]), dtype=np.int64)
+            planes.update({s + lo - self.margin[axis], s + hi - self.margin[axis]})
+        return np.array(sorted(p for p in planes if 0 < p < self.volume_shape[axis]), dtype=np.int64)
 
     def weights_1d(self, axis: int, blend: Blend) -> list[np.ndarray]:
         """Blending weight of each patch along ``axis``: length ``patch``, zero outside the kept region."""
@@ -194,7 +209,7 @@ def _window(n: int, ramp_lo: int, ramp_hi: int, blend: Blend) -> np.ndarray:
 
 def make_grid(
     shape: Any, patch: Any = DEFAULT_PATCH, overlap: Any = DEFAULT_OVERLAP, crop: Any = DEFAULT_CROP,
-    size_multiple: Any = 1,
+    size_multiple: Any = 1, margin: Any = 0,
 ) -> PatchGrid:
     """Lay out patches over a volume.
 
@@ -213,6 +228,9 @@ def make_grid(
     size_multiple
         The model's size multiple (int or per axis). Patch origins are multiples of it where
         possible, which keeps strided networks' outputs identical across tilings.
+    margin
+        Voxels mirrored on both sides of the volume per axis before tiling (see
+        :class:`PatchGrid`); usually the crop, so that the volume border is cropped too.
 
     Raises
     ------
@@ -225,7 +243,8 @@ def make_grid(
     >>> grid.starts
     ((0, 4), (0, 36), (0, 36))
     """
-    shape = per_axis(shape, "volume shape", minimum=1)
+    margin = per_axis(margin, "margin")
+    shape = tuple(s + 2 * m for s, m in zip(per_axis(shape, "volume shape", minimum=1), margin))
     patch = per_axis(patch, "patch", minimum=1)
     overlap = per_axis(overlap, "overlap")
     crop = per_axis(crop, "crop")
@@ -256,7 +275,7 @@ def make_grid(
             eff.append(p)
             starts.append(_axis_starts(length, p, p - 2 * c - o, m))
             pad.append(0)
-    return PatchGrid(shape, tuple(eff), overlap, crop, tuple(starts), tuple(pad))  # type: ignore[arg-type]
+    return PatchGrid(shape, tuple(eff), overlap, crop, tuple(starts), tuple(pad), margin)  # type: ignore[arg-type]
 
 
 def _axis_starts(length: int, patch: int, step: int, multiple: int) -> tuple[int, ...]:
@@ -313,10 +332,14 @@ def check_device(device: Any) -> Any:
 
 
 def tile_grid(model: Any, shape: Any, patch: Any = None, overlap: Any = None, crop: Any = None) -> PatchGrid:
-    """The grid :func:`synthesize_tiled` uses: given sizes, or :func:`default_tiling` for the rest."""
+    """The grid :func:`synthesize_tiled` uses: given sizes, or :func:`default_tiling` for the rest;
+    mirrored margins of the crop's size for models with ``mirror_border``."""
     default_patch, default_overlap, default_crop = default_tiling(model, patch)
-    return make_grid(shape, default_patch, default_overlap if overlap is None else overlap,
-                     default_crop if crop is None else crop, getattr(model, "size_multiple", 1))
+    crop = per_axis(default_crop if crop is None else crop, "crop")
+    multiple = per_axis(getattr(model, "size_multiple", 1), "size multiple", minimum=1)
+    # margins of whole multiples keep the patch origins of strided networks on the volume's own grid
+    margin = tuple(-(-c // m) * m for c, m in zip(crop, multiple)) if getattr(model, "mirror_border", False) else 0
+    return make_grid(shape, default_patch, default_overlap if overlap is None else overlap, crop, multiple, margin)
 
 
 DEFAULT_WORKING_BYTES_PER_VOXEL = 64
@@ -386,6 +409,7 @@ def synthesize_tiled(
     if blend not in BLENDS:
         raise CellsynthError(f"unknown blend {blend!r}; use one of {', '.join(BLENDS)}")
     grid = tile_grid(model, shape, patch, overlap, crop)
+    margin = np.array(grid.margin)
     if out is None:
         out = np.zeros(shape, np.float32)
     elif tuple(out.shape) != shape:
@@ -404,7 +428,7 @@ def synthesize_tiled(
             for k, (row, iy, ix) in enumerate(batch):
                 slabs.fill(inputs[k], row, iy, ix)
             inputs = inputs.to(device, non_blocking=True)
-            corners = torch.as_tensor(origins[[_flat(grid, b) for b in batch]], device=device)
+            corners = torch.as_tensor(origins[[_flat(grid, b) for b in batch]] - margin, device=device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 pred = model(inputs, corners)
             if tuple(pred.shape) != (len(batch), 1, *grid.patch):
@@ -445,14 +469,19 @@ class _Prefetcher:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     def _read(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """The slab of z-row ``row`` over the whole extended y-x plane; mirrored margins and
+        padding are the volume reflected at its border (as ``numpy.pad(mode="reflect")``)."""
         g = self.grid
         z0 = g.starts[0][row]
-        z1 = min(z0 + g.patch[0], g.shape[0])
-        mask = np.asarray(self.mask[z0:z1])
-        pos = np.asarray(self.positional[z0:z1], dtype=np.float32)
-        if any(g.pad):  # a volume smaller than the patch: mirror it into the padding
-            widths = [(0, p) for p in g.pad]
-            mask, pos = np.pad(mask, widths, mode="reflect"), np.pad(pos, widths, mode="reflect")
+        if not any(g.pad) and not any(g.margin):
+            return np.asarray(self.mask[z0:z0 + g.patch[0]]), np.asarray(self.positional[z0:z0 + g.patch[0]],
+                                                                          dtype=np.float32)
+        z, y, x = (_reflect(np.arange(start, start + size) - m, n) for start, size, m, n in
+                   zip((z0, 0, 0), (g.patch[0], g.shape[1] + g.pad[1], g.shape[2] + g.pad[2]), g.margin,
+                       g.volume_shape))
+        first, last = int(z.min()), int(z.max()) + 1
+        mask = np.asarray(self.mask[first:last])[np.ix_(z - first, y, x)]
+        pos = np.asarray(self.positional[first:last], dtype=np.float32)[np.ix_(z - first, y, x)]
         return mask, pos
 
     def fill(self, target: Any, row: int, iy: int, ix: int) -> None:
@@ -470,6 +499,21 @@ class _Prefetcher:
         mask, pos = self.slab
         target[0].copy_(torch.from_numpy(mask[region]))
         target[1].copy_(torch.from_numpy(pos[region]))
+
+
+def _reflect(index: np.ndarray, n: int) -> np.ndarray:
+    """Indices into an axis of length ``n`` for positions reflected at its ends (edge not repeated).
+
+    Examples
+    --------
+    >>> _reflect(np.arange(-3, 7), 4)
+    array([3, 2, 1, 0, 1, 2, 3, 2, 1, 0])
+    """
+    if n == 1:
+        return np.zeros_like(index)
+    period = 2 * (n - 1)
+    index = np.abs(index) % period
+    return np.where(index >= n, period - index, index)
 
 
 class _Stitcher:
@@ -504,12 +548,16 @@ class _Stitcher:
             pred[zl:zh, yl:yh, xl:xh] * weight
 
     def _flush(self, until: int) -> None:
-        """Write planes ``[base, until)`` to the output and shift the window."""
+        """Write planes ``[base, until)`` (the volume's part of them) to the output and shift the window."""
         k = until - self.base
         if k <= 0:
             return
-        planes = self.acc[:k] * self.norm_z[self.base:until, None, None] * self.norm_yx
-        _write(self.out, slice(self.base, until), planes.clamp_(0.0, 1.0).cpu().numpy())
+        (mz, my, mx), (nz, ny, nx) = self.grid.margin, self.grid.volume_shape
+        first, last = max(self.base, mz), min(until, mz + nz)
+        if first < last:
+            planes = self.acc[first - self.base:last - self.base, my:my + ny, mx:mx + nx]
+            planes = planes * self.norm_z[first:last, None, None] * self.norm_yx[my:my + ny, mx:mx + nx]
+            _write(self.out, slice(first - mz, last - mz), planes.clamp_(0.0, 1.0).cpu().numpy())
         self.acc[:-k] = self.acc[k:].clone()
         self.acc[-k:] = 0.0
         self.base = until

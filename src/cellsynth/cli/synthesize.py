@@ -2,8 +2,9 @@
 
 INPUT is a sample folder (from ``cellsynth simulate``), or a labels or mask file together
 with ``--kind``; for a file, :func:`cellsynth.synthesis.annotation_from_labels` gives the
-structure mask and the organism foreground (``--foreground FILE``, or the region around
-the labelled cells). :func:`cellsynth.synthesis.synthesize_to_file` writes the image.
+structure mask and the organism foreground (``--foreground FILE``, or the labelled cells
+closed across the gaps between them, the organism training gives real volumes).
+:func:`cellsynth.synthesis.synthesize_to_file` writes the image.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--kind", choices=("nuclei", "membranes"),
                    help="structure of a labels file (a sample folder records its own)")
     p.add_argument("--foreground", metavar="FILE", help="organism mask (0/1) for a labels file")
-    p.add_argument("--foreground-closing", type=float, default=5.0, metavar="UM",
-                   help="without --foreground: close gaps between cells up to about twice this in µm (default 5)")
+    p.add_argument("--foreground-closing", type=float, metavar="UM",
+                   help="without --foreground: the organism is the labelled cells closed by a ball of this radius "
+                        "in µm (default: twice the median distance between neighbouring cells)")
     p.add_argument("--membrane-thickness", type=float, metavar="UM",
                    help="membrane wall thickness in µm for a membranes labels file (default: the --renderer file's "
                         "apparent thickness, else the simulation's)")
@@ -49,11 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "means (a sample folder made by `cellsynth dataset` records its own)")
     g.add_argument("--renderer", metavar="FILE",
                    help="physics parameters fitted to a microscope by `cellsynth calibrate` (physics model only)")
-    g.add_argument("--alpha", type=float, default=100.0, metavar="UM",
+    g.add_argument("--alpha", type=float, metavar="UM",
                    help="positional map decay length inside the organism in µm (Eq. 1); small values render "
-                        "a deeper, poorer image (default 100)")
-    g.add_argument("--beta", type=float, default=100.0, metavar="UM",
-                   help="positional map decay length outside the organism in µm (default 100)")
+                        "a deeper, poorer image (default: the model's own, 100 for physics)")
+    g.add_argument("--beta", type=float, metavar="UM",
+                   help="positional map decay length outside the organism in µm (default: the model's own, "
+                        "100 for physics)")
     g.add_argument("--seed", type=int, default=0, help="seed of noise and brightness (default 0)")
     g = p.add_argument_group("tiling")
     g.add_argument("--patch", type=int, nargs=3, metavar=("Z", "Y", "X"),
@@ -87,7 +90,7 @@ def run(args: argparse.Namespace) -> None:
     from cellsynth import io
     from cellsynth.cli import resolved_config
     from cellsynth.render.registry import describe_model, load_model
-    from cellsynth.synthesis import synthesize_to_file
+    from cellsynth.synthesis import conditioning_of, synthesize_to_file
     from cellsynth.tiling import tile_grid
 
     started = time.perf_counter()
@@ -114,7 +117,8 @@ def run(args: argparse.Namespace) -> None:
     model = load_model(args.model, kind, args.device, voxel_size=voxel, seed=args.seed, renderer=args.renderer,
                        family=family)
     grid = tile_grid(model, mask.shape, args.patch, args.overlap, args.crop)
-    settings = {"kind": kind, "alpha": args.alpha, "beta": args.beta, "seed": args.seed, "patch": args.patch,
+    alpha, beta = conditioning_of(model, args.alpha, args.beta)
+    settings = {"kind": kind, "alpha": alpha, "beta": beta, "seed": args.seed, "patch": args.patch,
                 "overlap": args.overlap, "crop": args.crop, "blend": args.blend, "batch_size": args.batch_size,
                 "device": args.device, "autocast": args.bf16}
     if into_sample_image and exists:  # until the new image is complete, the sample lists none

@@ -20,9 +20,14 @@ training loop).
 
 ``p`` is steered from the discriminator's raw outputs on real images, which the training
 step has already computed: ``r = E[sign(D(real))]`` is accumulated with
-:meth:`AdaptiveAugment.accumulate` and, every ``interval`` steps, ``p`` moves by ``delta``
-towards keeping ``r`` at ``target`` (0.6): up when the discriminator is too confident on
-reals (overfitting), down otherwise (:meth:`AdaptiveAugment.update`).
+:meth:`AdaptiveAugment.accumulate` and, at each :meth:`AdaptiveAugment.update` (every few
+steps), ``p`` moves towards keeping ``r`` at ``target`` (0.6): up when the discriminator is
+too confident on reals (overfitting), down otherwise. As in stylegan2-ada
+(``training/training_loop.py``) the step is proportional to the real images seen since the
+last update: ``p`` moves by ``images / speed_images``, so it needs at least
+``speed_images`` images to cross from 0 to 1 however often it is updated (the paper's fixed
+step of 0.05 per epoch let ``p`` swing from 0 to 1 within a few hundred patches on our
+small volumes).
 """
 
 from __future__ import annotations
@@ -40,14 +45,15 @@ class AdaptiveAugment(nn.Module):
         Initial augmentation probability.
     target
         Target of the overfitting heuristic r = E[sign(D(real))].
-    delta
-        Step of ``p`` per update.
+    speed_images
+        Real images over which ``p`` can move by at most 1 (stylegan2-ada's ``ada_kimg``
+        times 1000).
     scale_range, noise_std, shuffle_size, inpaint_size, inpaint_count, decline_range
         Augmentation parameters (defaults: the paper's values; the decline's end factor
         range is not stated in the paper and is our choice).
     """
 
-    def __init__(self, p: float = 0.0, target: float = 0.6, delta: float = 0.05,
+    def __init__(self, p: float = 0.0, target: float = 0.6, speed_images: float = 1000.0,
                  scale_range: tuple[float, float] = (0.6, 1.2), noise_std: float = 0.1, shuffle_size: int = 25,
                  inpaint_size: int = 15, inpaint_count: int = 1,
                  decline_range: tuple[float, float] = (0.5, 1.0)) -> None:
@@ -55,7 +61,10 @@ class AdaptiveAugment(nn.Module):
         self.register_buffer("p", torch.tensor(float(p)))
         self.register_buffer("sign_sum", torch.zeros((), dtype=torch.float64))
         self.register_buffer("sign_count", torch.zeros((), dtype=torch.float64))
-        self.target, self.delta = float(target), float(delta)
+        self.register_buffer("image_count", torch.zeros((), dtype=torch.float64))
+        if not speed_images > 0:
+            raise ValueError(f"speed_images must be positive, got {speed_images}")
+        self.target, self.speed_images = float(target), float(speed_images)
         self.scale_range, self.noise_std = scale_range, float(noise_std)
         self.shuffle_size, self.inpaint_size, self.inpaint_count = int(shuffle_size), int(inpaint_size), int(inpaint_count)
         self.decline_range = decline_range
@@ -127,26 +136,27 @@ class AdaptiveAugment(nn.Module):
     # ------------------------------------------------------------------ adapting p
 
     def accumulate(self, real_logits: torch.Tensor) -> None:
-        """Add the signs of the discriminator's raw outputs on real images (no extra forward)."""
+        """Add the signs of the discriminator's raw outputs on a batch of real images (no extra forward)."""
         logits = real_logits.detach()
         self.sign_sum += torch.sign(logits).sum().to(torch.float64)
         self.sign_count += logits.numel()
+        self.image_count += logits.shape[0]
 
     def update(self) -> float:
-        """Move ``p`` by ``delta`` towards ``r = target`` and reset the statistic; return r.
+        """Move ``p`` towards ``r = target`` by ``images / speed_images``, reset the statistic; return r.
 
-        Under ``torch.distributed`` the statistic is summed over all processes first, so
-        every process keeps the same ``p``. Returns NaN (and leaves ``p``) when nothing
-        was accumulated.
+        Under ``torch.distributed`` the statistic and the image count are summed over all
+        processes first, so every process keeps the same ``p``. Returns NaN (and leaves
+        ``p``) when nothing was accumulated.
         """
-        stats = torch.stack([self.sign_sum, self.sign_count])
+        stats = torch.stack([self.sign_sum, self.sign_count, self.image_count])
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(stats)
-        self.sign_sum.zero_()
-        self.sign_count.zero_()
+        for buffer in (self.sign_sum, self.sign_count, self.image_count):
+            buffer.zero_()
         if stats[1] == 0:
             return float("nan")
         r = float(stats[0] / stats[1])
-        step = self.delta if r > self.target else -self.delta
+        step = float(stats[2]) / self.speed_images * (1.0 if r > self.target else -1.0)
         self.p.copy_(torch.clamp(self.p + step, 0.0, 1.0))
         return r

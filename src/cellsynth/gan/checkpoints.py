@@ -27,6 +27,10 @@ from cellsynth.io import atomic_path
 
 CHECKPOINT_FORMAT = "cellsynth-gan-checkpoint"
 GENERATOR_FORMAT = "cellsynth-generator"
+GENERATOR_VERSION = 2
+"""Version 2 records the generator's ``padding`` and ``upsample_blur`` (issue 17); files of
+version 1 were written by generators with zero padding and no upsampling blur."""
+_VERSION_1_NETWORK = {"padding": "zeros", "upsample_blur": False}
 
 
 def save_torch(obj: dict[str, Any], path: str | Path) -> None:
@@ -75,9 +79,9 @@ def generator_record(generator: torch.nn.Module, config: dict[str, Any], step: i
         More entries to record (e.g. ``{"data": [...]}``).
     """
     weights = {k: v.detach().to("cpu", torch.float16) for k, v in generator.state_dict().items()}
-    return {"format": GENERATOR_FORMAT, "version": 1, "kind": config["kind"], "network": generator.config,
-            "state_dict": weights, "step": step, "alpha": config["alpha"], "beta": config["beta"],
-            "training": config, **(meta or {})}
+    return {"format": GENERATOR_FORMAT, "version": GENERATOR_VERSION, "kind": config["kind"],
+            "network": generator.config, "state_dict": weights, "step": step, "alpha": config["alpha"],
+            "beta": config["beta"], "training": config, **(meta or {})}
 
 
 def read_generator(path: str | Path) -> dict[str, Any]:
@@ -102,17 +106,22 @@ def read_generator(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CellsynthError(f"model file not found: {path}; give a generator.pt from `cellsynth train`")
     try:
-        return load_checkpoint(path, GENERATOR_FORMAT)
+        record = load_checkpoint(path, GENERATOR_FORMAT)
     except CellsynthError:
         pass
+    else:
+        if record.get("version", 1) < 2:
+            record["network"] = {**_VERSION_1_NETWORK, **record["network"]}
+        return record
     try:
         ckpt = load_checkpoint(path, CHECKPOINT_FORMAT)
     except CellsynthError:
         raise CellsynthError(f"{path} is neither a cellsynth generator nor a training checkpoint; "
                              "give a generator.pt or checkpoint.pt from `cellsynth train`") from None
     c = ckpt["config"]
-    return {"kind": c["kind"], "network": {"in_channels": 2, "width": c["width"], "depth": c["depth"],
-                                           "out_channels": 1, "noise": c["noise"]},
+    network = {"in_channels": 2, "width": c["width"], "depth": c["depth"], "out_channels": 1, "noise": c["noise"],
+               **{k: c.get(k, old) for k, old in _VERSION_1_NETWORK.items()}}
+    return {"kind": c["kind"], "network": network,
             "state_dict": ckpt.get("generator_ema", ckpt["generator"]), "step": ckpt["step"], "alpha": c["alpha"],
             "beta": c["beta"], "training": c}
 

@@ -31,8 +31,16 @@ class TrainConfig:
     the generator that is saved (``generator.pt``) is an exponential moving average of the
     trained weights with this half-life in steps (as in StyleGAN; 0 saves the trained weights);
     it evens out the step-to-step swings of GAN training, which are large with batch 1 on small
-    data. ADA: ``p`` starts at ``ada_p`` and moves by ``ada_delta`` every ``ada_epochs`` epochs
-    towards r = ``ada_target``; an epoch is ``patches_per_image`` patches of every training image.
+    data. ADA: ``p`` starts at ``ada_p`` and every ``ada_interval`` steps moves towards
+    r = ``ada_target`` by the real images seen divided by ``ada_images`` (stylegan2-ada's bounded
+    speed); an epoch is ``patches_per_image`` patches of every training image.
+
+    Simulated masks (``simulated``, a preset): the generator also renders masks simulated with
+    the preset, and the discriminator compares those images with real patches (unpaired,
+    weight ``w_simulated``), so that the generator learns to render the masks users give it,
+    not only the real ones. ``w_consistency`` keeps the structure where the simulated mask
+    says: a segmenter trained on the real pairs before the GAN (``segmenter_steps``), then
+    frozen, must recover the mask from the generated image (:mod:`cellsynth.gan.consistency`).
 
     Each field's ``metadata["help"]`` is the help of its ``cellsynth train`` flag.
 
@@ -49,6 +57,9 @@ class TrainConfig:
     width: int = _option(16, "generator base width (channels of the first level)")
     depth: int = _option(3, "generator levels (2x downsamplings)")
     noise: bool = _option(True, "noise injection in the generator")
+    padding: str = _option("replicate", "padding of the generator's 3x3x3 convolutions (zeros: the generators "
+                                        "before issue 17)", choices=("zeros", "reflect", "replicate"))
+    upsample_blur: bool = _option(True, "fixed [1 2 1]/4 filter after each pixel shuffle (removes its checkerboard)")
     d_width: int = _option(16, "discriminator base width")
     d_layers: int = _option(3, "discriminator strided layers")
     d_norm: str = _option("instance", "discriminator normalization", choices=("instance", "none"))
@@ -67,8 +78,9 @@ class TrainConfig:
                                         "half-life in steps (steadier results; 0: the trained weights)",
                                    metavar="STEPS")
     ada_target: float = _option(0.6, "ADA target of r = E[sign(D(real))]")
-    ada_delta: float = _option(0.05, "ADA step of p")
-    ada_epochs: float = _option(1.0, "epochs between ADA updates (e_aug)")
+    ada_images: float = _option(1000.0, "real images over which ADA's p can move by at most 1 (stylegan2-ada: "
+                                        "ada_kimg x 1000)")
+    ada_interval: int = _option(4, "steps between ADA updates")
     ada_p: float = _option(0.0, "initial augmentation probability")
     patches_per_image: int = _option(1, "patches per image per epoch (paper: 1)")
     foreground_bias: float = _option(0.5, "probability of centring a patch on a structure voxel")
@@ -84,6 +96,13 @@ class TrainConfig:
         None, "voxel size in µm for files that record none", metavar=("Z", "Y", "X"))
     membrane_thickness: float | None = _option(
         None, "membrane wall thickness in µm (membranes; default: the simulation's, 1 µm)", metavar="UM")
+    simulated: str | None = _option(None, "preset (name or YAML) whose simulated masks the generator also renders, "
+                                          "judged against real patches (unpaired)", metavar="PRESET")
+    simulated_pool: int = _option(8, "simulated samples made at the start (seeded by --seed) to draw patches from")
+    w_simulated: float = _option(1.0, "weight of the adversarial loss on images of simulated masks")
+    w_consistency: float = _option(0.0, "weight of the consistency loss: a frozen segmenter trained on the real "
+                                        "pairs must recover the simulated mask from its image")
+    segmenter_steps: int = _option(300, "training steps of that segmenter (before the GAN)")
     seed: int = _option(0, "random seed (runs reproduce bit for bit on CPU)")
 
     @classmethod

@@ -5,9 +5,10 @@ a folder with ``images/`` and ``labels/`` holding TIFF pairs matched by name. La
 the structure the generator sees through the simulation's own function
 (:func:`cellsynth.simulate.annotations.structure_mask`: nuclei foreground, or membranes
 with the same wall definition as simulated samples); the positional map comes from the
-same functions synthesis uses (:func:`cellsynth.conditioning.foreground_from_image` and
-:func:`cellsynth.conditioning.positional_map`), so alpha and beta mean the same in
-training and synthesis.
+same functions synthesis uses (:func:`cellsynth.conditioning.organism_from_labels`, the
+organism a labels file gets, and :func:`cellsynth.conditioning.positional_map`), so the
+organism, alpha and beta mean the same in training and synthesis. A crop taken inside a
+tissue is organism up to its border, like a simulated ``box`` organism, and its map is 1.
 
 Whole volumes are prepared once and kept in memory; a patch is a slice plus a flip or
 rotation, which takes well under a millisecond, so the loader never holds the training
@@ -42,18 +43,18 @@ class TrainingVolume:
     name
         File name, for messages and logs.
     image
-        float32 in [0, 1] after percentile normalization.
+        float32 in [0, 1] after percentile normalization; None for a simulated annotation
+        (masks without an image, :mod:`cellsynth.gan.simulated`).
     mask
         uint8 structure mask (0/1).
     positional
-        float32 positional map (Eq. 1), computed on the whole volume before the hold-out
-        part was cut off.
+        float32 positional map (Eq. 1) of the organism of the training part's labels.
     voxel_size
         µm (z, y, x).
     """
 
     name: str
-    image: np.ndarray
+    image: np.ndarray | None
     mask: np.ndarray
     positional: np.ndarray
     voxel_size: VoxelSize
@@ -158,7 +159,7 @@ def load_volumes(paths: Sequence[str | Path], kind: str, *, voxel_size: VoxelSiz
     membrane_thickness_um
         Wall thickness for membranes (the simulation's default when None).
     """
-    from cellsynth.conditioning import foreground_from_image, positional_map
+    from cellsynth.conditioning import organism_from_labels, positional_map
     from cellsynth.simulate.annotations import structure_mask
 
     if kind not in ("nuclei", "membranes"):
@@ -167,12 +168,12 @@ def load_volumes(paths: Sequence[str | Path], kind: str, *, voxel_size: VoxelSiz
     volumes = []
     for name, image_file, label_file in find_pairs(paths):
         raw, labels, voxel = read_pair(image_file, label_file, voxel_size)
-        image = normalize_image(raw, *percentiles)
+        train, _ = split_regions(raw.shape, holdout, holdout_axis)
+        image = normalize_image(raw[train], *percentiles)
+        labels = labels[train]
         mask = structure_mask(labels, kind, voxel, **extra).astype(np.uint8)
-        positional = positional_map(foreground_from_image(image, voxel), voxel, alpha, beta)
-        train, _ = split_regions(image.shape, holdout, holdout_axis)
-        volumes.append(TrainingVolume(name, np.ascontiguousarray(image[train]), np.ascontiguousarray(mask[train]),
-                                      np.ascontiguousarray(positional[train]), voxel))
+        positional = positional_map(organism_from_labels(labels, voxel), voxel, alpha, beta)
+        volumes.append(TrainingVolume(name, image, mask, positional, voxel))
     return volumes
 
 
@@ -182,7 +183,8 @@ class PatchSampler:
     Parameters
     ----------
     volumes
-        Prepared volumes; those smaller than ``patch`` in some axis are skipped.
+        Prepared volumes; those smaller than ``patch`` in some axis are skipped. Either
+        all have images, or none (simulated annotations: only masks and maps are drawn).
     patch
         Patch size (z, y, x) in voxels.
     rng
@@ -202,11 +204,14 @@ class PatchSampler:
                  paired: bool = True, foreground_bias: float = 0.5, flips: bool = True,
                  rotations: bool = True) -> None:
         self.patch = tuple(int(p) for p in patch)
-        self.volumes = [v for v in volumes if all(s >= p for s, p in zip(v.image.shape, self.patch))]
+        self.volumes = [v for v in volumes if all(s >= p for s, p in zip(v.mask.shape, self.patch))]
         if not self.volumes:
-            sizes = ", ".join(f"{v.name} {v.image.shape}" for v in volumes)
+            sizes = ", ".join(f"{v.name} {v.mask.shape}" for v in volumes)
             raise CellsynthError(f"--patch {' '.join(map(str, self.patch))} is larger than every training image "
                                  f"(training parts: {sizes}); choose a smaller --patch")
+        self.masks_only = all(v.image is None for v in self.volumes)
+        if not self.masks_only and any(v.image is None for v in self.volumes):
+            raise CellsynthError("give volumes that all have an image, or none (simulated annotations)")
         self.rng, self.paired = rng, paired
         self.foreground_bias, self.flips, self.rotations = float(foreground_bias), flips, rotations
         self._structure = []
@@ -217,7 +222,7 @@ class PatchSampler:
             self._structure.append(coords)
 
     def _corner(self, index: int, biased: bool) -> np.ndarray:
-        shape = np.array(self.volumes[index].image.shape)
+        shape = np.array(self.volumes[index].mask.shape)
         high = shape - self.patch
         coords = self._structure[index]
         if biased and len(coords):
@@ -248,7 +253,8 @@ class PatchSampler:
         dict
             ``mask`` and ``positional`` (the generator's input), ``image`` and
             ``image_positional`` (the real image and its own positional map; in paired mode
-            the image is aligned with the mask), each float32 ``(batch, 1, Z, Y, X)``.
+            the image is aligned with the mask; not for masks-only volumes), each float32
+            ``(batch, 1, Z, Y, X)``.
         """
         out: dict[str, list[np.ndarray]] = {"mask": [], "positional": [], "image": [], "image_positional": []}
         for _ in range(batch):
@@ -256,6 +262,11 @@ class PatchSampler:
             biased = self.rng.random() < self.foreground_bias
             corner = self._corner(i, biased)
             v = self.volumes[i]
+            if self.masks_only:
+                mask, pos = self._transform([self._crop(v.mask, corner), self._crop(v.positional, corner)])
+                out["mask"].append(mask)
+                out["positional"].append(pos)
+                continue
             if self.paired:
                 mask, pos, image = self._transform([self._crop(a, corner) for a in (v.mask, v.positional, v.image)])
                 image_pos = pos
@@ -267,4 +278,4 @@ class PatchSampler:
                 image, image_pos = self._transform([self._crop(w.image, corner_j), self._crop(w.positional, corner_j)])
             for key, value in zip(out, (mask, pos, image, image_pos)):
                 out[key].append(value)
-        return {k: np.stack(v)[:, None].astype(np.float32) for k, v in out.items()}
+        return {k: np.stack(v)[:, None].astype(np.float32) for k, v in out.items() if v}

@@ -11,6 +11,22 @@ is a fixed function of the inputs inside its receptive field (:attr:`UNetGenerat
 tiles cropped by the halo stitch exactly. A small network with Kaiming initialisation,
 LeakyReLU and RAdam trains stably without normalization.
 
+Artifacts, measured on the generators shipped before (issue 17): they drew a period-2
+checkerboard (spectral peaks 7-50 times their neighbours, with constant input and with the
+noise switched off, so from the upsampling path) and a band along the volume border (the
+first planes at 0.46 of the mean; gone when the input was mirrored instead of zero-padded).
+Two settings remove the causes:
+
+- ``upsample_blur``: a fixed binomial [1, 2, 1] / 4 filter along each axis after every
+  pixel shuffle. The shuffle gives each of the 8 sub-voxels its own weights, so any
+  difference between them repeats every 2 voxels; the filter has zero response at that
+  frequency (a zero-order hold twice, Sugawara et al. 2019), so a constant input gives a
+  constant output whatever the weights learn. ICNR initialization (Aitken et al. 2017)
+  only starts the weights equal; training moves them apart.
+- ``padding``: the 3x3x3 convolutions repeat the edge voxels (``"replicate"``) instead of padding with zeros,
+  so voxels near a patch side see image-like context in training and at synthesis, and
+  the tiler mirrors the input at the volume border (:func:`cellsynth.tiling.synthesize_tiled`).
+
 Optional noise injection (as in StyleGAN): a standard normal noise volume, scaled per
 channel by learned weights (initialised to :data:`NOISE_INIT`), is added at full
 resolution before the last decoder block. It lets the generator draw camera-like noise
@@ -55,12 +71,38 @@ class PixelShuffle3d(nn.Module):
         return pixel_shuffle_3d(x, self.factor)
 
 
-def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
+PADDINGS = ("zeros", "reflect", "replicate")
+"""Padding modes of the generator's 3x3x3 convolutions."""
+
+
+def _conv_block(c_in: int, c_out: int, padding: str = "zeros") -> nn.Sequential:
     """Two 3x3x3 convolutions with LeakyReLU (no normalization; see module notes)."""
     return nn.Sequential(
-        nn.Conv3d(c_in, c_out, 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv3d(c_out, c_out, 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv3d(c_in, c_out, 3, padding=1, padding_mode=padding), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv3d(c_out, c_out, 3, padding=1, padding_mode=padding), nn.LeakyReLU(0.2, inplace=True),
     )
+
+
+class BinomialBlur3d(nn.Module):
+    """Fixed low-pass ``[1, 2, 1] / 4`` along z, y and x, per channel, edges replicated.
+
+    Its response ``cos(w / 2) ** 2`` is 0 at the Nyquist frequency, so it removes any
+    pattern of period 2, such as the checkerboard of a pixel shuffle.
+
+    Examples
+    --------
+    >>> checker = (torch.arange(8)[:, None, None] + torch.arange(8)[:, None] + torch.arange(8)) % 2
+    >>> out = BinomialBlur3d()(checker.float().view(1, 1, 8, 8, 8))
+    >>> float(out[0, 0, 1:-1, 1:-1, 1:-1].std())
+    0.0
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for axis in (2, 3, 4):
+            n = x.shape[axis]
+            padded = torch.cat([x.narrow(axis, 0, 1), x, x.narrow(axis, n - 1, 1)], dim=axis)
+            x = 0.25 * (padded.narrow(axis, 0, n) + padded.narrow(axis, 2, n)) + 0.5 * x
+        return x
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -70,7 +112,7 @@ def _init_weights(module: nn.Module) -> None:
 
 
 def _icnr_(conv: nn.Conv3d, factor: int = 2) -> None:
-    """ICNR initialisation (Aitken et al. 2017) of a convolution followed by a pixel shuffle.
+    """ICNR initialization (Aitken et al. 2017) of a convolution followed by a pixel shuffle.
 
     All ``factor**3`` sub-voxels of an output channel start with the same weights, so the
     shuffle starts as nearest-neighbour upsampling: no checkerboard artefacts.
@@ -98,6 +140,10 @@ class UNetGenerator(nn.Module):
         Output image channels (1).
     noise
         Inject learned-scale Gaussian noise at full resolution (see module notes).
+    padding
+        Padding mode of the 3x3x3 convolutions, one of :data:`PADDINGS`.
+    upsample_blur
+        A :class:`BinomialBlur3d` after every pixel shuffle (see module notes).
 
     Examples
     --------
@@ -107,26 +153,29 @@ class UNetGenerator(nn.Module):
     """
 
     def __init__(self, in_channels: int = 2, width: int = 16, depth: int = 3, out_channels: int = 1,
-                 noise: bool = False) -> None:
+                 noise: bool = False, padding: str = "replicate", upsample_blur: bool = True) -> None:
         super().__init__()
         if depth < 1 or width < 1:
             raise ValueError(f"depth and width must be positive, got depth={depth}, width={width}")
-        self.config = {"in_channels": in_channels, "width": width, "depth": depth,
-                       "out_channels": out_channels, "noise": noise}
-        self.depth = depth
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+        self.config = {"in_channels": in_channels, "width": width, "depth": depth, "out_channels": out_channels,
+                       "noise": noise, "padding": padding, "upsample_blur": upsample_blur}
+        self.depth, self.upsample_blur = depth, upsample_blur
         widths = [width * 2**level for level in range(depth + 1)]
-        self.encoders = nn.ModuleList([_conv_block(in_channels, widths[0])])
+        self.encoders = nn.ModuleList([_conv_block(in_channels, widths[0], padding)])
         self.downs = nn.ModuleList()
         for level in range(depth):
             self.downs.append(nn.Sequential(nn.Conv3d(widths[level], widths[level], 2, stride=2),
                                             nn.LeakyReLU(0.2, inplace=True)))
-            self.encoders.append(_conv_block(widths[level], widths[level + 1]))
+            self.encoders.append(_conv_block(widths[level], widths[level + 1], padding))
         self.ups = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for level in reversed(range(depth)):
+            blur = [BinomialBlur3d()] if upsample_blur else []
             self.ups.append(nn.Sequential(nn.Conv3d(widths[level + 1], widths[level] * 8, 1), PixelShuffle3d(2),
-                                          nn.LeakyReLU(0.2, inplace=True)))
-            self.decoders.append(_conv_block(2 * widths[level], widths[level]))
+                                          *blur, nn.LeakyReLU(0.2, inplace=True)))
+            self.decoders.append(_conv_block(2 * widths[level], widths[level], padding))
         self.head = nn.Conv3d(widths[0], out_channels, 1)
         self.apply(_init_weights)
         for up in self.ups:
@@ -145,18 +194,20 @@ class UNetGenerator(nn.Module):
         Level ``l`` works on a grid of spacing ``2**l``: each 3x3x3 convolution there
         widens the field by ``2**l`` voxels on each side, each 2x2x2 strided downsampling
         by up to ``2**l``; the 1x1x1 convolution and the pixel shuffle add nothing beyond
-        the sub-voxel offset, counted with the downsampling.
+        the sub-voxel offset, counted with the downsampling; the upsampling blur of level
+        ``l + 1`` adds ``2**l``.
         """
         encoder = sum(2 * 2**level + 2**level for level in range(self.depth))
         bottleneck = 2 * 2**self.depth
-        decoder = sum(2 * 2**level for level in range(self.depth))
+        decoder = sum((3 if self.upsample_blur else 2) * 2**level for level in range(self.depth))
         return encoder + bottleneck + decoder
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, logits: bool = False) -> torch.Tensor:
         """Map ``(N, in_channels, Z, Y, X)`` to ``(N, out_channels, Z, Y, X)`` in (0, 1).
 
         ``noise`` (``(N, 1, Z, Y, X)``, standard normal) is used where the network was built
-        with ``noise=True``; it is drawn from torch's generator when omitted.
+        with ``noise=True``; it is drawn from torch's generator when omitted. ``logits``
+        returns the values before the sigmoid (for a numerically safe cross-entropy).
         """
         m = self.size_multiple
         if any(s % m for s in x.shape[2:]):
@@ -175,7 +226,8 @@ class UNetGenerator(nn.Module):
                     noise = torch.randn((h.shape[0], 1, *h.shape[2:]), device=h.device, dtype=h.dtype)
                 h = h + self.noise_weight.view(1, -1, 1, 1, 1).to(h.dtype) * noise.to(h.dtype)
             h = decoder(h)
-        return torch.sigmoid(self.head(h))
+        out = self.head(h)
+        return out if logits else torch.sigmoid(out)
 
 
 class PatchGAN3D(nn.Module):

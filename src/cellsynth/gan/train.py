@@ -8,7 +8,7 @@ A run lives in one folder::
       generator.pt     the generator alone (fp16), for ``cellsynth synthesize --model``
       generators/      with ``keep_generators``: the generator of every checkpoint
       log.csv          one row per logged step: losses, r, p, data and step times
-      previews/        PNGs of mask | real | generated centre slices
+      previews/        PNGs of mask | real | generated centre slices (and simulated mask | generated)
 
 A checkpoint holds everything that influences later steps, so a resumed run continues
 exactly: on CPU it ends with the same weights as an uninterrupted run. A killed run loses
@@ -42,6 +42,7 @@ from cellsynth.errors import CellsynthError
 from cellsynth.gan.augment import AdaptiveAugment
 from cellsynth.gan.checkpoints import CHECKPOINT_FORMAT, generator_record, load_checkpoint, save_torch
 from cellsynth.gan.config import TrainConfig
+from cellsynth.gan.consistency import SEGMENTER_DEPTH, SEGMENTER_WIDTH, consistency_loss, train_structure_segmenter
 from cellsynth.gan.data import PatchSampler, TrainingVolume
 from cellsynth.gan.losses import discriminator_loss, generator_adversarial_loss, l1_loss
 from cellsynth.gan.networks import PatchGAN3D, UNetGenerator
@@ -49,8 +50,8 @@ from cellsynth.io import atomic_path
 from cellsynth.progress import progress_bar
 
 RUN_FORMAT = "cellsynth-train-run"
-LOG_COLUMNS = ("step", "epoch", "loss_d", "loss_g_adv", "loss_identity", "loss_paired", "r_batch", "r", "p",
-               "data_s", "step_s")
+LOG_COLUMNS = ("step", "epoch", "loss_d", "loss_g_adv", "loss_simulated", "loss_identity", "loss_paired",
+               "loss_consistency", "r_batch", "r", "p", "data_s", "step_s")
 
 
 def _distributed() -> tuple[int, int]:
@@ -93,9 +94,11 @@ class Trainer:
         self.config, self.device, self.amp = config, torch.device(device), amp
         self.rank, self.world = _distributed()
         torch.manual_seed(config.seed)  # identical initial networks in every process
-        self.generator = UNetGenerator(2, config.width, config.depth, noise=config.noise).to(self.device)
+        self.generator = UNetGenerator(2, config.width, config.depth, noise=config.noise, padding=config.padding,
+                                       upsample_blur=config.upsample_blur).to(self.device)
         self.discriminator = PatchGAN3D(2, config.d_width, config.d_layers, config.d_norm).to(self.device)
-        self.ada = AdaptiveAugment(p=config.ada_p, target=config.ada_target, delta=config.ada_delta).to(self.device)
+        self.ada = AdaptiveAugment(p=config.ada_p, target=config.ada_target,
+                                   speed_images=config.ada_images).to(self.device)
         for p in config.patch:
             if p % self.generator.size_multiple:
                 raise CellsynthError(f"--patch sides must be multiples of {self.generator.size_multiple} "
@@ -103,7 +106,7 @@ class Trainer:
         if min(config.patch) < 3 * 2**config.d_layers:
             raise CellsynthError(f"--patch sides must be at least {3 * 2**config.d_layers} for the "
                                  f"discriminator with {config.d_layers} layers; use a larger --patch or fewer --d-layers")
-        for name in ("w_adv", "w_identity", "w_paired"):
+        for name in ("w_adv", "w_identity", "w_paired", "w_simulated", "w_consistency"):
             if not getattr(config, name) >= 0:
                 raise CellsynthError(f"--{name.replace('_', '-')} must be a weight >= 0, got {getattr(config, name)}")
         if not config.ema_half_life >= 0:
@@ -119,7 +122,24 @@ class Trainer:
                                     flips=config.flips, rotations=config.rotations)
         self.steps_per_epoch = max(1, math.ceil(len(self.sampler.volumes) * config.patches_per_image
                                                 / (config.batch * self.world)))
-        self.ada_interval = max(1, round(config.ada_epochs * self.steps_per_epoch))
+        if config.ada_interval < 1:
+            raise CellsynthError(f"--ada-interval must be at least 1 step, got {config.ada_interval}")
+        self.simulated = None
+        if config.simulated:
+            from cellsynth.gan.simulated import simulated_volumes
+
+            pool = simulated_volumes(config.simulated, config.simulated_pool, config.seed, kind=config.kind,
+                                     voxel_size=self.sampler.volumes[0].voxel_size,
+                                     membrane_thickness_um=config.membrane_thickness, alpha=config.alpha,
+                                     beta=config.beta)
+            self.simulated = PatchSampler(pool, config.patch, np.random.default_rng([config.seed, self.rank, 1]),
+                                          foreground_bias=config.foreground_bias, flips=config.flips,
+                                          rotations=config.rotations)
+        elif config.w_consistency > 0:
+            raise CellsynthError("--w-consistency needs --simulated PRESET (it applies to images of simulated masks)")
+        self.segmenter: torch.nn.Module | None = None
+        maps = [v.positional for v in self.sampler.volumes + (self.simulated.volumes if self.simulated else [])]
+        self.positional_range = (float(min(m.min() for m in maps)), float(max(m.max() for m in maps)))
         self.step, self.last_r = 0, float("nan")
         if self.world > 1:
             for tensor in [*self.generator.state_dict().values(), *self.discriminator.state_dict().values()]:
@@ -133,19 +153,46 @@ class Trainer:
     def _autocast(self) -> Any:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
+    def _segmenter(self) -> torch.nn.Module:
+        """The frozen structure segmenter of the consistency term, trained on first use
+        (:func:`cellsynth.gan.consistency.train_structure_segmenter`) without touching the
+        run's random streams, or restored from the checkpoint."""
+        if self.segmenter is None:
+            with torch.random.fork_rng(devices=[]):
+                self.segmenter = train_structure_segmenter(self.sampler.volumes, self.config.patch,
+                                                           self.config.segmenter_steps, self.config.seed,
+                                                           device=self.device)
+        return self.segmenter
+
     def train_step(self) -> dict[str, float]:
-        """Draw a batch and update the discriminator, then the generator; return the step's figures."""
+        """Draw a batch and update the discriminator, then the generator; return the step's figures.
+
+        With ``simulated``, the generator also renders a batch of simulated masks; the
+        discriminator sees those images as fakes beside the images of the real masks, and the
+        generator is scored on both (weights ``w_adv`` and ``w_simulated``), plus the
+        consistency term on the simulated ones (``w_consistency``).
+        """
         c = self.config
+        segmenter = self._segmenter() if c.w_consistency > 0 else None
         t0 = time.perf_counter()
         batch = {k: torch.from_numpy(v).to(self.device) for k, v in self.sampler.sample(c.batch).items()}
+        if self.simulated is not None:
+            sim = self.simulated.sample(c.batch)
+            batch["sim_mask"], batch["sim_positional"] = (torch.from_numpy(sim[k]).to(self.device)
+                                                          for k in ("mask", "positional"))
         data_s = time.perf_counter() - t0
         mask, pos, real, real_pos = batch["mask"], batch["positional"], batch["image"], batch["image_positional"]
+        fake_pos = torch.cat([pos, batch["sim_positional"]]) if self.simulated is not None else pos
+        n = mask.shape[0]
 
         self.discriminator.requires_grad_(True)
         with self._autocast():
-            fake = self.generator(torch.cat([mask, pos], 1))
-            scores = self.discriminator(self.ada(torch.cat([real, fake.detach()])), torch.cat([real_pos, pos]))
-            real_scores, fake_scores = scores.chunk(2)
+            inputs = torch.cat([mask, pos], 1)
+            if self.simulated is not None:
+                inputs = torch.cat([inputs, torch.cat([batch["sim_mask"], batch["sim_positional"]], 1)])
+            fakes = self.generator(inputs)
+            scores = self.discriminator(self.ada(torch.cat([real, fakes.detach()])), torch.cat([real_pos, fake_pos]))
+            real_scores, fake_scores = scores[:n], scores[n:]
             loss_d = discriminator_loss(real_scores, fake_scores, c.loss)
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
@@ -154,10 +201,19 @@ class Trainer:
         self.ada.accumulate(real_scores)
 
         self.discriminator.requires_grad_(False)
+        zero = torch.zeros((), device=self.device)
         with self._autocast():
-            loss_adv = generator_adversarial_loss(self.discriminator(self.ada(fake), pos), c.loss)
+            fake_scores = self.discriminator(self.ada(fakes), fake_pos)
+            fake = fakes[:n]
+            loss_adv = generator_adversarial_loss(fake_scores[:n], c.loss)
             loss = c.w_adv * loss_adv
-            loss_id = loss_paired = torch.zeros((), device=self.device)
+            loss_sim = loss_id = loss_paired = loss_consistency = zero
+            if self.simulated is not None:
+                loss_sim = generator_adversarial_loss(fake_scores[n:], c.loss)
+                loss = loss + c.w_simulated * loss_sim
+            if segmenter is not None:
+                loss_consistency = consistency_loss(segmenter, fakes[n:], batch["sim_mask"])
+                loss = loss + c.w_consistency * loss_consistency
             if c.w_identity > 0:
                 loss_id = l1_loss(real, self.generator(torch.cat([real, real_pos], 1)))
                 loss = loss + c.w_identity * loss_id
@@ -172,14 +228,18 @@ class Trainer:
             self._update_ema()
 
         self.step += 1
-        if self.step % self.ada_interval == 0:
+        if self.step % c.ada_interval == 0:
             self.last_r = self.ada.update()
+        preview = [mask, real, fake]
+        if self.simulated is not None:
+            preview += [batch["sim_mask"], fakes[n:]]
         return {"step": self.step, "epoch": self.step / self.steps_per_epoch, "loss_d": float(loss_d.detach()),
-                "loss_g_adv": float(loss_adv.detach()), "loss_identity": float(loss_id.detach()),
-                "loss_paired": float(loss_paired.detach()),
+                "loss_g_adv": float(loss_adv.detach()), "loss_simulated": float(loss_sim.detach()),
+                "loss_identity": float(loss_id.detach()), "loss_paired": float(loss_paired.detach()),
+                "loss_consistency": float(loss_consistency.detach()),
                 "r_batch": float(torch.sign(real_scores.detach().float()).mean()), "r": self.last_r,
                 "p": float(self.ada.p), "data_s": data_s, "step_s": time.perf_counter() - t0,
-                "_preview": (mask, real, fake)}
+                "_preview": preview}
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -193,6 +253,8 @@ class Trainer:
     def _rng_state(self) -> dict[str, Any]:
         state = {"torch": torch.get_rng_state(), "numpy": self.sampler.rng.bit_generator.state,
                  "python": random.getstate()}
+        if self.simulated is not None:
+            state["numpy_simulated"] = self.simulated.rng.bit_generator.state
         if self.device.type == "cuda":
             state["cuda"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -207,7 +269,8 @@ class Trainer:
                 "last_r": self.last_r, "world_size": self.world, "generator": self.generator.state_dict(),
                 "discriminator": self.discriminator.state_dict(), "ada": self.ada.state_dict(),
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "rng": rng,
-                **({"generator_ema": self.generator_ema.state_dict()} if self.generator_ema is not None else {})}
+                **({"generator_ema": self.generator_ema.state_dict()} if self.generator_ema is not None else {}),
+                **({"segmenter": self.segmenter.state_dict()} if self.segmenter is not None else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state from :meth:`state_dict` (same configuration, same number of processes)."""
@@ -222,18 +285,26 @@ class Trainer:
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.step, self.last_r = int(state["step"]), float(state["last_r"])
+        if "segmenter" in state:  # built before the random states are restored: its initialization draws
+            self.segmenter = UNetGenerator(1, SEGMENTER_WIDTH, SEGMENTER_DEPTH).to(self.device)
+            self.segmenter.load_state_dict(state["segmenter"])
+            self.segmenter.eval().requires_grad_(False)
         rng = state["rng"][self.rank]
         torch.set_rng_state(rng["torch"])
         self.sampler.rng.bit_generator.state = rng["numpy"]
+        if self.simulated is not None:
+            self.simulated.rng.bit_generator.state = rng["numpy_simulated"]
         random.setstate(_as_tuple(rng["python"]))
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
 
     def generator_state(self, meta: dict[str, Any] | None = None) -> dict[str, Any]:
         """The content of a generator file (:func:`cellsynth.gan.checkpoints.generator_record`):
-        the averaged generator with ``ema_half_life``, else the trained one."""
+        the averaged generator with ``ema_half_life``, else the trained one, and the range of
+        positional map values it was trained on."""
         generator = self.generator_ema if self.generator_ema is not None else self.generator
-        return generator_record(generator, asdict(self.config), self.step, meta)
+        return generator_record(generator, asdict(self.config), self.step,
+                                {"positional_range": list(self.positional_range), **(meta or {})})
 
 
 def _as_tuple(value: Any) -> Any:
@@ -244,12 +315,13 @@ def _as_tuple(value: Any) -> Any:
 # ---------------------------------------------------------------------- files of a run
 
 
-def _write_preview(path: Path, mask: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> None:
-    """Save the centre z slices of mask | real | generated (first sample) as one PNG."""
+def _write_preview(path: Path, volumes: Sequence[torch.Tensor]) -> None:
+    """Save the centre z slices of the first sample of each of ``volumes`` side by side as one PNG
+    (mask | real | generated, then simulated mask | its image when training on simulated masks)."""
     import matplotlib.image
 
-    z = mask.shape[2] // 2
-    row = [t[0, 0, z].detach().float().cpu().numpy() for t in (mask, real, fake)]
+    z = volumes[0].shape[2] // 2
+    row = [t[0, 0, z].detach().float().cpu().numpy() for t in volumes]
     with atomic_path(path) as tmp:
         matplotlib.image.imsave(tmp, np.concatenate(row, axis=1), cmap="gray", vmin=0, vmax=1, format="png")
 
@@ -382,7 +454,7 @@ def train(config: TrainConfig, volumes: Sequence[TrainingVolume], out: str | Pat
                 log.write(row)
                 bar.set_postfix(d=f"{row['loss_d']:.3f}", g=f"{row['loss_g_adv']:.3f}", p=f"{row['p']:.2f}")
             if preview_every and trainer.step % preview_every == 0:
-                _write_preview(out / "previews" / f"step_{trainer.step:07d}.png", *preview)
+                _write_preview(out / "previews" / f"step_{trainer.step:07d}.png", preview)
         if trainer.step % checkpoint_every == 0 or trainer.step == steps:
             checkpoint()
     bar.close()
