@@ -15,13 +15,20 @@ bounding-box voxel tested against the exact radial function (no angular-grid pre
 and every voxel of the volume per nucleus (the reference's cost structure; extrapolated
 from a 1 M voxel slab).
 
-Usage: python benchmarks/bench_simulation.py [--repeats 3] [--quick]
+With ``--baseline-src DIR`` (the ``src`` folder of another checkout, e.g. ``/work/main/src``)
+every whole command also runs with that code, alternating run by run with ours, and the ratio
+of the medians is printed: how much a change slowed the turn-1 targets. The packed-tissue
+case (``--packing cells``: elongated, oriented cells of varied size) runs with ours only and
+is compared with the Eq. 3 membranes of the same size.
+
+Usage: python benchmarks/bench_simulation.py [--repeats 3] [--quick] [--baseline-src DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -41,11 +48,13 @@ WRAPPER = (
 )
 
 
-def run_command(argv: list[str], out: Path) -> dict:
-    """Run `cellsynth ARGV --out OUT --overwrite` in a new process; wall time, peak RSS, stages."""
+def run_command(argv: list[str], out: Path, src: str | None = None) -> dict:
+    """Run `cellsynth ARGV --out OUT --overwrite` in a new process (with the package in ``src``,
+    else the one installed); wall time, peak RSS, stages."""
+    env = None if src is None else {**os.environ, "PYTHONPATH": src}
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", WRAPPER, *argv, "--out", str(out), "--overwrite"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"command failed: {' '.join(argv)}\n{proc.stderr}")
@@ -68,22 +77,38 @@ def fmt_stages(m: dict) -> str:
     return ", ".join(f"{k[:-2]} {v:.2f}" for k, v in m["stages"].items() if k != "total_s")
 
 
-def bench_commands(repeats: int, quick: bool, tmp: Path) -> None:
+def bench_commands(repeats: int, quick: bool, tmp: Path, baseline: str | None = None) -> None:
     nuclei = ["simulate", "nuclei", "--shape", "128", "512", "512", "--count", "200", "--radius", "9",
               "--radius-std", "1", "--smoothness", "5", "--sh-order", "20"]
+    membranes = ["simulate", "membranes", "--shape", "256", "256", "256", "--organism", "box", "--cell-size", "40"]
     print("\n== whole commands (fresh process each; median of %d) ==" % repeats)
-    print(f"{'command':50s} {'wall s':>7s} {'cpu s':>6s} {'target':>7s} {'peak MB':>8s}  stages (wall s)")
+    print(f"{'command':58s} {'wall s':>7s} {'cpu s':>6s} {'target':>7s} {'peak MB':>8s}  stages (wall s)")
     cases = [
-        ("nuclei 200, 128x512x512, ellipsoid organism", nuclei, 5.0),
-        ("nuclei 200, 128x512x512, box organism", nuclei + ["--organism", "box"], 5.0),
-        ("membranes 256^3 box, cell size 40", ["simulate", "membranes", "--shape", "256", "256", "256",
-                                              "--organism", "box", "--cell-size", "40"], 2.0),
+        ("nuclei 200, 128x512x512, ellipsoid organism", nuclei, 5.0, True),
+        ("nuclei 200, 128x512x512, box organism", nuclei + ["--organism", "box"], 5.0, True),
+        ("membranes 256^3 box, cell size 40", membranes, 2.0, True),
+        ("membranes 256^3 box, cell size 40, packed cells", membranes + [
+            "--packing", "cells", "--elongation", "2", "--flatness", "0.5", "--weight-spread", "0.25",
+            "--orientation-coherence", "40"], 4.0, False),
     ]
-    for name, argv, target in cases:
-        m = medians([run_command(argv, tmp / "s") for _ in range(repeats)])
+    results = {}
+    for name, argv, target, both in cases:
+        ours, theirs = [], []
+        for _ in range(repeats):
+            ours.append(run_command(argv, tmp / "s"))
+            if baseline and both:
+                theirs.append(run_command(argv, tmp / "b", baseline))
+        m = results[name] = medians(ours)
         inner = ", ".join(f"{k[:-2]} {v:.2f}" for k, v in m["inner"].items())
-        print(f"{name:50s} {m['wall']:7.2f} {m['cpu']:6.2f} {target:7.1f} {m['peak_mb']:8.0f}  {fmt_stages(m)}"
+        print(f"{name:58s} {m['wall']:7.2f} {m['cpu']:6.2f} {target:7.1f} {m['peak_mb']:8.0f}  {fmt_stages(m)}"
               + (f" [{inner}]" if inner else ""))
+        if theirs:
+            b = medians(theirs)
+            print(f"{'  baseline ' + baseline:58.58s} {b['wall']:7.2f} {b['cpu']:6.2f} {'':7s} {b['peak_mb']:8.0f}"
+                  f"  ours / baseline: wall {m['wall'] / b['wall']:.2f}x, cpu {m['cpu'] / b['cpu']:.2f}x")
+    packed, plain = results[cases[3][0]], results[cases[2][0]]
+    print(f"packed cells / Eq. 3 membranes (same volume): wall {packed['wall'] / plain['wall']:.2f}x, "
+          f"cpu {packed['cpu'] / plain['cpu']:.2f}x")
 
     print("\n== membranes scaling (box, cell size 40; median of %d) ==" % repeats)
     print(f"{'shape (Z Y X)':18s} {'Mvoxels':>8s} {'wall s':>7s} {'cpu s':>6s} {'membr. s':>9s} {'ns/voxel':>9s} "
@@ -139,9 +164,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="skip the largest membrane volume")
+    parser.add_argument("--baseline-src", metavar="DIR",
+                        help="also run every whole command with the package in DIR (e.g. /work/main/src)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        bench_commands(args.repeats, args.quick, Path(tmp))
+        bench_commands(args.repeats, args.quick, Path(tmp), args.baseline_src)
     bench_voxelisation(args.repeats)
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"]
     print(f"\nload average at the end: {' '.join(load)} (2 cores shared with other jobs: timings are noisy)")

@@ -93,6 +93,23 @@ def test_connect_cells_moves_a_stray_piece_to_the_neighbour_it_touches_most():
     assert moved == 4 and (fixed[0, 1:3, 6:8] == 2).all() and (fixed[0, :, :4] == 1).all()
 
 
+def test_connect_cells_leaves_one_piece_per_label_and_keeps_the_largest(rng):
+    # coarse random labels, upsampled: many cells in several pieces, pieces at the volume's faces
+    labels = np.kron(rng.integers(1, 6, (4, 6, 6)), np.ones((3, 3, 3), np.int64)).astype(np.int32)
+    labels[rng.random(labels.shape) < 0.05] = 7  # single-voxel pieces scattered everywhere
+    face = ndimage.generate_binary_structure(3, 1)
+    largest = {}
+    for value in np.unique(labels):
+        pieces, _ = ndimage.label(labels == value, structure=face)
+        largest[value] = pieces == np.argmax(np.bincount(pieces.ravel())[1:]) + 1
+    fixed, moved = connect_cells(labels.copy())
+    assert moved >= int((fixed != labels).sum()) > 0  # a piece may rejoin its label through one moved before
+    for value in np.unique(fixed):
+        assert ndimage.label(fixed == value, structure=face)[1] == 1
+    for value, keep in largest.items():
+        assert (fixed[keep] == value).all()
+
+
 def test_simulation_is_deterministic_and_reports_cells(rng):
     fg = _blob((24, 40, 40), VOXEL, np.array([18, 14, 18]), np.array([17, 13, 17]))
     seeds = rng.uniform(0, 1, (30, 3)) * np.array([24, 40, 40]) * VOXEL

@@ -19,7 +19,8 @@ from typing import Any
 from cellsynth import __version__
 from cellsynth.errors import CellsynthError
 
-COMMAND_ORDER = ("simulate", "shape_model", "synthesize", "train", "evaluate", "calibrate", "annotate", "dataset",
+COMMAND_ORDER = ("simulate", "shape_model", "synthesize", "train", "evaluate", "calibrate", "measure", "annotate",
+                 "dataset",
                  "export")
 
 
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parse_args(parser, argv)
+        args._argv = list(sys.argv[1:] if argv is None else argv)  # the command as typed, for records
         args.func(args)
     except CellsynthError as err:
         print(f"cellsynth: error: {err}", file=sys.stderr)

@@ -64,7 +64,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--membrane-thickness", type=float, metavar="UM",
                    help=f"membrane wall thickness in µm, symmetric about the wall (default {d['membrane_thickness']:g})")
     g.add_argument("--weight-spread", type=float, metavar="S",
-                   help=f"Voronoi weights gamma_j ~ U(1-S, 1+S); 0 gives flat walls (default {d['weight_spread']:g})")
+                   help=f"Voronoi weights gamma_j ~ U(1-S, 1+S), the cells' sizes; 0 gives flat walls "
+                        f"(default {d['weight_spread']:g})")
+    g.add_argument("--packing", choices=("points", "cells"), default="points",
+                   help="points: seeds cell-size/1.47 apart, then Eq. 3 (the paper, default); cells: seeds of "
+                        "non-overlapping ellipsoids with each cell's size and shape, each cell measuring distance "
+                        "in its own metric (elongated, oriented cells; the options below)")
+    g = membranes.add_argument_group("cell shape (with --packing cells)")
+    g.add_argument("--elongation", type=float, default=1.0, metavar="RATIO",
+                   help="long-to-short axis ratio of every cell's ellipsoid, volume preserving (default 1: round)")
+    g.add_argument("--flatness", type=float, default=0.0, metavar="F",
+                   help="middle axis = short axis x elongation^F: 0 cigars (default), 1 discs, 0.5 triaxial")
+    g.add_argument("--orientation", type=float, nargs=3, metavar=("Z", "Y", "X"),
+                   help="long-axis direction of all cells (default: random, see --orientation-coherence)")
+    g.add_argument("--orientation-coherence", type=float, default=0.0, metavar="UM",
+                   help="cells closer than about this many µm point alike (a smooth random field); "
+                        "0 orients every cell independently (default)")
+    g.add_argument("--stretch", type=float, nargs=3, metavar=("Z", "Y", "X"),
+                   help="stretch the whole tissue by these factors (scaled to a product of 1), e.g. 0.75 1.15 1.15 "
+                        "for cells flatter along z (default: none)")
+    g.add_argument("--orientation-bias", type=float, nargs=3, metavar=("Z", "Y", "X"),
+                   help="factors on the random long axes before normalisation, e.g. 0.3 1 1 for long axes "
+                        "mostly in the xy plane (default: none)")
 
 
 def _add_common(sub: argparse.ArgumentParser, kind: str) -> None:
@@ -122,7 +143,10 @@ def run(args: argparse.Namespace) -> None:
         params.update(radius_um=args.radius, radius_std_um=args.radius_std, smoothness=args.smoothness,
                       sh_order=args.sh_order, law=args.law, elongation=args.elongation, orientation=args.orientation)
     else:
-        params.update(membrane_thickness_um=args.membrane_thickness, weight_spread=args.weight_spread)
+        params.update(membrane_thickness_um=args.membrane_thickness, weight_spread=args.weight_spread,
+                      packing=args.packing, elongation=args.elongation, flatness=args.flatness,
+                      orientation=args.orientation, orientation_coherence_um=args.orientation_coherence,
+                      stretch=args.stretch, orientation_bias=args.orientation_bias)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         sample = simulate_sample(args.kind, args.shape, args.voxel_size, np.random.default_rng(args.seed), **params)

@@ -39,7 +39,7 @@ from cellsynth._lazy import attach
 
 __getattr__, __dir__, __all__ = attach(__name__, {
     ".presets": ["PRESET_KEYS", "SYNTHESIZE_KEYS", "apply_overrides", "load_preset", "parse_alphas",
-                 "preset_names", "simulate_arguments", "simulate_keys", "validate_parameters"],
+                 "preset_names", "preset_values", "simulate_arguments", "simulate_keys", "validate_parameters"],
     "cellsynth.checks": ["check_seed"],
     ".seeds": ["DEFAULT_SPLITS", "SPLIT_NAMES", "assign_splits", "check_split_fractions",
                "sample_name", "sample_seeds"],

@@ -113,6 +113,19 @@ def simulate_arguments(values: Mapping[str, Any]) -> dict[str, Any]:
     return {names[key]: value for key, value in values.items()}
 
 
+def preset_values(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of :func:`cellsynth.simulate.pipeline.simulate_sample` as a preset's
+    ``simulate`` values (``radius_um`` -> ``radius``): the inverse of :func:`simulate_arguments`.
+
+    Examples
+    --------
+    >>> preset_values({"radius_um": 4.0, "count": 10})
+    {'radius': 4.0, 'count': 10}
+    """
+    keys = {argument: key for key, argument in _simulate_arguments().items()}
+    return {keys[name]: value for name, value in arguments.items()}
+
+
 def _simulate_arguments() -> dict[str, str]:
     """Preset key -> keyword argument of ``simulate_sample``."""
     from cellsynth.simulate.pipeline import simulate_sample

@@ -5,6 +5,8 @@
 - :mod:`~cellsynth.evaluate.realism`: the unpaired realism benchmark (sets of synthetic
   volumes against real volumes of a family, with the real-vs-real floor), with the filter
   bank of its KID in :mod:`~cellsynth.evaluate.filterbank`;
+- :mod:`~cellsynth.evaluate.tissue`: tissue statistics of labels (cell size, shape,
+  orientation, packing), real against simulated crop for crop;
 - :mod:`~cellsynth.evaluate.plots`: figures with µm axes;
 - :mod:`~cellsynth.evaluate.report`: ``metrics.json``, figures and ``report.html``;
 - :mod:`~cellsynth.evaluate.segmentation`: segmentation scores (tolerance IoU, instance F1);
@@ -27,4 +29,5 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     ".realism": ["RealismVolume", "realism_benchmark", "realism_volume"],
     ".report": ["dataset_volumes", "evaluate_pair", "evaluate_unpaired"],
     ".segmentation": ["match_instances", "multiclass_scores", "tolerance_iou"],
+    ".tissue": ["compare_tissue", "measure_cells", "summarize"],
 })

@@ -311,3 +311,104 @@ def plot_montage(volumes: Mapping[str, Any], voxel_size: VoxelSize | Mapping[str
         axes[0][column].set_title(name, fontsize=9)
     fig.suptitle(title or "centre xy (top) and xz (bottom) slices, same scale, each 1-99.9 % -> 0-1", fontsize=9)
     _save(fig, path)
+
+
+def plot_tissue_distributions(distributions: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]],
+                              path: str | os.PathLike) -> None:
+    """Histograms of per-cell tissue statistics, one panel per statistic.
+
+    Parameters
+    ----------
+    distributions
+        ``{statistic: {name: (values, weights)}}``, e.g. from
+        :attr:`cellsynth.evaluate.tissue.Comparison.distributions`; each histogram is
+        normalised to unit area (weighted).
+    path
+        Output PNG.
+    """
+    panels = {k: v for k, v in distributions.items()
+              if any(np.isfinite(values[weights > 0]).any() for values, weights in v.values())}
+    if not panels:
+        raise CellsynthError("nothing to plot: no per-cell statistic has values")
+    fig = _figure(3.2 * len(panels), 3.2, left=0.08, right=0.98, bottom=0.18, wspace=0.35)
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (statistic, curves) in zip(axes, panels.items()):
+        finite = np.concatenate([values[np.isfinite(values) & (weights > 0)] for values, weights in curves.values()])
+        edges = np.histogram_bin_edges(finite, bins=24)
+        for (name, (values, weights)), colour in zip(curves.items(), COLOURS):
+            keep = np.isfinite(values) & (weights > 0)
+            if keep.any():
+                hist, _ = np.histogram(values[keep], bins=edges, weights=weights[keep], density=True)
+                ax.stairs(hist, edges, color=colour, lw=1.3, label=f"{name} ({int(keep.sum())})")
+        ax.set_xlabel(statistic.replace("_um3", " (µm³)").replace("_um", " (µm)").replace("_", " "))
+        ax.set_ylabel("density")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def _label_colours(labels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """RGB image of a 2D label plane: a random colour per label, black background and walls."""
+    lut = np.random.default_rng(seed).uniform(0.25, 1.0, (int(labels.max()) + 1, 3))
+    lut[0] = 0.0
+    rgb = lut[labels]
+    wall = np.zeros(labels.shape, bool)
+    for axis in range(2):
+        differs = np.diff(labels, axis=axis) != 0
+        index = [slice(None)] * 2
+        index[axis] = slice(1, None)
+        wall[tuple(index)] |= differs
+    rgb[wall] = 0.0
+    return rgb
+
+
+def plot_label_slices(volumes: Mapping[str, Any], voxel_size: VoxelSize | Mapping[str, VoxelSize],
+                      path: str | os.PathLike, *, extent_um: Any = None) -> None:
+    """Centre xy, xz and yz slices of label volumes at one physical scale, one row per volume.
+
+    Each volume is cut to the same field of view (``extent_um`` (z, y, x), by default the
+    smallest extent of all), centred, so that cells of the same size look the same size in
+    every row; each label gets a random colour, walls between labels are black.
+
+    Parameters
+    ----------
+    volumes
+        ``{name: (Z, Y, X) instance labels}``; rows in this order.
+    voxel_size
+        Voxel size (z, y, x) in µm, or a mapping name -> voxel size.
+    path
+        Output PNG.
+    extent_um
+        Field of view (z, y, x) in µm.
+    """
+    if not volumes:
+        raise CellsynthError("nothing to plot: give at least one label volume")
+    sizes = {name: np.asarray(np.shape(v)) * np.asarray(voxel_of(voxel_size, name)) for name, v in volumes.items()}
+    field = np.min(list(sizes.values()), axis=0) if extent_um is None else np.asarray(extent_um, dtype=np.float64)
+    dz, dy, dx = field
+    width = 11.0
+    panel = (width * 0.92 - 0.9) / (2 * dx + dy)  # inches per µm across the three panels
+    row = max(dy, dz) * panel + 0.75  # the tallest panel and its labels
+    height = 0.3 + row * len(volumes)
+    fig = _figure(width, height, left=0.06, right=0.98, bottom=0.55 / height, top=1 - 0.3 / height,
+                  wspace=0.25, hspace=0.75 / (row - 0.75))
+    axes = fig.subplots(len(volumes), 3, squeeze=False, gridspec_kw={"width_ratios": [dx, dx, dy]})
+    for row, (name, labels) in zip(axes, volumes.items()):
+        voxel = np.asarray(voxel_of(voxel_size, name))
+        labels = np.asarray(labels)
+        span = np.minimum(np.round(field / voxel).astype(int), labels.shape)
+        start = (np.asarray(labels.shape) - span) // 2
+        view = labels[tuple(slice(a, a + n) for a, n in zip(start, span))]
+        cz, cy, cx = (n // 2 for n in view.shape)
+        panels = ((view[cz], (0, span[2] * voxel[2], span[1] * voxel[1], 0), "x (µm)", "y (µm)", "xy"),
+                  (view[:, cy], (0, span[2] * voxel[2], span[0] * voxel[0], 0), "x (µm)", "z (µm)", "xz"),
+                  (view[:, :, cx], (0, span[1] * voxel[1], span[0] * voxel[0], 0), "y (µm)", "z (µm)", "yz"))
+        for ax, (plane, extent, xl, yl, title) in zip(row, panels):
+            ax.imshow(_label_colours(plane), extent=extent, interpolation="nearest")
+            ax.set_xlim(0, extent[1])
+            ax.set_ylim(extent[2], 0)
+            ax.set_xlabel(xl, fontsize=8)
+            ax.set_ylabel(yl, fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.set_title(f"{name}: {title}", fontsize=8)
+    _save(fig, path)

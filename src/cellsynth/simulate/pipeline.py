@@ -21,9 +21,11 @@ from cellsynth.simulate.annotations import DEFAULT_MEMBRANE_THICKNESS_UM, check_
 
 KINDS = ("nuclei", "membranes")
 PLACEMENTS = ("layered", "uniform")
+PACKINGS = ("points", "cells")
 
 DEFAULT_ORGANISM = "ellipsoid"
 DEFAULT_PLACEMENT = "layered"
+DEFAULT_PACKING = "points"
 DEFAULT_RADIUS_UM = 9.0
 DEFAULT_RADIUS_STD_UM = 1.0
 DEFAULT_SMOOTHNESS = 5.0
@@ -62,7 +64,9 @@ def check_simulation(
     cell_size_um: float | None = None, radius_um: float = DEFAULT_RADIUS_UM,
     radius_std_um: float = DEFAULT_RADIUS_STD_UM, smoothness: float = DEFAULT_SMOOTHNESS, sh_order: int = DEFAULT_SH_ORDER, law: str = DEFAULT_LAW,
     elongation: float = 1.0, orientation: Sequence[float] | None = None, membrane_thickness_um: float | None = None,
-    weight_spread: float | None = None, **more: Any,
+    weight_spread: float | None = None, packing: str = DEFAULT_PACKING, flatness: float = 0.0,
+    orientation_coherence_um: float = 0.0, stretch: Sequence[float] | None = None,
+    orientation_bias: Sequence[float] | None = None, **more: Any,
 ) -> tuple[tuple[int, int, int], VoxelSize, float]:
     """Check the arguments of :func:`simulate_sample` without simulating (fast).
 
@@ -91,6 +95,9 @@ def check_simulation(
         raise CellsynthError(f"unknown kind {kind!r}; use nuclei or membranes")
     if placement not in PLACEMENTS:
         raise CellsynthError(f"unknown placement {placement!r}; use layered or uniform")
+    check_cell_shape(kind, packing=packing, positions=positions, elongation=elongation, flatness=flatness,
+                     orientation=orientation, orientation_coherence_um=orientation_coherence_um, stretch=stretch,
+                     orientation_bias=orientation_bias)
     shape = check_shape(shape)
     check_memory(simulation_bytes(shape), f"simulating a {'x'.join(map(str, shape))} volume",
                  "choose a smaller --shape")
@@ -126,6 +133,51 @@ def check_simulation(
     return shape, voxel, cell_size
 
 
+def check_cell_shape(
+    kind: str, *, packing: str = DEFAULT_PACKING, positions: str | os.PathLike | None = None, elongation: float = 1.0,
+    flatness: float = 0.0, orientation: Sequence[float] | None = None, orientation_coherence_um: float = 0.0,
+    stretch: Sequence[float] | None = None, orientation_bias: Sequence[float] | None = None,
+) -> None:
+    """Check the cell-shape options: which kind and packing take them, and their values."""
+    from cellsynth.simulate.anisotropy import check_direction, check_elongation, check_flatness, check_stretch
+
+    if packing not in PACKINGS:
+        raise CellsynthError(f"unknown packing {packing!r}; use points or cells")
+    membrane_only = flatness or orientation_coherence_um or stretch is not None or orientation_bias is not None
+    if kind == "nuclei" and (packing != DEFAULT_PACKING or membrane_only):
+        raise CellsynthError("packing, flatness, stretch and orientation coherence and bias shape membrane cells; "
+                             "nuclei take elongation and orientation")
+    if kind == "membranes" and packing == "points" and (elongation != 1.0 or orientation is not None
+                                                         or membrane_only):
+        raise CellsynthError("elongated or oriented membrane cells need packing: cells (--packing cells)")
+    if kind == "membranes" and packing == "cells":
+        if positions is not None:
+            raise CellsynthError("packing: cells places its own seeds; it cannot take --positions "
+                                 "(use packing: points)")
+        check_elongation(elongation)
+        check_flatness(flatness)
+        check_stretch(stretch)
+        check_stretch(orientation_bias)  # three positive factors, like a stretch
+        if orientation is not None:
+            check_direction(orientation)
+        if not (isinstance(orientation_coherence_um, (int, float)) and np.isfinite(orientation_coherence_um)
+                and orientation_coherence_um >= 0):
+            raise CellsynthError(
+                f"orientation coherence must be a length >= 0 in µm, got {orientation_coherence_um!r}")
+
+
+def _membrane_packing(
+    shape: tuple[int, int, int], voxel: VoxelSize, rng: np.random.Generator, *, spacing: float, elongation: float,
+    flatness: float, orientation: Sequence[float] | None, coherence: float, stretch: Sequence[float] | None,
+    bias: Sequence[float] | None, weight_spread: float,
+) -> Any:
+    """The :class:`~cellsynth.simulate.anisotropy.CellPacking` of ``packing="cells"``."""
+    from cellsynth.simulate.anisotropy import CellPacking, orientation_field
+
+    field = orientation_field(shape, voxel, rng, orientation=orientation, coherence_um=coherence, bias=bias)
+    return CellPacking(spacing, elongation, weight_spread, field, flatness, stretch)
+
+
 def _is_zarr_folder(path: str | os.PathLike) -> bool:
     return str(path).rstrip("/").endswith(".zarr") and Path(path).is_dir()
 
@@ -152,6 +204,11 @@ def simulate_sample(
     orientation: Sequence[float] | None = None,
     membrane_thickness_um: float | None = None,
     weight_spread: float | None = None,
+    packing: str = DEFAULT_PACKING,
+    flatness: float = 0.0,
+    orientation_coherence_um: float = 0.0,
+    stretch: Sequence[float] | None = None,
+    orientation_bias: Sequence[float] | None = None,
     progress: bool | None = None,
 ) -> Sample:
     """Simulate one annotated sample (Sec. 3 of the paper).
@@ -193,14 +250,38 @@ def simulate_sample(
     smoothness, sh_order, law
         Nuclei: SH smoothness ``gamma``, order ``l`` and coefficient law.
     elongation, orientation
-        Nuclei: long-to-short axis ratio and long-axis direction (z, y, x); ``None``
-        orients each nucleus at random.
+        Long-to-short axis ratio and long-axis direction (z, y, x) of the nuclei, or of the
+        cells with ``packing="cells"``; ``None`` orients each at random (membranes: see
+        ``orientation_coherence_um``).
     membrane_thickness_um
         Membranes: wall thickness in µm (default
         :data:`cellsynth.simulate.annotations.DEFAULT_MEMBRANE_THICKNESS_UM`).
     weight_spread
-        Membranes: spread of the Voronoi weights (default of
+        Membranes: spread of the Voronoi weights, the cells' sizes (default of
         :mod:`cellsynth.simulate.membranes`).
+    packing
+        Membranes: ``"points"`` (the paper, Eq. 3: seeds ``cell_size_um / 1.47`` apart,
+        weights drawn afterwards) or ``"cells"``: seeds of non-overlapping ellipsoids with
+        each cell's size (weight) and shape, and a tessellation in each cell's own metric
+        (:mod:`cellsynth.simulate.anisotropy`). With ``"cells"`` the cell size sets the scale
+        of the packing; the mean cell volume also depends on the weight spread (measure it
+        with :mod:`cellsynth.evaluate.tissue`).
+    flatness
+        Membranes with ``packing="cells"``: 0 makes cells cigars (middle axis as short as
+        the short one), 1 discs, in between triaxial (see
+        :func:`cellsynth.simulate.anisotropy.semi_axes`).
+    orientation_coherence_um
+        Membranes with ``packing="cells"``, without ``orientation``: 0 orients every cell
+        independently; a length in µm makes the cells' axes a smooth random field, alike
+        over about that distance.
+    stretch
+        Membranes with ``packing="cells"``: factors (z, y, x) by which the whole tissue is
+        stretched (scaled to a product of 1), e.g. ``[0.75, 1.15, 1.15]`` for cells flatter
+        along z.
+    orientation_bias
+        Membranes with ``packing="cells"``, without ``orientation``: factors (z, y, x) on
+        the random long axes before normalisation, e.g. ``[0.3, 1, 1]`` for long axes mostly
+        in the xy plane (cells in layers).
     progress
         Progress bars: None (default) on a terminal only, True always, False never.
 
@@ -216,7 +297,9 @@ def simulate_sample(
         kind, shape, voxel_size, organism=organism, semi_axes_um=semi_axes_um, center_um=center_um,
         placement=placement, positions=positions, count=count, cell_size_um=cell_size_um, radius_um=radius_um,
         radius_std_um=radius_std_um, smoothness=smoothness, sh_order=sh_order, law=law, elongation=elongation,
-        orientation=orientation, membrane_thickness_um=membrane_thickness_um, weight_spread=weight_spread)
+        orientation=orientation, membrane_thickness_um=membrane_thickness_um, weight_spread=weight_spread,
+        packing=packing, flatness=flatness, orientation_coherence_um=orientation_coherence_um, stretch=stretch,
+        orientation_bias=orientation_bias)
     from cellsynth.simulate.organism import make_organism
     from cellsynth.simulate.positions import (
         check_positions,
@@ -249,13 +332,21 @@ def simulate_sample(
     timings["organism_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
+    cells = None
+    if kind == "membranes" and packing == "cells":
+        from cellsynth.simulate.membranes import DEFAULT_WEIGHT_SPREAD
+
+        cells = _membrane_packing(shape, voxel, rng, spacing=spacing, elongation=elongation, flatness=flatness,
+                                  orientation=orientation, coherence=orientation_coherence_um, stretch=stretch,
+                                  bias=orientation_bias,
+                                  weight_spread=DEFAULT_WEIGHT_SPREAD if weight_spread is None else weight_spread)
     if positions is not None:
         centers = positions_from_csv(positions, voxel, shape)
         check_positions(centers, foreground, voxel)
     elif placement == "layered":
-        centers = layered_positions(foreground, voxel, spacing, rng, count)
+        centers = layered_positions(foreground, voxel, spacing, rng, count, packing=cells)
     else:
-        centers = poisson_disk_positions(foreground, voxel, spacing, rng, count)
+        centers = poisson_disk_positions(foreground, voxel, spacing, rng, count, packing=cells)
     if len(centers) == 0:
         raise CellsynthError("no cell fits in the organism; lower the cell size or enlarge the organism")
     timings["positions_s"] = time.perf_counter() - tick
@@ -276,10 +367,18 @@ def simulate_sample(
 
         thickness = DEFAULT_MEMBRANE_THICKNESS_UM if membrane_thickness_um is None else membrane_thickness_um
         spread = DEFAULT_WEIGHT_SPREAD if weight_spread is None else weight_spread
-        parameters.update(membrane_thickness=thickness, weight_spread=spread)
+        parameters.update(membrane_thickness=thickness, weight_spread=spread, packing=packing)
+        packed = {}
+        if cells is not None:
+            parameters.update(elongation=elongation, flatness=flatness, orientation_coherence=orientation_coherence_um,
+                              orientation=None if orientation is None else list(map(float, orientation)),
+                              stretch=None if stretch is None else list(map(float, stretch)),
+                              orientation_bias=None if orientation_bias is None else list(map(float, orientation_bias)))
+            packed = {"weights": centers[:, 3], "metrics": cells.metrics(centers[:, 3:])}
+            centers = centers[:, :3]
         sample = simulate_membranes(
             foreground, voxel, centers, rng, weight_spread=spread, membrane_thickness_um=thickness,
-            progress=progress,
+            progress=progress, **packed,
         )
     timings[f"{kind}_s"] = time.perf_counter() - tick
     timings["total_s"] = time.perf_counter() - start

@@ -20,6 +20,7 @@ from scipy.spatial import cKDTree
 
 from cellsynth.errors import CellsynthError
 from cellsynth.io import VoxelSize, check_voxel_size, read_positions
+from cellsynth.simulate.anisotropy import CellPacking, mean_packing_volume
 
 _MAX_BATCHES = 200
 _MIN_BATCH = 1024
@@ -49,15 +50,34 @@ def _sample_voxels(
     return (index + rng.uniform(-0.5, 0.5, size=index.shape)) * voxel
 
 
-def _accept(candidates: np.ndarray, accepted: list[np.ndarray], min_distance: float, limit: int | None) -> np.ndarray:
-    """Candidates (in order) that keep ``min_distance`` from the accepted points and each other."""
+def _accept(candidates: np.ndarray, accepted: list[np.ndarray], rule: float | CellPacking,
+            limit: int | None) -> np.ndarray:
+    """Candidates (in order) that keep clear of the accepted points and of each other.
+
+    ``rule`` is a minimum distance (rows are z, y, x), or a :class:`CellPacking` whose cells
+    must not overlap (rows are z, y, x and the cell's size and direction).
+    """
+    packing = rule if isinstance(rule, CellPacking) else None
+    reach = rule if packing is None else 2.0 * packing.reach_um
     if accepted:
         previous = np.concatenate(accepted)
-        near, _ = cKDTree(previous).query(candidates, k=1, distance_upper_bound=min_distance)
-        candidates = candidates[~(near < min_distance)]
+        tree = cKDTree(previous[:, :3])
+        if packing is None:
+            near, _ = tree.query(candidates, k=1, distance_upper_bound=reach)
+            candidates = candidates[~(near < reach)]
+        else:
+            found = tree.query_ball_point(candidates[:, :3], reach)
+            lengths = np.fromiter((len(f) for f in found), dtype=np.int64, count=len(found))
+            rows = np.repeat(np.arange(len(candidates)), lengths)
+            others = np.fromiter((j for f in found for j in f), dtype=np.int64, count=int(lengths.sum()))
+            clash = np.zeros(len(candidates), dtype=bool)
+            clash[rows[packing.too_close(candidates[rows], previous[others])]] = True
+            candidates = candidates[~clash]
     if candidates.size == 0:
         return candidates
-    pairs = cKDTree(candidates).query_pairs(min_distance, output_type="ndarray")
+    pairs = cKDTree(candidates[:, :3]).query_pairs(reach, output_type="ndarray")
+    if packing is not None and pairs.size:
+        pairs = pairs[packing.too_close(candidates[pairs[:, 0]], candidates[pairs[:, 1]])]
     blocked = np.zeros(len(candidates), dtype=bool)
     keep = []
     if pairs.size:
@@ -77,7 +97,7 @@ def _accept(candidates: np.ndarray, accepted: list[np.ndarray], min_distance: fl
 
 
 def _fill(
-    flat: np.ndarray, shape: tuple[int, ...], voxel: np.ndarray, min_distance: float,
+    flat: np.ndarray, shape: tuple[int, ...], voxel: np.ndarray, rule: float | CellPacking,
     rng: np.random.Generator, accepted: list[np.ndarray], limit: int | None,
 ) -> int:
     """Add blue-noise points in the voxels ``flat`` to ``accepted``; return how many.
@@ -85,17 +105,23 @@ def _fill(
     Batches of candidates of about half the region's capacity (fewer when only ``limit``
     more are wanted) are accepted in order; filling stops at ``limit`` or when a batch
     accepts fewer than 1% of its candidates (the region is practically saturated).
+    ``rule``: a minimum distance, or the cells' packing (see :func:`_accept`).
     """
     placed = 0
-    cell_volume = math.pi / 6 * min_distance**3
+    if isinstance(rule, CellPacking):
+        cell_volume = mean_packing_volume(rule)
+    else:
+        cell_volume = math.pi / 6 * rule**3
     capacity = max(1, int(flat.size * float(np.prod(voxel)) / cell_volume))
     for _ in range(_MAX_BATCHES):
         wanted = capacity if limit is None else limit - placed
         if wanted <= 0:
             break
         size = max(_MIN_BATCH, min(4 * wanted, capacity // 2))
-        new = _accept(_sample_voxels(flat, shape, size, voxel, rng), accepted, min_distance,
-                      None if limit is None else limit - placed)
+        candidates = _sample_voxels(flat, shape, size, voxel, rng)
+        if isinstance(rule, CellPacking):
+            candidates = np.column_stack([candidates, rule.draw(candidates, rng)])
+        new = _accept(candidates, accepted, rule, None if limit is None else limit - placed)
         if len(new):
             accepted.append(new)
             placed += len(new)
@@ -122,7 +148,7 @@ def _report(placed: int, count: int | None, what: str) -> None:
 
 def poisson_disk_positions(
     foreground: np.ndarray, voxel_size: VoxelSize, min_distance_um: float, rng: np.random.Generator,
-    count: int | None = None,
+    count: int | None = None, *, packing: CellPacking | None = None,
 ) -> np.ndarray:
     """Blue-noise positions uniform over the whole organism.
 
@@ -139,11 +165,15 @@ def poisson_disk_positions(
     count
         How many positions to place; ``None`` fills the organism until it is practically
         saturated. If fewer fit, a warning says how many were placed.
+    packing
+        Pack cells of these sizes and shapes (non-overlapping ellipsoids, see
+        :mod:`cellsynth.simulate.anisotropy`) instead of points ``min_distance_um`` apart.
 
     Returns
     -------
     numpy.ndarray
-        (N, 3) positions (z, y, x) in µm, in placement order.
+        (N, 3) positions (z, y, x) in µm, in placement order; with ``packing``, (N, 10):
+        the position, the cell's size ``gamma``, its long axis and its middle axis (z, y, x).
 
     Examples
     --------
@@ -157,9 +187,9 @@ def poisson_disk_positions(
     min_distance = _check_distance(min_distance_um, "minimum distance")
     count = _check_count(count)
     accepted: list[np.ndarray] = []
-    placed = _fill(np.flatnonzero(inside), inside.shape, voxel, min_distance, rng, accepted, count)
+    placed = _fill(np.flatnonzero(inside), inside.shape, voxel, packing or min_distance, rng, accepted, count)
     _report(placed, count, "uniform placement")
-    return np.concatenate(accepted) if accepted else np.zeros((0, 3))
+    return np.concatenate(accepted) if accepted else np.zeros((0, 3 if packing is None else 3 + CellPacking.ATTRIBUTES))
 
 
 def depth_um(foreground: np.ndarray, voxel_size: VoxelSize) -> np.ndarray:
@@ -193,7 +223,7 @@ def _between(depth: np.ndarray, low: float, high: float) -> np.ndarray:
 
 def layered_positions(
     foreground: np.ndarray, voxel_size: VoxelSize, spacing_um: float, rng: np.random.Generator,
-    count: int | None = None, *, depth: np.ndarray | None = None,
+    count: int | None = None, *, depth: np.ndarray | None = None, packing: CellPacking | None = None,
 ) -> np.ndarray:
     """Layer-wise assembly of cell positions from the organism surface inwards (Sec. 3.1).
 
@@ -219,11 +249,15 @@ def layered_positions(
         how many were placed.
     depth
         Precomputed :func:`depth_um` of ``foreground`` (optional).
+    packing
+        Pack cells of these sizes and shapes instead of points ``spacing`` apart (see
+        :func:`poisson_disk_positions`); the layers stay ``spacing`` thick.
 
     Returns
     -------
     numpy.ndarray
-        (N, 3) positions (z, y, x) in µm, outer layers first.
+        (N, 3) positions (z, y, x) in µm, outer layers first; with ``packing``, (N, 10) as
+        :func:`poisson_disk_positions` returns.
     """
     inside = check_foreground(foreground)
     voxel = np.asarray(check_voxel_size(voxel_size))
@@ -243,13 +277,14 @@ def layered_positions(
             flat = _between(depth, centre - spacing + half_band, np.inf)
         if flat.size == 0:
             break
-        added = _fill(flat, inside.shape, voxel, spacing, rng, accepted, None if count is None else count - placed)
+        added = _fill(flat, inside.shape, voxel, packing or spacing, rng, accepted,
+                      None if count is None else count - placed)
         placed += added
         if added == 0 or centre + half_band >= deepest:
             break
         layer += 1
     _report(placed, count, f"{layer + 1} layers")
-    return np.concatenate(accepted) if accepted else np.zeros((0, 3))
+    return np.concatenate(accepted) if accepted else np.zeros((0, 3 if packing is None else 3 + CellPacking.ATTRIBUTES))
 
 
 # --------------------------------------------------------------------------- given points

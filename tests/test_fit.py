@@ -1,0 +1,64 @@
+"""Fitting tissue parameters: simulated tissue fitted back to itself."""
+
+import numpy as np
+import pytest
+
+from cellsynth.errors import CellsynthError
+from cellsynth.evaluate.tissue import measure_cells
+from cellsynth.simulate.fit import (
+    MEMBRANE_CROP_TARGETS,
+    MEMBRANE_TARGETS,
+    choose_targets,
+    fit_tissue,
+)
+from cellsynth.simulate.pipeline import simulate_sample
+
+
+def test_membrane_tissue_is_fitted_back_to_its_own_parameters():
+    truth = {"organism": "box", "packing": "cells", "cell_size_um": 7.0, "weight_spread": 0.3, "elongation": 2.2,
+             "flatness": 0.5, "stretch": [0.8, 1.0, 1.0]}
+    real = simulate_sample("membranes", (32, 48, 48), (1, 1, 1), np.random.default_rng(100), progress=False, **truth)
+    start = {"organism": "box", "cell_size_um": 10.0}
+    fit = fit_tissue([(real.labels, (1, 1, 1))], "membranes", (32, 48, 48), (1, 1, 1), start, rounds=8, samples=1,
+                     only=["cell_size_um", "weight_spread", "elongation", "flatness", "stretch"])
+    p = fit.parameters
+    assert p["packing"] == "cells"
+    assert p["cell_size_um"] == pytest.approx(7.0, rel=0.1)
+    assert p["elongation"] == pytest.approx(2.2, rel=0.15)
+    assert p["weight_spread"] == pytest.approx(0.3, abs=0.1)
+    assert p["stretch"][0] / p["stretch"][2] == pytest.approx(0.8, rel=0.1)
+    assert {t.parameter for t in fit.targets} == {"cell_size_um", "weight_spread", "elongation", "flatness",
+                                                   "stretch.z", "stretch.y"}
+    assert "cell_size_um" in fit.report() and len(fit.history) == 8
+
+
+def test_nuclei_are_fitted_back_to_their_own_parameters():
+    truth = {"organism": "box", "placement": "uniform", "count": 40, "cell_size_um": 8.0, "radius_um": 2.5,
+             "radius_std_um": 0.25, "elongation": 1.4, "orientation": [1.0, 0.0, 0.0], "sh_order": 8}
+    voxel = (0.5, 0.25, 0.25)
+    real = simulate_sample("nuclei", (48, 96, 96), voxel, np.random.default_rng(3), progress=False, **truth)
+    start = {**truth, "count": 20, "radius_um": 3.5, "radius_std_um": 0.5, "elongation": 1.0, "cell_size_um": 11.0}
+    fit = fit_tissue([(real.labels, voxel)], "nuclei", (48, 96, 96), voxel, start, rounds=8, samples=1)
+    p = fit.parameters
+    assert p["radius_um"] == pytest.approx(2.5, rel=0.08)
+    assert p["elongation"] == pytest.approx(1.4, rel=0.12)
+    assert p["count"] == pytest.approx(40, rel=0.2)
+    assert np.allclose(p["orientation"], [1, 0, 0], atol=0.1)  # the real nuclei are aligned along z
+
+
+def test_targets_follow_what_the_labels_hold():
+    small = np.arange(1, 9, dtype=np.uint16).reshape(2, 2, 2).repeat(4, 0).repeat(4, 1).repeat(4, 2)
+    tables = [measure_cells(small, (1, 1, 1), sphericity=False)]  # every cell touches the border
+    assert choose_targets("membranes", tables) == list(MEMBRANE_CROP_TARGETS)
+
+
+def test_fit_refuses_bad_input():
+    with pytest.raises(CellsynthError, match="kind"):
+        fit_tissue([(np.ones((8, 8, 8), np.uint8), (1, 1, 1))], "cells", (8, 8, 8), (1, 1, 1), {})
+    with pytest.raises(CellsynthError, match="at least one real"):
+        fit_tissue([], "membranes", (8, 8, 8), (1, 1, 1), {})
+    with pytest.raises(CellsynthError, match="no volume_cv_all"):
+        fit_tissue([(np.zeros((8, 8, 8), np.uint8), (1, 1, 1))], "membranes", (8, 8, 8), (1, 1, 1), {})
+    labels = np.arange(1, 9, dtype=np.uint16).reshape(2, 2, 2).repeat(4, 0).repeat(4, 1).repeat(4, 2)
+    with pytest.raises(CellsynthError, match="cannot fit radius_um"):
+        fit_tissue([(labels, (1, 1, 1))], "membranes", (8, 8, 8), (1, 1, 1), {}, only=["radius_um"])
