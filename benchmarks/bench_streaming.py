@@ -4,7 +4,10 @@ Writes a mask and organism foreground of ``--shape`` (default 256x1024x1024) as 
 then, each in a fresh subprocess whose peak RSS is read from ``getrusage``:
 
 - ``streamed``: ``synthesize_to_file`` from the on-disk arrays into an OME-Zarr image,
-  slab by slab, with its multiscale pyramid (physics model); target: peak RSS under 2 GiB;
+  slab by slab, with its multiscale pyramid (physics model), within ``--memory-budget``
+  (default 1 GiB, as ``cellsynth synthesize``; the child limits malloc arenas as the command
+  does); target: peak RSS under 2 GiB. Run it from an older checkout (``PYTHONPATH``) for the
+  baseline before the budget: the child leaves the budget out where the package lacks it;
 - ``in memory`` (baseline, ``--baseline``): the same volumes read into numpy first and the
   image written at the end, as a straightforward pipeline would.
 
@@ -29,19 +32,24 @@ from cellsynth.omezarr import create_image
 VOXEL = (1.0, 0.25, 0.25)
 
 CHILD = r"""
-import json, resource, sys, time
+import inspect, json, resource, sys, time
 import numpy as np, torch
+import cellsynth.memory
 torch.set_num_threads(int(sys.argv[3]))
+getattr(cellsynth.memory, "limit_malloc_arenas", lambda: None)()  # as `cellsynth` does
 from cellsynth.io import image_to_uint16, write_zarr
 from cellsynth.omezarr import open_image
 from cellsynth.synthesis import synthesize_image, synthesize_to_file
 work, mode = sys.argv[1], sys.argv[2]
 voxel = tuple(json.loads(sys.argv[4]))
+budget = {"memory_budget": int(float(sys.argv[5]) * 2**30)} \
+    if "memory_budget" in inspect.signature(synthesize_image).parameters else {}
 start = time.perf_counter()
 mask, _ = open_image(work + "/mask.ome.zarr")
 foreground, _ = open_image(work + "/foreground.ome.zarr")
 if mode == "streamed":
-    synthesize_to_file(work + f"/image_{mode}.ome.zarr", mask, foreground, voxel, model="physics", progress=False)
+    synthesize_to_file(work + f"/image_{mode}.ome.zarr", mask, foreground, voxel, model="physics", progress=False,
+                       **budget)
 else:
     image = synthesize_image(mask[...], foreground[...], voxel, model="physics", progress=False)
     write_zarr(work + f"/image_{mode}.ome.zarr", image_to_uint16(image), voxel)
@@ -69,6 +77,7 @@ def main() -> None:
     parser.add_argument("--shape", type=int, nargs=3, default=[256, 1024, 1024])
     parser.add_argument("--baseline", action="store_true", help="also run the in-memory pipeline")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--memory-budget", type=float, default=1.0, help="GiB (default 1, the command's default)")
     parser.add_argument("--workdir", help="where to write the volumes (default: a temporary folder)")
     args = parser.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="cellsynth-bench-"))
@@ -81,7 +90,8 @@ def main() -> None:
         print(f"{'pipeline':12s} {'seconds':>8s} {'peak RSS GiB':>13s}")
         for mode in ["streamed"] + (["in memory"] if args.baseline else []):
             result = subprocess.run([sys.executable, "-c", CHILD, str(work), mode.replace(" ", "_"),
-                                     str(args.threads), json.dumps(VOXEL)], capture_output=True, text=True, check=False)
+                                     str(args.threads), json.dumps(VOXEL), str(args.memory_budget)],
+                                    capture_output=True, text=True, check=False)
             if result.returncode:
                 print(f"{mode:12s} failed: {result.stderr.strip().splitlines()[-1]}")
                 continue

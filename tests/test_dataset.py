@@ -333,7 +333,7 @@ def test_bad_model_or_shape_is_refused_before_anything_is_written(tmp_path):
     refused before the manifest exists, and the fixed command then works."""
     (tmp_path / "text.pt").write_text("not a model")
     for overrides, message in (({"synthesize.model": str(tmp_path / "missing.pt")}, "not found"),
-                               ({"synthesize.model": str(tmp_path / "text.pt")}, "neither a cellsynth generator"),
+                               ({"synthesize.model": str(tmp_path / "text.pt")}, "not a readable cellsynth checkpoint"),
                                ({"shape": [1500, 1500, 1500]}, "memory"),
                                ({"synthesize.patch": [8, 8, 8], "synthesize.model": "nuclei"}, "patch step")):
         with pytest.raises(CellsynthError, match=message):
@@ -418,3 +418,20 @@ def test_patch_dataset_yields_windows_of_the_volumes(reference):
     assert any(not torch.equal(a, patches[k][1]) for k, a in enumerate(first))
     with pytest.raises(CellsynthError, match="patch"):
         ds.patches((13, 8, 8))
+
+
+def test_local_cluster_serves_no_dashboard_and_keeps_scratch_inside_the_data_set(tmp_path):
+    """--workers 2: the scheduler's HTTP endpoint (Dask always starts one) is on a free port of
+    127.0.0.1, not on 8787 as a dashboard, and the workers' scratch space is inside --out and
+    gone afterwards."""
+    from cellsynth.dataset.executors import SCRATCH_NAME, _dask_client
+
+    scratch = tmp_path / SCRATCH_NAME
+    with _dask_client(2, None, 30.0, scratch) as client:
+        info = client.scheduler_info()
+        assert "bokeh" not in str(info.get("services")) and info["services"].get("dashboard") != 8787
+        server = client.cluster.scheduler.http_server
+        assert server.address == "127.0.0.1" and server.port != 8787
+        folders = client.run(lambda dask_worker: dask_worker.local_directory)
+        assert len(folders) == 2 and all(Path(f).is_relative_to(scratch) for f in folders.values())
+    assert not scratch.exists()

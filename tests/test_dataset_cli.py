@@ -63,9 +63,9 @@ def test_end_to_end_with_overrides(tmp_path, preset_file, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--preset", "no_such_preset", "--count", "2"], "unknown preset 'no_such_preset'"),
-    (["--preset", "nuclei", "--count", "0"], "--count must be a positive"),
-    (["--preset", "nuclei", "--count", "-3"], "--count must be a positive"),
-    (["--preset", "nuclei", "--count", "2", "--workers", "0"], "--workers must be at least 1"),
+    (["--preset", "nuclei", "--count", "0"], "argument --count: value must be at least 1"),
+    (["--preset", "nuclei", "--count", "-3"], "argument --count: value must be at least 1"),
+    (["--preset", "nuclei", "--count", "2", "--workers", "0"], "argument --workers: value must be at least 1"),
     (["--count", "2"], "give --preset"),
     (["--resume", "--radius", "3"], "leave out the other parameters"),
     (["--preset", "nuclei", "--count", "2", "--set", "simulate.radious=3"], "unknown simulate parameters radious"),

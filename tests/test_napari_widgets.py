@@ -167,7 +167,7 @@ def test_a_cancelled_run_leaves_no_folder_and_no_layer(qtbot, widget, tmp_path, 
     # the same run, not cancelled, writes the whole folder
     _run(qtbot, widget, widget.run)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "foreground.tif", "image.tif", "labels.tif", "mask.tif", "positions.csv", "sample.json"]
+        "foreground.tif", "image.tif", "labels.tif", "log.json", "mask.tif", "positions.csv", "sample.json"]
 
 
 def test_bad_input_shows_a_notification_and_changes_no_layer(qtbot, widget, tmp_path, errors, monkeypatch):

@@ -173,6 +173,20 @@ def test_foreign_file_is_refused(tmp_path):
         load_model(path, "nuclei")
 
 
+def test_bf16_autocast_leaves_the_optics_in_float32():
+    """``synthesize --bf16`` with the physics model was a dtype error in the blur; the optics
+    now run in float32 whatever the autocast, with the same result."""
+    model = PhysicsRenderer((1.0, 0.5, 0.5), seed=3)
+    x = torch.zeros(1, 2, 8, 24, 24)
+    x[:, 0, 2:6, 6:18, 6:18] = 1
+    x[:, 1] = 0.2
+    origin = torch.zeros(1, 3, dtype=torch.int64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = model(x, origin)
+    assert half.dtype == torch.float32
+    assert torch.equal(half, model(x, origin))
+
+
 def test_given_psf_and_axial_attenuation():
     """psf_sigma_um replaces the optics; axial attenuation follows Beer-Lambert along z."""
     voxel = (0.5, 0.1, 0.1)

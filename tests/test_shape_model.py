@@ -139,7 +139,7 @@ def test_save_load_round_trip_and_corrupt_files(training, tmp_path):
     a = loaded.sample(SHAPE, VOXEL, np.random.default_rng(2))
     np.testing.assert_array_equal(a, model.sample(SHAPE, VOXEL, np.random.default_rng(2)))
     (tmp_path / "bad.npz").write_bytes(b"not a zip file")
-    with pytest.raises(CellsynthError, match="cannot read shape model"):
+    with pytest.raises(CellsynthError, match="not a cellsynth shape model"):
         ShapeModel.load(tmp_path / "bad.npz")
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
     with pytest.raises(CellsynthError, match="shape model"):

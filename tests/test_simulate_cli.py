@@ -1,5 +1,6 @@
 """`cellsynth simulate` end to end, the pipeline, and its error paths."""
 
+import json
 import subprocess
 import sys
 
@@ -38,7 +39,8 @@ def test_nuclei_end_to_end(tmp_path, capsys):
     np.testing.assert_array_equal(sample.mask, sample.labels > 0)
     meta = sample.metadata
     assert meta["kind"] == "nuclei" and meta["seed"] == 0 and meta["parameters"]["radius"] == 4.0
-    assert {"organism_s", "positions_s", "nuclei_s", "total_s"} <= set(meta["timings"])
+    timings = json.loads((out / "log.json").read_text())["timings"]
+    assert {"organism_s", "positions_s", "nuclei_s", "total_s"} <= set(timings) and "timings" not in meta
     assert meta["config"]["sh_order"] == 8
 
 
@@ -54,13 +56,17 @@ def test_membranes_end_to_end(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("kind", ["nuclei", "membranes"])
-def test_same_seed_same_bytes(tmp_path, capsys, kind):
+def test_same_seed_same_bytes(tmp_path, capsys, monkeypatch, kind):
+    """Every file, sample.json included (the timings go to log.json); each run in its own
+    folder with the same relative --out, so that the recorded options are the same too."""
     extra = ["--sh-order", "8", "--radius", "4"] if kind == "nuclei" else ["--cell-size", "10"]
     for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
-        assert _run(capsys, "simulate", kind, *SMALL, *extra, "--seed", seed, "--out", str(tmp_path / name))[0] == 0
-    for file in VOLUMES:
-        assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes(), file
-    assert (tmp_path / "a" / "labels.tif").read_bytes() != (tmp_path / "c" / "labels.tif").read_bytes()
+        (tmp_path / name).mkdir()
+        monkeypatch.chdir(tmp_path / name)
+        assert _run(capsys, "simulate", kind, *SMALL, *extra, "--seed", seed, "--out", "s")[0] == 0
+    for file in (*VOLUMES, "sample.json"):
+        assert (tmp_path / "a/s" / file).read_bytes() == (tmp_path / "b/s" / file).read_bytes(), file
+    assert (tmp_path / "a/s/labels.tif").read_bytes() != (tmp_path / "c/s/labels.tif").read_bytes()
 
 
 def test_zarr_format(tmp_path, capsys):
@@ -117,7 +123,7 @@ def _bad_files(tmp_path):
     (["--shape", "0", "48", "48"], "shape"),
     (["--shape", "-4", "48", "48"], "shape"),
     (["--shape", "100000", "100000", "100000"], "voxels"),
-    (["--voxel-size", "1", "0", "1"], "voxel size"),
+    (["--voxel-size", "1", "0", "1"], "--voxel-size"),
     (["--radius", "40"], "do not fit"),
     (["--radius", "-1"], "radius"),
     (["--sh-order", "500"], "SH order"),
@@ -228,3 +234,12 @@ def test_center_on_the_deepest_face_makes_a_dome(tmp_path):
     area = fg.sum(axis=(1, 2))
     assert area[0] < area[16] < area[-1]  # widest at the base, narrow at the apex
     assert fg[-1, 32, 32] == 1 and fg[0, 0, 0] == 0
+
+
+def test_huge_ellipsoid_semi_axes_cover_the_volume(tmp_path, capsys):
+    """Semi-axes of 1e308 µm overflowed into an empty organism ("enlarge it"); such an ellipsoid
+    covers the whole volume, as a box does."""
+    code, _, err = _run(capsys, "simulate", "nuclei", *SMALL, "--radius", "4", "--sh-order", "6", "--semi-axes",
+                        "1e308", "1e308", "1e308", "--out", str(tmp_path / "s"))
+    assert code == 0, err
+    assert read_sample(tmp_path / "s").foreground.all()

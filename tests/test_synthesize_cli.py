@@ -172,3 +172,21 @@ def test_missing_input_says_not_found(tmp_path, capsys):
     assert "input not found" in capsys.readouterr().err
     assert main(["synthesize", str(tmp_path / "nope")]) == 2
     assert "input not found" in capsys.readouterr().err
+
+
+def test_same_seed_same_bytes_including_the_records(sample, tmp_path, monkeypatch):
+    """The image and its JSON record (a labels file) and the sample.json of a sample folder are
+    the same bytes for the same seed: the time a run took goes to the terminal only."""
+    labels = str(sample / "labels.tif")
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+        monkeypatch.chdir(tmp_path / run)
+        copy = tmp_path / run / "sample"
+        copy.mkdir()
+        for f in sample.iterdir():
+            (copy / f.name).write_bytes(f.read_bytes())
+        assert main(["synthesize", labels, "--kind", "nuclei", "--model", "physics", "--out", "image.tif"]) == 0
+        assert main(["synthesize", "sample", "--model", "physics"]) == 0
+    for name in ("image.tif", "image.tif.json", "sample/sample.json", "sample/image.tif"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert "seconds" not in (tmp_path / "a" / "image.tif.json").read_text()

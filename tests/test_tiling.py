@@ -232,3 +232,29 @@ def test_bad_model_output_and_arguments():
         synthesize_tiled(Channel(), mask, pos, blend="cubic", progress=False)
     with pytest.raises(CellsynthError, match="batch size"):
         synthesize_tiled(Channel(), mask, pos, batch_size=0, progress=False)
+
+
+def test_axis_starts_always_end_and_keep_their_promises():
+    """Origins from 0 to length - patch, multiples of the model's size multiple (but the last),
+    gaps of at most the step: for every combination, including those where evenly spread
+    origins do not exist (the search used to loop forever, e.g. span 10, step 8, multiple 8)."""
+    from cellsynth.tiling import _axis_starts
+
+    for length in range(9, 120, 7):
+        for patch in (8, 16, 24):
+            for multiple in (1, 2, 4, 8):
+                for step in range(multiple, patch + 1):
+                    if length <= patch:
+                        continue
+                    starts = _axis_starts(length, patch, step, multiple)
+                    assert starts[0] == 0 and starts[-1] == length - patch
+                    assert all(0 < b - a <= step for a, b in zip(starts, starts[1:]))
+                    assert all(s % multiple == 0 for s in starts[:-1])
+    assert _axis_starts(18, 8, 8, 8) == (0, 8, 10)
+
+
+def test_a_step_below_the_size_multiple_is_an_error():
+    """--patch 8 8 8 with a model of size multiple 8 (patch - 2 crop - overlap = 5 < 8) looped
+    forever; it is a one-line error now."""
+    with pytest.raises(CellsynthError, match="patch step along z .* below the model's size multiple 8"):
+        make_grid((40, 40, 40), patch=(8, 8, 8), overlap=1, crop=1, size_multiple=8)

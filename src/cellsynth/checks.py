@@ -1,4 +1,4 @@
-"""Checks of plain values (seeds, counts, lengths, fractions), shared by the library and the command line.
+"""Checks of plain values (seeds, counts, lengths, fractions, voxel sizes), shared by the library and the command line.
 
 The functions raise :class:`~cellsynth.errors.CellsynthError` with a message that names the
 value. The command line uses the same functions as ``type=`` of its flags
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from typing import Any
 
 from cellsynth.errors import CellsynthError
@@ -47,6 +48,33 @@ def check_number(value: Any, name: str, *, low: float | None = None, high: float
             (high is not None and (value > high or (high_open and value == high))):
         raise CellsynthError(f"{name} must be {_range_text(low, high, low_open, high_open)}, got {value!r}")
     return float(value)
+
+
+VOXEL_SIZE_RANGE_UM = (1e-4, 1e4)
+"""Voxel sizes outside this range (0.1 nm to 1 cm) are refused as a mistake of units."""
+
+
+def check_voxel_size(voxel_size: Any) -> tuple[float, float, float]:
+    """Validate a voxel size and return it as a tuple of three positive floats (µm).
+
+    Raises
+    ------
+    CellsynthError
+        If it does not have three finite entries within :data:`VOXEL_SIZE_RANGE_UM`.
+    """
+    if isinstance(voxel_size, (str, bytes, Mapping)):
+        raise CellsynthError(f"voxel size must be three numbers (z y x) in µm, got {voxel_size!r}")
+    try:
+        values = tuple(float(v) for v in voxel_size)
+    except (TypeError, ValueError):
+        raise CellsynthError(f"voxel size must be three numbers (z y x) in µm, got {voxel_size!r}") from None
+    if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise CellsynthError(f"voxel size must be three positive numbers (z y x) in µm, got {voxel_size!r}")
+    low, high = VOXEL_SIZE_RANGE_UM
+    if not all(low <= v <= high for v in values):
+        raise CellsynthError(f"voxel size {' '.join(f'{v:g}' for v in values)} µm is outside {low:g}-{high:g} µm; "
+                             "give it in micrometres (z y x)")
+    return values  # type: ignore[return-value]
 
 
 def _range_text(low: float | None, high: float | None, low_open: bool = False, high_open: bool = False) -> str:

@@ -24,12 +24,15 @@ everywhere (:func:`signed_distance_um`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import edt
 import numpy as np
 from scipy import ndimage
 
 from cellsynth.errors import CellsynthError
 from cellsynth.io import VoxelSize, check_voxel_size
+from cellsynth.memory import release_free_memory
 
 DEFAULT_DECAY_UM = 100.0
 """The paper's alpha and beta (section 4), for renderers that were not trained with others."""
@@ -70,6 +73,146 @@ def signed_distance_um(foreground: np.ndarray, voxel_size: VoxelSize, *, overwri
     for z in range(0, dist.shape[0], 16):  # in slabs: no full-size temporary
         np.negative(dist[z:z + 16], out=dist[z:z + 16], where=regions[z:z + 16] == 2)
     return dist.astype(np.float32, copy=False)
+
+
+def parabolic_minimum(f: np.ndarray, spacing: float) -> np.ndarray:
+    """``d[z] = min_k f[k] + (spacing (z - k))**2`` along axis 0, for every column at once.
+
+    The 1D squared distance transform of a sampled function (Felzenszwalb and Huttenlocher,
+    Theory of Computing 8:415, 2012): the lower envelope of the parabolas rooted at
+    ``(k, f[k])``, found for all columns together with numpy. Along the last axis of a
+    volume this turns per-plane squared distances into 3D ones, exactly.
+
+    Parameters
+    ----------
+    f
+        ``(n, columns)`` values; ``inf`` where a column has no point at that position.
+    spacing
+        Distance between neighbouring positions (µm).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``(n, columns)``; ``inf`` for columns without any finite value.
+
+    Examples
+    --------
+    >>> parabolic_minimum(np.array([[np.inf], [0.0], [np.inf], [np.inf]]), 2.0)[:, 0]
+    array([ 4.,  0.,  4., 16.])
+    """
+    f = np.asarray(f, dtype=np.float64)
+    n, columns = f.shape
+    missing = ~np.isfinite(f).any(axis=0)
+    finite = np.where(np.isfinite(f), f, _FAR)  # far, but arithmetic stays finite
+    s2 = float(spacing) ** 2
+    lifted = finite + s2 * np.arange(n, dtype=np.float64)[:, None] ** 2  # f[k] + s2 k^2
+    apex = np.zeros((n, columns), np.int64)  # positions of the envelope's parabolas
+    bound = np.empty((n + 1, columns))  # where each of them starts to be the lowest
+    bound[0], bound[1] = -np.inf, np.inf
+    top = np.zeros(columns, np.int64)  # index of the last parabola of each envelope
+    everyone = np.arange(columns)
+    for q in range(1, n):
+        todo = everyone
+        while todo.size:
+            k = apex[top[todo], todo]
+            cross = (lifted[q, todo] - lifted[k, todo]) / (2 * s2 * (q - k))
+            beaten = cross <= bound[top[todo], todo]
+            done, cross_done = todo[~beaten], cross[~beaten]
+            top[done] += 1
+            apex[top[done], done] = q
+            bound[top[done], done] = cross_done
+            bound[top[done] + 1, done] = np.inf
+            todo = todo[beaten]
+            top[todo] -= 1
+    out = np.empty((n, columns))
+    top[:] = 0
+    for q in range(n):
+        while True:
+            ahead = bound[top + 1, everyone] < q
+            if not ahead.any():
+                break
+            top[ahead] += 1
+        k = apex[top, everyone]
+        out[q] = s2 * (q - k) ** 2 + finite[k, everyone]
+    out[:, missing] = np.inf
+    return out
+
+
+_FAR = 1e30
+"""Stands for infinity inside :func:`parabolic_minimum`."""
+
+
+def signed_distance_out_of_core(
+    foreground: Any, voxel_size: VoxelSize, out: Any, *, memory_budget: int, scratch: Any,
+) -> None:
+    """:func:`signed_distance_um` of an on-disk foreground into an on-disk array, in bounded memory.
+
+    Separable, in two passes whose slabs are sized from ``memory_budget`` (bytes): the
+    squared distance in each z-plane to the nearest voxel of the other region (``edt``, in
+    slabs of z-planes, into ``scratch``), then along z for blocks of y-rows
+    (:func:`parabolic_minimum`), each voxel taking the nearest voxel outside (inside) the
+    organism in any plane. Exact: the same distances as :func:`signed_distance_um`.
+
+    Parameters
+    ----------
+    foreground
+        Organism mask (Z, Y, X), any array with slicing (zarr, numpy); nonzero inside.
+    voxel_size
+        µm (z, y, x).
+    out
+        float32 array of the foreground's shape for the signed distance in µm.
+    memory_budget
+        Bytes the two passes may hold at a time.
+    scratch
+        float32 array of the same shape for the per-plane distances (e.g. a temporary
+        zarr array chunked by :func:`out_of_core_blocks`).
+    """
+    voxel = check_voxel_size(voxel_size)
+    shape = tuple(int(s) for s in foreground.shape)
+    planes, rows = out_of_core_blocks(shape, memory_budget)
+    any_inside = any_outside = False
+    for z0 in range(0, shape[0], planes):
+        inside = np.asarray(foreground[z0:z0 + planes]) != 0
+        any_inside, any_outside = any_inside or inside.any(), any_outside or not inside.all()
+        regions = np.ascontiguousarray(2 - inside.view(np.uint8))
+        scratch[z0:z0 + planes] = np.stack([edt.edtsq(plane, anisotropy=voxel[1:], black_border=False)
+                                            for plane in regions]).astype(np.float32)
+    if not any_inside:
+        raise CellsynthError("the organism foreground is empty; check the foreground mask")
+    release_free_memory()
+    for y0 in range(0, shape[1], rows):
+        block = np.asarray(scratch[:, y0:y0 + rows])
+        inside = np.asarray(foreground[:, y0:y0 + rows]) != 0
+        columns = (shape[0], -1)
+        dist = np.sqrt(parabolic_minimum(np.where(inside, block, 0.0).reshape(columns), voxel[0]),
+                       dtype=np.float32).reshape(block.shape)  # to the nearest voxel outside
+        to_inside = parabolic_minimum(np.where(inside, 0.0, block).reshape(columns), voxel[0]).reshape(block.shape)
+        np.negative(np.sqrt(to_inside, dtype=np.float32), out=dist, where=~inside)
+        del to_inside
+        if not any_outside:
+            dist[...] = np.inf
+        out[:, y0:y0 + rows] = dist
+    release_free_memory()
+
+
+OUT_OF_CORE_BYTES_PER_VOXEL = (16, 80)
+"""Bytes per voxel of a slab of :func:`signed_distance_out_of_core`: its per-plane pass (mask,
+labels, float32 distances and their stack) and its pass along z (float64 values, envelope
+positions and bounds, the two transforms and the result)."""
+
+
+def out_of_core_blocks(shape: tuple[int, int, int], memory_budget: int) -> tuple[int, int]:
+    """Slab heights of :func:`signed_distance_out_of_core` within ``memory_budget`` bytes: z-planes
+    per slab of the first pass, y-rows per block of the second (at least one each).
+
+    Examples
+    --------
+    >>> out_of_core_blocks((256, 1024, 1024), 2**30)
+    (64, 51)
+    """
+    per_plane, per_row = (OUT_OF_CORE_BYTES_PER_VOXEL[0] * shape[1] * shape[2],
+                          OUT_OF_CORE_BYTES_PER_VOXEL[1] * shape[0] * shape[2])
+    return max(1, min(shape[0], memory_budget // per_plane)), max(1, min(shape[1], memory_budget // per_row))
 
 
 def positional_map(
@@ -234,7 +377,11 @@ def foreground_from_image(
     if image.max() == image.min():
         raise CellsynthError("the image is constant; there is no organism to find")
     smooth = ndimage.gaussian_filter(image, sigma=smoothing_um / voxel)
-    mask = smooth > threshold_otsu(smooth)
+    try:
+        mask = smooth > threshold_otsu(smooth)
+    except ValueError:  # skimage cannot make its histogram of an image of almost no contrast
+        raise CellsynthError("the image has almost no contrast after smoothing; there is no organism to find "
+                             "(check that the right image or channel was given)") from None
     if closing_um > 0:
         # closing with a ball of radius closing_um (µm) via two distance transforms: much faster
         # than ndimage.binary_closing with a large anisotropic structuring element

@@ -31,10 +31,15 @@ from typing import Any
 import numpy as np
 
 from cellsynth import omezarr
+from cellsynth.checks import check_voxel_size
 from cellsynth.errors import CellsynthError
 from cellsynth.outputs import check_output, check_replaceable, normalized
 
 VoxelSize = tuple[float, float, float]
+
+SAMPLE_LOG = "log.json"
+"""The file of a sample folder that records how long its stages took; every other file of a
+sample is the same byte for byte for the same seed."""
 
 SAMPLE_VOLUMES = ("labels", "mask", "foreground", "image")
 """Volume names of a sample folder, in the order they are written."""
@@ -54,42 +59,56 @@ _ZARR_SUFFIX = ".zarr"
 # --------------------------------------------------------------------------- checks
 
 
-VOXEL_SIZE_RANGE_UM = (1e-4, 1e4)
-"""Voxel sizes outside this range (0.1 nm to 1 cm) are refused as a mistake of units."""
-
-
-def check_voxel_size(voxel_size: Any) -> VoxelSize:
-    """Validate a voxel size and return it as a tuple of three positive floats (µm).
-
-    Raises
-    ------
-    CellsynthError
-        If it does not have three finite entries within :data:`VOXEL_SIZE_RANGE_UM`.
-    """
-    if isinstance(voxel_size, (str, bytes, Mapping)):
-        raise CellsynthError(f"voxel size must be three numbers (z y x) in µm, got {voxel_size!r}")
-    try:
-        values = tuple(float(v) for v in voxel_size)
-    except (TypeError, ValueError):
-        raise CellsynthError(f"voxel size must be three numbers (z y x) in µm, got {voxel_size!r}") from None
-    if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):
-        raise CellsynthError(f"voxel size must be three positive numbers (z y x) in µm, got {voxel_size!r}")
-    low, high = VOXEL_SIZE_RANGE_UM
-    if not all(low <= v <= high for v in values):
-        raise CellsynthError(f"voxel size {' '.join(f'{v:g}' for v in values)} µm is outside {low:g}-{high:g} µm; "
-                             "give it in micrometres (z y x)")
-    return values  # type: ignore[return-value]
-
-
 def check_volume(array: Any, name: str = "volume") -> np.ndarray:
-    """Check that ``array`` is a non-empty 3D array without NaN or infinity."""
-    if array.ndim != 3:
-        raise CellsynthError(f"{name} must be a 3D (Z, Y, X) volume, got shape {tuple(array.shape)}")
-    if 0 in array.shape:
-        raise CellsynthError(f"{name} is empty (shape {tuple(array.shape)})")
+    """Check that ``array`` is a non-empty 3D array of numbers without NaN or infinity."""
+    if not hasattr(array, "shape") or not hasattr(array, "dtype"):
+        raise CellsynthError(f"{name} must be a 3D (Z, Y, X) array, got {type(array).__name__}")
+    _check_layout(array.shape, array.dtype, name)
     if isinstance(array, np.ndarray) and array.dtype.kind == "f" and not np.isfinite(array).all():
         raise CellsynthError(f"{name} contains NaN or infinite values; replace them (e.g. with 0) first")
     return array
+
+
+def check_labels(array: Any, name: str = "labels") -> Any:
+    """Check instance labels (or a 0/1 mask): a 3D volume of non-negative integers (0 = background).
+
+    Large on-disk arrays are checked plane block by plane block.
+    """
+    check_volume(array, name)
+    kind = np.dtype(array.dtype).kind
+    if kind not in "biu":
+        raise CellsynthError(f"{name} holds {np.dtype(array.dtype)} values; labels are integers (0 = background): "
+                             "give an integer labels file or a 0/1 mask")
+    if kind == "i":
+        step = max(1, 2**26 // max(1, int(np.prod(array.shape[1:])) * np.dtype(array.dtype).itemsize))
+        for z in range(0, array.shape[0], step):
+            low = np.asarray(array[z:z + step]).min()
+            if low < 0:
+                raise CellsynthError(f"{name} holds negative values (down to {low}); labels are 0 (background) or "
+                                     "positive ids")
+    return array
+
+
+def _check_layout(shape: tuple[int, ...], dtype: Any, name: str) -> None:
+    """A volume's shape and type: 3D, not empty, numbers."""
+    if len(shape) != 3:
+        kind = "a 2D image" if len(shape) == 2 else f"{len(shape)}D"
+        raise CellsynthError(f"{name} is {kind} of shape {tuple(shape)}; cellsynth needs a 3D (Z, Y, X) volume")
+    if 0 in shape:
+        raise CellsynthError(f"{name} is empty (shape {tuple(shape)})")
+    if np.dtype(dtype).kind not in "biuf":
+        raise CellsynthError(f"{name} holds {np.dtype(dtype)} values; cellsynth reads integer or floating-point "
+                             "volumes")
+
+
+def _check_claimed(shape: tuple[int, ...], dtype: Any, name: str) -> None:
+    """Check a volume as its file describes it, before reading: layout and that it fits in memory."""
+    from cellsynth.memory import check_memory
+
+    _check_layout(tuple(shape), dtype, name)
+    nbytes = float(np.prod([float(s) for s in shape])) * np.dtype(dtype).itemsize
+    check_memory(nbytes, f"reading {name} ({'x'.join(map(str, shape))} {np.dtype(dtype)})",
+                 "the file claims a volume larger than this machine can hold; check it or use a smaller crop")
 
 
 # --------------------------------------------------------------------------- atomic writes
@@ -279,27 +298,83 @@ def write_tiff(path: str | os.PathLike, array: np.ndarray, voxel_size: VoxelSize
             )
         else:
             tifffile.imwrite(
-                tmp, array, ome=True, resolution=(1.0 / vx, 1.0 / vy), resolutionunit="MICROMETER",
+                tmp, array, ome=True, photometric="minisblack",  # not RGB where X is 3 or 4
+                resolution=(1.0 / vx, 1.0 / vy), resolutionunit="MICROMETER",
                 metadata={"axes": "ZYX", "PhysicalSizeX": vx, "PhysicalSizeY": vy, "PhysicalSizeZ": vz,
                           "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm", "PhysicalSizeZUnit": "µm"},
             )
 
 
 def read_tiff(path: str | os.PathLike) -> tuple[np.ndarray, VoxelSize | None]:
-    """Read a 3D TIFF and its voxel size (None where the file records none)."""
+    """Read a 3D TIFF and its voxel size (None where the file records none).
+
+    Refuses files that tifffile reports as damaged (a truncated file: a broken chain of
+    pages, data beyond the end of the file, fewer planes than its ImageJ metadata says),
+    2D images (a single plane is a volume only where the file records a z spacing, as
+    cellsynth's own files do), and volumes larger than the memory available.
+    """
     import tifffile
 
     path = _existing(path)
     try:
-        with tifffile.TiffFile(path) as tif:
-            array = tif.asarray()
+        with _tifffile_complaints() as complaints, tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise CellsynthError(f"TIFF {path} holds no image")
+            series = tif.series[0]
+            planes = (tif.imagej_metadata or {}).get("images")
+            if isinstance(planes, int) and planes > int(np.prod(series.shape[:-2])):
+                complaints.append(f"{planes} planes in its ImageJ metadata, {int(np.prod(series.shape[:-2]))} found")
+            size = path.stat().st_size
+            if any(o + c > size for page in tif.pages for o, c in zip(page.dataoffsets, page.databytecounts)):
+                complaints.append("image data beyond the end of the file")
+            _refuse_damaged(path, complaints)
+            shape = tuple(s for s in series.shape if s != 1) if len(series.shape) > 3 else tuple(series.shape)
             voxel = _tiff_voxel_size(tif)
-    except (tifffile.TiffFileError, ValueError, OSError) as err:
-        raise CellsynthError(f"cannot read TIFF {path}: {err}") from None
-    array = np.squeeze(array) if array.ndim > 3 else array
-    if array.ndim == 2:
-        array = array[None]
+            if len(shape) == 2 and _records_z_spacing(tif):  # a volume of one plane, not a 2D image
+                shape = (1, *shape)
+            _check_claimed(shape, series.dtype, str(path))
+            array = series.asarray().reshape(shape)
+            _refuse_damaged(path, complaints)
+    except CellsynthError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a damaged file makes tifffile, zlib or numpy raise anything
+        raise CellsynthError(f"cannot read TIFF {path}: {type(err).__name__}: {err}; is it a complete TIFF?") from None
     return check_volume(array, str(path)), voxel
+
+
+def _records_z_spacing(tif: Any) -> bool:
+    """Whether a TIFF records a z spacing (ImageJ ``spacing``, OME ``PhysicalSizeZ``): a volume,
+    even where it holds a single plane."""
+    if tif.is_ome:
+        return "PhysicalSizeZ" in (tif.ome_metadata or "")
+    return "spacing" in (tif.imagej_metadata or {})
+
+
+def _refuse_damaged(path: Path, complaints: list[str]) -> None:
+    if complaints:
+        raise CellsynthError(f"TIFF {path} is damaged or truncated ({complaints[0]}); copy it again from its source")
+
+
+@contextlib.contextmanager
+def _tifffile_complaints() -> Iterator[list[str]]:
+    """Collect what tifffile logs while it reads: it warns instead of failing on damaged files."""
+    import logging
+
+    complaints: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.WARNING:
+                complaints.append(record.getMessage().splitlines()[0])
+
+    logger, handler = logging.getLogger("tifffile"), Collect()
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False  # not also printed on stderr
+    try:
+        yield complaints
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 def _tiff_voxel_size(tif: Any) -> VoxelSize | None:
@@ -328,20 +403,40 @@ def _tiff_voxel_size(tif: Any) -> VoxelSize | None:
 
 
 def read_h5(path: str | os.PathLike, dataset: str = "raw") -> tuple[np.ndarray, VoxelSize | None]:
-    """Read one dataset of an HDF5 file and its ``element_size_um`` attribute."""
+    """Read one 3D dataset of an HDF5 file and its ``element_size_um`` attribute.
+
+    Refuses a missing name, a group in its place, a dataset that is not a 3D volume of
+    numbers or does not fit in memory, and an ``element_size_um`` that is not three voxel
+    sizes in µm.
+    """
     import h5py
 
     path = _existing(path)
+    where = f"{path}:{dataset}"
     try:
         with h5py.File(path, "r") as f:
-            if dataset not in f:
+            node = f.get(dataset)
+            if node is None:
                 raise CellsynthError(f"{path} has no dataset {dataset!r}; it has {sorted(f.keys())}")
-            ds = f[dataset]
-            array = ds[()]
-            voxel = tuple(float(v) for v in ds.attrs["element_size_um"]) if "element_size_um" in ds.attrs else None
-    except OSError as err:
-        raise CellsynthError(f"cannot read HDF5 {path}: {err}") from None
-    return check_volume(array, f"{path}:{dataset}"), voxel  # type: ignore[return-value]
+            if not isinstance(node, h5py.Dataset):
+                raise CellsynthError(f"{where} is a group, not a dataset; give the name of a 3D dataset in it "
+                                     f"(it holds {sorted(node.keys())[:5]})")
+            _check_claimed(node.shape, node.dtype, where)
+            array = node[()]
+            voxel = None
+            if "element_size_um" in node.attrs:
+                recorded = node.attrs["element_size_um"]
+                try:
+                    voxel = check_voxel_size(np.atleast_1d(recorded).tolist())
+                except CellsynthError:
+                    shown = np.asarray(recorded).tolist()
+                    raise CellsynthError(f"{where} records element_size_um {shown!r}, not three voxel sizes (z y x) "
+                                         "in µm; fix the attribute or pass --voxel-size") from None
+    except CellsynthError:
+        raise
+    except Exception as err:  # noqa: BLE001 - h5py raises OSError, KeyError, ValueError... for damaged files
+        raise CellsynthError(f"cannot read HDF5 {path}: {type(err).__name__}: {err}") from None
+    return check_volume(array, where), voxel  # type: ignore[return-value]
 
 
 def write_h5(path: str | os.PathLike, datasets: Mapping[str, np.ndarray], voxel_size: VoxelSize, *,
@@ -437,11 +532,47 @@ def read_volume(
     if suffix in _H5_SUFFIXES:
         return read_h5(path, dataset)
     if suffix == ".npy":
-        try:
-            return check_volume(np.load(_existing(path)), str(path)), None
-        except ValueError as err:
-            raise CellsynthError(f"cannot read {path}: {err}") from None
+        return _read_npy(_existing(path)), None
     raise CellsynthError(f"unsupported file type {path!s}; use .tif, .h5, .npy or .ome.zarr")
+
+
+MAX_LABEL_ID = 2**24
+"""Label ids above this are renumbered when read (:func:`read_labels`), keeping their order."""
+
+
+def read_labels(path: str | os.PathLike, dataset: str = "label") -> tuple[np.ndarray, VoxelSize | None]:
+    """:func:`read_volume` for instance labels or masks: refuses anything but non-negative
+    integers (:func:`check_labels`).
+
+    Ids above :data:`MAX_LABEL_ID` (sparse ids of a crop from a large segmentation, say) are
+    renumbered 1..N in their order, so that per-label tables stay small.
+    """
+    array, voxel = read_volume(path, dataset)
+    check_labels(array, str(path))
+    if array.dtype != bool and array.max() > MAX_LABEL_ID:
+        ids, inverse = np.unique(array, return_inverse=True)
+        array = (inverse.reshape(array.shape) + (ids[0] != 0)).astype(label_dtype(len(ids)))
+    return array, voxel
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    """A ``.npy`` array: no pickles, no ``.npz`` archive under another name, checked size."""
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic.startswith(b"PK"):
+        raise CellsynthError(f"{path} is an .npz archive, not a .npy array; save one array with numpy.save")
+    try:
+        with open(path, "rb") as f:  # the header first: what the file claims, before any data is mapped
+            version = np.lib.format.read_magic(f)
+            shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0(f))
+        _check_claimed(shape, dtype, str(path))
+        array = np.array(np.load(path, mmap_mode="r", allow_pickle=False))
+    except CellsynthError:
+        raise
+    except Exception as err:  # noqa: BLE001 - numpy raises ValueError, OSError, EOFError... for damaged files
+        raise CellsynthError(f"cannot read {path} as a .npy array: {type(err).__name__}: {err}") from None
+    return check_volume(array, str(path))
 
 
 def write_volume(path: str | os.PathLike, array: np.ndarray, voxel_size: VoxelSize, *, atomic: bool = True,
@@ -600,7 +731,8 @@ def write_sample(
     path
         The sample folder.
     sample
-        What to write; ``sample.image`` (if set) becomes ``image``.
+        What to write; ``sample.image`` (if set) becomes ``image``. Its ``metadata`` goes to
+        ``sample.json``, except ``timings``, which go to ``log.json`` (:data:`SAMPLE_LOG`).
     file_format
         ``tif`` (ImageJ TIFFs) or ``zarr``: one OME-Zarr image ``sample.ome.zarr`` with the
         labels, mask and foreground as label images in its ``labels/`` group (its image
@@ -641,7 +773,10 @@ def write_sample(
         for name, image in (images or {}).items():
             files[name] = volume_filename(name, file_format)
             write_volume(tmp / files[name], image_to_uint16(np.asarray(image)), voxel, atomic=False, ngff=ngff)
-        meta = {"cellsynth_version": __version__, **sample.metadata, "shape": list(np.shape(sample.labels)),
+        recorded = {k: v for k, v in sample.metadata.items() if k != "timings"}
+        if "timings" in sample.metadata:  # they differ from run to run: apart, so that sample.json does not
+            write_json(tmp / SAMPLE_LOG, {"timings": sample.metadata["timings"]}, atomic=False)
+        meta = {"cellsynth_version": __version__, **recorded, "shape": list(np.shape(sample.labels)),
                 "voxel_size_um": list(voxel), "format": file_format,
                 **({"ngff": ngff} if file_format == "zarr" else {}), "files": files}
         write_json(tmp / "sample.json", meta, atomic=False)  # written last: its presence marks a finished sample
@@ -674,6 +809,11 @@ def sample_image_file(folder: str | os.PathLike, file_format: str) -> str:
     return volume_filename("image", file_format)
 
 
+def _inside_folder(name: Any) -> bool:
+    """Whether ``name`` is a relative file name that stays inside its folder."""
+    return isinstance(name, str) and bool(name) and not Path(name).is_absolute() and ".." not in Path(name).parts
+
+
 def read_sample(path: str | os.PathLike, *, lazy: bool = False) -> Sample:
     """Read a sample folder written by :func:`write_sample`.
 
@@ -683,9 +823,16 @@ def read_sample(path: str | os.PathLike, *, lazy: bool = False) -> Sample:
     if not (path / "sample.json").is_file():
         raise CellsynthError(f"{path} is not a sample folder (no sample.json); create one with `cellsynth simulate`")
     meta = read_json(path / "sample.json")
-    voxel = check_voxel_size(meta.get("voxel_size_um", (1, 1, 1)))
+    try:
+        voxel = check_voxel_size(meta.get("voxel_size_um", (1, 1, 1)))
+    except CellsynthError as err:
+        raise CellsynthError(f"{path / 'sample.json'}: {err}") from None
+    files = meta.get("files", {})
+    if not isinstance(files, dict) or not all(_inside_folder(name) for name in files.values()):
+        raise CellsynthError(f"{path / 'sample.json'} is damaged: its files must map volume names to file names "
+                             "inside the sample folder; re-create the sample")
     volumes: dict[str, Any] = {}
-    for name, fname in meta.get("files", {}).items():
+    for name, fname in files.items():
         if name in SAMPLE_VOLUMES:
             array, _ = read_volume(path / fname, lazy=lazy)
             if name == "image" and not lazy:

@@ -161,7 +161,7 @@ def level_paths(group: Any) -> list[str]:
     return [d["path"] for d in ome_attributes(group)["multiscales"][0]["datasets"]]
 
 
-def fill_pyramid(group: Any, *, label: bool = False) -> None:
+def fill_pyramid(group: Any, *, label: bool = False, slab_bytes: int | None = None) -> None:
     """Compute levels 1, 2, ... of an image from its level 0, slab by slab.
 
     Parameters
@@ -170,19 +170,21 @@ def fill_pyramid(group: Any, *, label: bool = False) -> None:
         An image group made by :func:`create_image` whose level 0 is written.
     label
         Labels (take every second voxel) rather than intensities (means of 2-voxel blocks).
+    slab_bytes
+        About how much memory a slab and its reduction may take (default :data:`_SLAB_BYTES`).
     """
     paths = level_paths(group)
     for fine, coarse in zip(paths, paths[1:]):
-        _downsample(group[fine], group[coarse], label)
+        _downsample(group[fine], group[coarse], label, slab_bytes or _SLAB_BYTES)
 
 
-def _downsample(source: Any, target: Any, label: bool) -> None:
+def _downsample(source: Any, target: Any, label: bool, slab_bytes: int) -> None:
     """One level from the level before, in blocks of whole target chunks (one chunk high, as
-    many chunk rows in y as keep the float32 source block near :data:`_SLAB_BYTES`)."""
+    many chunk rows in y as keep the float32 source block near ``slab_bytes``)."""
     factor = [2 if t < s else 1 for s, t in zip(source.shape, target.shape)]
     cz, cy = target.chunks[0], target.chunks[1]
     row_bytes = int(source.shape[2]) * 4 * factor[0] * factor[1]  # float32 source behind one target (z, y) row
-    step_y = max(cy, _SLAB_BYTES // max(row_bytes * cz, 1) // cy * cy)
+    step_y = max(cy, slab_bytes // max(row_bytes * cz, 1) // cy * cy)
     for z0 in range(0, target.shape[0], cz):
         z1 = min(z0 + cz, target.shape[0])
         for y0 in range(0, target.shape[1], step_y):

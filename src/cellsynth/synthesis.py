@@ -27,12 +27,15 @@ from cellsynth import io, omezarr
 from cellsynth.conditioning import (
     DEFAULT_DECAY_UM,
     organism_from_labels,
+    out_of_core_blocks,
     positional_map,
     positional_map_from_distance,
+    signed_distance_out_of_core,
     signed_distance_um,
 )
 from cellsynth.errors import CellsynthError
 from cellsynth.io import VoxelSize, check_volume, check_voxel_size
+from cellsynth.memory import release_free_memory
 
 SLAB_BYTES = 64 * 2**20
 """Size of the slabs in which large inputs are checked and converted."""
@@ -42,8 +45,8 @@ def synthesize_image(
     mask: Any, foreground: Any, voxel_size: VoxelSize, *,
     model: Any = "default", kind: str = "nuclei", alpha: float | None = None, beta: float | None = None, seed: int = 0,
     patch: Any = None, overlap: Any = None, crop: Any = None, blend: str = "linear",
-    batch_size: int = 4, device: Any = "cpu", autocast: bool = False, out: Any = None, progress: bool | None = None,
-    renderer: Any = None, family: str | None = None,
+    batch_size: int = 4, device: Any = "cpu", autocast: bool = False, out: Any = None,
+    memory_budget: int | None = None, progress: bool | None = None, renderer: Any = None, family: str | None = None,
 ) -> Any:
     """Synthesise a fluorescence image for a structure mask.
 
@@ -71,6 +74,10 @@ def synthesize_image(
         the model's defaults.
     out
         Optional numpy or zarr array (float, uint8 or uint16) to write into.
+    memory_budget
+        Bytes the synthesis may hold at a time when it streams (an on-disk mask or output):
+        the slabs of the distance transform and the tiling are sized from it (default
+        :data:`DEFAULT_MEMORY_BUDGET`). In memory the whole volume is held anyway.
     progress
         Progress bar: None (default) on a terminal only, True always, False never.
     renderer
@@ -94,21 +101,24 @@ def synthesize_image(
     from cellsynth.tiling import synthesize_tiled
 
     voxel = check_voxel_size(voxel_size)
-    check_inputs(mask, foreground)
+    streaming = not isinstance(mask, np.ndarray) or not (out is None or isinstance(out, np.ndarray))
+    budget = (memory_budget or DEFAULT_MEMORY_BUDGET) if streaming else None
+    check_inputs(mask, foreground, budget or SLAB_BYTES)
+    release_free_memory()
     if out is not None and tuple(out.shape) != tuple(mask.shape):
         raise CellsynthError(f"output shape {tuple(out.shape)} does not match the mask {tuple(mask.shape)}")
     if renderer is not None and not isinstance(model, (str, Path)):
         raise CellsynthError("a renderer applies to a model given by name (physics or default), not to a model object")
-    streaming = not isinstance(mask, np.ndarray) or not (out is None or isinstance(out, np.ndarray))
     plan = check_synthesis(tuple(mask.shape), voxel, model=model, kind=kind, alpha=alpha, beta=beta, seed=seed,
                            patch=patch, overlap=overlap, crop=crop, blend=blend, batch_size=batch_size,
-                           device=device, autocast=autocast, streaming=streaming, renderer=renderer, family=family)
+                           device=device, autocast=autocast, memory_budget=budget, renderer=renderer, family=family)
     model, alpha, beta = plan.model, plan.alpha, plan.beta
     scratch = tempfile.mkdtemp(prefix="cellsynth-") if streaming else None
     try:
-        pos = _positional_map(foreground, voxel, alpha, beta, scratch)
+        pos = _positional_map(foreground, voxel, alpha, beta, scratch, budget)
         return synthesize_tiled(model, mask, pos, patch=patch, overlap=overlap, crop=crop, blend=blend,
-                                batch_size=batch_size, device=device, autocast=autocast, out=out, progress=progress)
+                                batch_size=batch_size, device=device, autocast=autocast, out=out,
+                                memory_budget=budget, progress=progress)
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -152,12 +162,19 @@ SYNTHESIS_BYTES_PER_VOXEL = 14
 """Memory of an in-memory synthesis per voxel besides the inputs: the positional map and the
 float32 image, then the uint16 image and its float32 temporary while it is written."""
 
+IN_MEMORY_DISTANCE_BYTES = 5
+"""Memory of :func:`cellsynth.conditioning.signed_distance_um` of a whole volume, per voxel."""
+
+DEFAULT_MEMORY_BUDGET = 2**30
+"""Bytes a streaming synthesis holds at a time by default (1 GiB): with the interpreter and
+its libraries (about 0.5 GiB), a 256x1024x1024 OME-Zarr volume is made in under 2 GiB."""
+
 
 def check_synthesis(
     shape: tuple[int, int, int], voxel_size: VoxelSize, *, model: Any = "default", kind: str = "nuclei",
     alpha: float | None = None, beta: float | None = None, seed: int = 0, patch: Any = None, overlap: Any = None,
     crop: Any = None, blend: str = "linear", batch_size: int = 4, device: Any = "cpu", autocast: bool = False,
-    streaming: bool = False, check_memory: bool = True, renderer: Any = None, family: str | None = None,
+    memory_budget: int | None = None, check_memory: bool = True, renderer: Any = None, family: str | None = None,
 ) -> SynthesisPlan:
     """Check the settings of :func:`synthesize_image` for a volume of ``shape`` without rendering.
 
@@ -173,8 +190,9 @@ def check_synthesis(
     voxel_size, model, kind, alpha, beta, seed, patch, overlap, crop, blend, batch_size, device, autocast
     renderer, family
         As for :func:`synthesize_image`.
-    streaming
-        Whether the volume streams from and to on-disk arrays (less memory).
+    memory_budget
+        The budget of a streaming synthesis (from and to on-disk arrays; see
+        :func:`synthesize_image`), None for one in memory.
     check_memory
         Refuse (:func:`cellsynth.memory.check_memory`) when the estimate exceeds what is
         available.
@@ -191,7 +209,7 @@ def check_synthesis(
     from cellsynth.checks import check_integer, check_seed
     from cellsynth.memory import check_memory as refuse_beyond_memory
     from cellsynth.render.registry import load_model
-    from cellsynth.tiling import BLENDS, tile_grid, tiling_bytes
+    from cellsynth.tiling import BLENDS, tile_grid, tiling_memory
 
     voxel = check_voxel_size(voxel_size)
     conditioning_of(None, alpha, beta)  # given values are checked before the model loads
@@ -204,7 +222,12 @@ def check_synthesis(
     alpha, beta = conditioning_of(model, alpha, beta)
     grid = tile_grid(model, shape, patch, overlap, crop)
     voxels = int(np.prod(shape, dtype=np.float64))
-    memory = tiling_bytes(grid, batch_size, model) + (0 if streaming else voxels * SYNTHESIS_BYTES_PER_VOXEL)
+    if memory_budget is None:
+        memory = tiling_memory(grid, batch_size, model).nbytes + voxels * SYNTHESIS_BYTES_PER_VOXEL
+    else:
+        check_integer(memory_budget, "memory budget", low=1)
+        tiling_memory(grid, batch_size, model, memory_budget)  # refuses a budget too small for one patch
+        memory = memory_budget
     if check_memory:
         refuse_beyond_memory(memory, f"synthesising a {'x'.join(map(str, shape))} volume",
                              "choose a smaller volume or --patch, a smaller --batch-size, or write OME-Zarr "
@@ -212,10 +235,10 @@ def check_synthesis(
     return SynthesisPlan(model, grid, memory, alpha, beta)
 
 
-def check_inputs(mask: Any, foreground: Any) -> None:
+def check_inputs(mask: Any, foreground: Any, slab_bytes: int = SLAB_BYTES) -> None:
     """Check that mask and foreground are binary 3D volumes of one shape without NaN.
 
-    Large (zarr) arrays are checked slab by slab.
+    Large (zarr) arrays are checked slab by slab (about ``slab_bytes`` at a time).
 
     Raises
     ------
@@ -228,14 +251,14 @@ def check_inputs(mask: Any, foreground: Any) -> None:
         raise CellsynthError(f"mask {tuple(mask.shape)} and foreground {tuple(foreground.shape)} must have the same "
                              "shape; give the organism foreground of this mask")
     for name, array in (("mask", mask), ("foreground", foreground)):
-        for z in _slabs(array):
+        for z in _slabs(array, slab_bytes):
             values = np.asarray(array[z])
             if values.dtype.kind == "f" and not np.isfinite(values).all():
                 raise CellsynthError(f"the {name} contains NaN or infinite values; replace them (e.g. with 0)")
             if values.dtype != bool and ((values != 0) & (values != 1)).any():
                 raise CellsynthError(f"the {name} must be binary (0/1) but has values up to {values.max()}; "
                                      f"convert it first (e.g. {name} > 0)")
-    if not any(np.asarray(foreground[z]).any() for z in _slabs(foreground)):
+    if not any(np.asarray(foreground[z]).any() for z in _slabs(foreground, slab_bytes)):
         raise CellsynthError("the foreground is empty; give the organism region (nonzero inside)")
 
 
@@ -392,32 +415,46 @@ def _synthesize_zarr(path: Path, mask: Any, foreground: Any, voxel: VoxelSize, d
     """A new OME-Zarr image at ``path``: level 0 synthesised slab by slab, then its pyramid."""
     group = omezarr.create_image(path, tuple(mask.shape), dtype, voxel, ngff=ngff, name=name)
     synthesize_image(mask, foreground, voxel, out=group["0"], **settings)
-    omezarr.fill_pyramid(group)
+    omezarr.fill_pyramid(group, slab_bytes=settings.get("memory_budget") or DEFAULT_MEMORY_BUDGET)
 
 
-def _slabs(array: Any) -> list[slice]:
-    plane = int(np.prod(array.shape[1:])) * np.dtype(array.dtype).itemsize
-    step = max(1, SLAB_BYTES // max(plane, 1))
+def _slabs(array: Any, slab_bytes: int = SLAB_BYTES) -> list[slice]:
+    plane = int(np.prod(array.shape[1:])) * np.dtype(array.dtype).itemsize * 4  # the slab and its checks
+    step = max(1, slab_bytes // max(plane, 1))
     chunks = getattr(array, "chunks", None)
     if chunks:
         step = max(chunks[0], step // chunks[0] * chunks[0])
     return [slice(z, min(z + step, array.shape[0])) for z in range(0, array.shape[0], step)]
 
 
-def _positional_map(foreground: Any, voxel: VoxelSize, alpha: float, beta: float, scratch: str | None) -> Any:
-    """The positional map in memory, or (``scratch`` given) in a temporary zarr array there."""
+def _positional_map(foreground: Any, voxel: VoxelSize, alpha: float, beta: float, scratch: str | None,
+                    memory_budget: int | None) -> Any:
+    """The positional map in memory, or (``scratch`` given) in a temporary zarr array there,
+    within ``memory_budget`` bytes: from one distance transform of the whole volume where it
+    fits (:data:`IN_MEMORY_DISTANCE_BYTES` per voxel, the faster way), else slab by slab
+    (:func:`signed_distance_out_of_core`); both give the same distances."""
     if scratch is None:
         return positional_map(np.asarray(foreground), voxel, alpha, beta)
     import zarr
 
-    inside = np.empty(foreground.shape, bool)
-    for z in _slabs(foreground):
-        inside[z] = np.asarray(foreground[z]) != 0
-    dist = signed_distance_um(inside, voxel, overwrite=True)
-    del inside
-    chunks = (min(16, dist.shape[0]), *dist.shape[1:])
-    pos = zarr.create_array(str(Path(scratch) / "positional.zarr"), shape=dist.shape, dtype="float32",
-                            chunks=chunks, compressors=None)
-    for z in _slabs(dist):
-        pos[z] = positional_map_from_distance(dist[z], alpha, beta)
+    shape = tuple(int(s) for s in foreground.shape)
+    planes, rows = out_of_core_blocks(shape, memory_budget)  # type: ignore[arg-type]
+    pos = zarr.create_array(str(Path(scratch) / "positional"), shape=shape, dtype="float32",
+                            chunks=(planes, rows, shape[2]), compressors=None)
+    if IN_MEMORY_DISTANCE_BYTES * int(np.prod(shape, dtype=np.float64)) <= memory_budget:  # type: ignore[operator]
+        inside = np.empty(shape, bool)
+        for z in _slabs(foreground):
+            inside[z] = np.asarray(foreground[z]) != 0
+        pos[...] = signed_distance_um(inside, voxel, overwrite=True)
+        del inside
+    else:
+        per_plane = zarr.create_array(str(Path(scratch) / "planes"), shape=shape, dtype="float32",
+                                      chunks=(planes, rows, shape[2]), compressors=None)
+        signed_distance_out_of_core(foreground, voxel, pos, memory_budget=memory_budget, scratch=per_plane)
+        shutil.rmtree(Path(scratch) / "planes", ignore_errors=True)
+    for z0 in range(0, shape[0], planes):  # Eq. 1 in place, chunk by chunk
+        for y0 in range(0, shape[1], rows):
+            block = (slice(z0, z0 + planes), slice(y0, y0 + rows))
+            pos[block] = positional_map_from_distance(pos[block], alpha, beta)
+    release_free_memory()
     return pos

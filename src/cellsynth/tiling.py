@@ -38,6 +38,7 @@ import numpy as np
 
 from cellsynth.errors import CellsynthError
 from cellsynth.io import image_to_uint16
+from cellsynth.memory import format_bytes
 from cellsynth.progress import progress_bar
 
 Triple = tuple[int, int, int]
@@ -347,24 +348,76 @@ DEFAULT_WORKING_BYTES_PER_VOXEL = 64
 (``working_bytes_per_voxel``): about sixteen float32 temporaries."""
 
 
-def tiling_bytes(grid: PatchGrid, batch_size: int, model: Any = None) -> int:
-    """About the peak memory of :func:`synthesize_tiled` besides its inputs and output, in bytes.
+@dataclass(frozen=True)
+class TilingMemory:
+    """How :func:`synthesize_tiled` uses memory, and about how much (bytes).
 
-    The accumulation window (``patch[0]`` planes), two prefetched input slabs (mask and
-    positional map of a z-row of patches), the planes written at a time, and a batch of
-    patches with the model's working memory (``model.working_bytes_per_voxel``).
+    Attributes
+    ----------
+    batch_size
+        Patches per forward pass.
+    lookahead
+        Whether the next z-row of inputs is read while the current one is computed.
+    flush_planes
+        Output planes normalised and written at a time.
+    nbytes
+        The estimated peak besides the inputs and the output.
     """
-    window = grid.patch[0] * grid.shape[1] * grid.shape[2]
+
+    batch_size: int
+    lookahead: bool
+    flush_planes: int
+    nbytes: int
+
+
+def tiling_memory(grid: PatchGrid, batch_size: int, model: Any = None, memory_budget: int | None = None,
+                  out: Any = None) -> TilingMemory:
+    """The memory plan of :func:`synthesize_tiled`, within ``memory_budget`` bytes where given.
+
+    The parts: the accumulation window (``patch[0]`` planes of float32), the input slab of a
+    z-row of patches (mask and positional map; two with lookahead), the planes written at a
+    time, and a batch of patches with the model's working memory
+    (``model.working_bytes_per_voxel``); for a chunked output ``out``, a row of its chunks
+    along z, kept until it is complete. Without a budget: ``batch_size``, lookahead, and a
+    whole window written at once. With one, the batch, the lookahead and the planes written
+    at a time shrink until the plan fits (the result of the physics renderer does not depend
+    on them; a network's changes in the last bits).
+
+    Raises
+    ------
+    CellsynthError
+        If even one patch, one slab and one plane do not fit in the budget.
+    """
+    plane = grid.shape[1] * grid.shape[2]
+    window, slab, flush_plane = grid.patch[0] * plane * 4, grid.patch[0] * plane * 5, plane * 10
+    chunks = getattr(out, "chunks", None)
+    window += int(chunks[0]) * plane * np.dtype(out.dtype).itemsize if chunks else 0  # the output's chunk row
     per_voxel = getattr(model, "working_bytes_per_voxel", DEFAULT_WORKING_BYTES_PER_VOXEL)
-    batch = batch_size * math.prod(grid.patch) * (2 * 4 + 4 + per_voxel)
-    return window * (4 + 2 * 5 + 10) + batch
+    per_patch = math.prod(grid.patch) * (4 * 4 + per_voxel)  # inputs, outputs (twice), working memory
+    batch = max(1, min(batch_size, grid.n_patches))
+    if memory_budget is None:
+        return TilingMemory(batch, True, grid.patch[0], window + 2 * slab + grid.patch[0] * flush_plane
+                            + batch * per_patch)
+    least = window + slab + flush_plane + per_patch
+    if least > memory_budget:
+        raise CellsynthError(f"synthesis with patches of {'x'.join(map(str, grid.patch))} voxels over planes of "
+                             f"{grid.shape[1]}x{grid.shape[2]} needs at least {format_bytes(least)}, more than "
+                             f"the memory budget of {format_bytes(memory_budget)}; raise the budget or use a "
+                             "smaller --patch")
+    room = memory_budget - least
+    batch = min(batch, 1 + room // per_patch)
+    room -= (batch - 1) * per_patch
+    lookahead = room >= slab
+    room -= slab if lookahead else 0
+    flush = int(min(grid.patch[0], 1 + room // flush_plane))
+    return TilingMemory(int(batch), lookahead, flush, int(memory_budget - room + (flush - 1) * flush_plane))
 
 
 def synthesize_tiled(
     model: Any, mask: Any, positional: Any, *,
     patch: Any = None, overlap: Any = None, crop: Any = None, blend: Blend = "linear",
     batch_size: int = 4, device: Any = "cpu", stitch_device: Any = None, autocast: bool = False,
-    out: Any = None, progress: bool | None = None,
+    out: Any = None, memory_budget: int | None = None, progress: bool | None = None,
 ) -> Any:
     """Run ``model`` patch by patch over a volume and stitch the outputs seamlessly.
 
@@ -392,6 +445,10 @@ def synthesize_tiled(
     out
         Array (numpy or zarr) of the volume's shape to write into, float (values in [0, 1])
         or uint8/uint16 (scaled to the full range); by default a new float32 numpy array.
+    memory_budget
+        Bytes the tiling may hold at a time besides the inputs and the output (for on-disk
+        volumes): the batch, the lookahead and the planes written at a time are chosen to
+        fit (:func:`tiling_memory`). None: ``batch_size``, as fast as possible.
     progress
         Progress bar: None (default) on a terminal only, True always, False never.
 
@@ -418,12 +475,13 @@ def synthesize_tiled(
     stitch = check_device(stitch_device) if stitch_device is not None else device
     if isinstance(model, torch.nn.Module):
         model.eval()
-    stitcher = _Stitcher(grid, blend, out, stitch)
+    plan = tiling_memory(grid, batch_size, model, memory_budget, out)
+    stitcher = _Stitcher(grid, blend, out, stitch, plan.flush_planes)
     origins = grid.origins
-    with _Prefetcher(grid, mask, positional) as slabs, \
+    with _Prefetcher(grid, mask, positional, plan.lookahead) as slabs, \
             torch.inference_mode(), \
             progress_bar(total=grid.n_patches, progress=progress, desc="synthesis", unit="patch") as bar:
-        for batch in _batches(grid, batch_size):
+        for batch in _batches(grid, plan.batch_size):
             inputs = torch.empty((len(batch), 2, *grid.patch), dtype=torch.float32)
             for k, (row, iy, ix) in enumerate(batch):
                 slabs.fill(inputs[k], row, iy, ix)
@@ -434,6 +492,7 @@ def synthesize_tiled(
             if tuple(pred.shape) != (len(batch), 1, *grid.patch):
                 raise CellsynthError(f"the model returned shape {tuple(pred.shape)} for input {tuple(inputs.shape)}; "
                                      "it must return (N, 1, Z, Y, X)")
+            del inputs
             pred = pred.to(stitch, torch.float32)
             for k, index in enumerate(batch):
                 stitcher.add(index, pred[k, 0])
@@ -455,8 +514,8 @@ def _batches(grid: PatchGrid, batch_size: int):
 class _Prefetcher:
     """Reads the input slab of each z-row (mask and positional map), one row ahead, in a thread."""
 
-    def __init__(self, grid: PatchGrid, mask: Any, positional: Any) -> None:
-        self.grid, self.mask, self.positional = grid, mask, positional
+    def __init__(self, grid: PatchGrid, mask: Any, positional: Any, lookahead: bool = True) -> None:
+        self.grid, self.mask, self.positional, self.lookahead = grid, mask, positional, lookahead
         self.pool = ThreadPoolExecutor(max_workers=1)
         self.futures: dict[int, Any] = {}
         self.row, self.slab = -1, None
@@ -489,9 +548,10 @@ class _Prefetcher:
         import torch
 
         if row != self.row:
-            self.slab = self.futures.pop(row).result()
+            self.slab = None  # the old slab goes before the new one comes
+            self.slab = self.futures.pop(row).result() if row in self.futures else self._read(row)
             self.row = row
-            if row + 1 < len(self.grid.starts[0]):
+            if self.lookahead and row + 1 < len(self.grid.starts[0]):
                 self.futures[row + 1] = self.pool.submit(self._read, row + 1)
         g = self.grid
         y0, x0 = g.starts[1][iy], g.starts[2][ix]
@@ -520,10 +580,11 @@ class _Stitcher:
     """Accumulates weighted patch outputs in a window of ``patch[0]`` planes and writes
     finished planes to the output, normalized by the (separable) weight sum."""
 
-    def __init__(self, grid: PatchGrid, blend: Blend, out: Any, device: Any) -> None:
+    def __init__(self, grid: PatchGrid, blend: Blend, out: Any, device: Any, flush_planes: int | None = None) -> None:
         import torch
 
-        self.grid, self.out, self.device = grid, out, device
+        self.grid, self.writer, self.device = grid, _ChunkWriter(out), device
+        self.flush_planes = flush_planes or grid.patch[0]
         w1 = [[torch.as_tensor(w, dtype=torch.float32, device=device) for w in grid.weights_1d(a, blend)]
               for a in range(3)]
         self.w1 = w1
@@ -554,11 +615,14 @@ class _Stitcher:
             return
         (mz, my, mx), (nz, ny, nx) = self.grid.margin, self.grid.volume_shape
         first, last = max(self.base, mz), min(until, mz + nz)
-        if first < last:
-            planes = self.acc[first - self.base:last - self.base, my:my + ny, mx:mx + nx]
-            planes = planes * self.norm_z[first:last, None, None] * self.norm_yx[my:my + ny, mx:mx + nx]
-            _write(self.out, slice(first - mz, last - mz), planes.clamp_(0.0, 1.0).cpu().numpy())
-        self.acc[:-k] = self.acc[k:].clone()
+        for low in range(first, last, self.flush_planes):  # a few planes at a time: bounded temporaries
+            high = min(low + self.flush_planes, last)
+            planes = self.acc[low - self.base:high - self.base, my:my + ny, mx:mx + nx]
+            planes = planes * self.norm_z[low:high, None, None] * self.norm_yx[my:my + ny, mx:mx + nx]
+            self.writer.write(slice(low - mz, high - mz), planes.clamp_(0.0, 1.0).cpu().numpy())
+            del planes
+        for plane in range(self.acc.shape[0] - k):  # shift the window plane by plane: no temporary copy of it
+            self.acc[plane].copy_(self.acc[plane + k])
         self.acc[-k:] = 0.0
         self.base = until
 
@@ -566,12 +630,39 @@ class _Stitcher:
         self._flush(self.grid.shape[0])
 
 
-def _write(out: Any, planes: slice, values: np.ndarray) -> None:
-    dtype = np.dtype(out.dtype)
+class _ChunkWriter:
+    """Writes finished planes to the output; into a chunked (zarr) output only whole chunk rows
+    along z at a time, buffered until complete, because a partial write makes zarr read, decode
+    and re-encode every chunk it touches (several copies of each)."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        dtype = np.dtype(out.dtype)
+        if dtype.kind != "f" and dtype not in (np.uint8, np.uint16):
+            raise CellsynthError(f"cannot write an image into a {dtype} array; use float32, uint16 or uint8")
+        chunks = getattr(out, "chunks", None)
+        self.step = int(chunks[0]) if chunks else None
+        self.buffer = np.zeros((self.step, *out.shape[1:]), dtype) if self.step else None
+        self.start = 0  # volume plane in buffer[0]
+
+    def write(self, planes: slice, values: np.ndarray) -> None:
+        values = _convert(values, np.dtype(self.out.dtype))
+        if self.buffer is None:
+            self.out[planes] = values
+            return
+        z = planes.start
+        while z < planes.stop:  # planes arrive in order, each once
+            end = min(planes.stop, self.start + self.step)
+            self.buffer[z - self.start:end - self.start] = values[z - planes.start:end - planes.start]
+            if end == min(self.start + self.step, self.out.shape[0]):
+                self.out[self.start:end] = self.buffer[:end - self.start]
+                self.start = end
+            z = end
+
+
+def _convert(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if dtype == np.uint16:
-        values = image_to_uint16(values)
-    elif dtype == np.uint8:
-        values = np.round(values * 255.0).astype(np.uint8)
-    elif dtype.kind != "f":
-        raise CellsynthError(f"cannot write an image into a {dtype} array; use float32, uint16 or uint8")
-    out[planes] = values
+        return image_to_uint16(values)
+    if dtype == np.uint8:
+        return np.round(values * 255.0).astype(np.uint8)
+    return values

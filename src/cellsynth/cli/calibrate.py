@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from cellsynth.cli import _options
 from cellsynth.errors import CellsynthError
 
 
@@ -23,22 +24,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "defaults, and the command says which.",
     )
     p.add_argument("real", type=Path, metavar="REAL", help="the real image (.tif, .h5, .npy, .ome.zarr)")
-    p.add_argument("--kind", choices=("nuclei", "membranes"), required=False, help="what the image shows")
+    p.add_argument("--kind", choices=("nuclei", "membranes"), help="what the image shows (required)")
     p.add_argument("--labels", type=Path, metavar="FILE_OR_DIR",
                    help="instance labels of REAL (a labels file, or a sample folder from `cellsynth annotate`); "
                         "default: the --h5-labels dataset of an HDF5 REAL")
-    p.add_argument("--out", type=Path, metavar="FILE", help="the renderer file to write (.yaml)")
-    p.add_argument("--voxel-size", type=float, nargs=3, metavar=("Z", "Y", "X"),
-                   help="voxel size in µm (needed where REAL records none)")
+    p.add_argument("--out", type=Path, metavar="FILE", help="the renderer file to write (.yaml) (required)")
+    p.add_argument("--voxel-size", type=_options.positive, nargs=3, metavar=("Z", "Y", "X"),
+                   help="voxel size in µm, needed where REAL records none (default: the one REAL records)")
     p.add_argument("--h5-dataset", default="raw", metavar="NAME", help="image dataset of an HDF5 REAL (default raw)")
     p.add_argument("--h5-labels", default="label", metavar="NAME",
                    help="labels dataset of an HDF5 REAL (default label)")
-    p.add_argument("--holdout", type=float, default=0.25, metavar="FRACTION",
+    p.add_argument("--holdout", type=_options.number(0, 0.9, high_open=True), default=0.25, metavar="FRACTION",
                    help="fraction of REAL at the end along y kept out of the fit and scored (default 0.25; 0 fits "
                         "on everything)")
-    p.add_argument("--membrane-thickness", type=float, metavar="UM",
-                   help="membranes: use this wall thickness in µm instead of fitting it")
-    p.add_argument("--seed", type=int, default=0, help="seed of the renders that score the fit (default 0)")
+    p.add_argument("--membrane-thickness", type=_options.positive, metavar="UM",
+                   help="membranes: use this wall thickness in µm instead of fitting it (default: fitted)")
+    p.add_argument("--seed", type=_options.seed, default=0, help="seed of the renders that score the fit (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=run)
 

@@ -8,6 +8,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from cellsynth.cli import _options
 from cellsynth.errors import CellsynthError
 
 _VOLUME_SUFFIXES = (".tif", ".tiff", ".h5", ".hdf5", ".hdf", ".npy")
@@ -25,36 +26,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "PNG figures (axes in µm) and report.html to --report.",
     )
     p.add_argument("--real", type=Path, nargs="+", metavar="FILE_OR_DIR",
-                   help="real image (.tif, .h5, .npy, .ome.zarr); with --dataset several, or folders of them")
+                   help="real image (.tif, .h5, .npy, .ome.zarr); with --dataset several, or folders of them "
+                        "(required)")
     p.add_argument("--synthetic", type=Path, metavar="FILE",
-                   help="synthetic image of the same shape, or a sample folder holding image.tif")
+                   help="synthetic image of the same shape, or a sample folder holding image.tif "
+                        "(this or --dataset is required)")
     p.add_argument("--dataset", type=Path, nargs="+", metavar="DIR",
-                   help="data set folders written by `cellsynth dataset`, one set (model) each")
+                   help="data set folders written by `cellsynth dataset`, one set (model) each "
+                        "(this or --synthetic is required)")
     p.add_argument("--image", default="image",
                    help="which image of each sample to evaluate, e.g. image_alpha100 (default image)")
-    p.add_argument("--max-samples", type=int, metavar="N", help="evaluate only the first N samples of each --dataset")
+    p.add_argument("--max-samples", type=_options.positive_int, metavar="N",
+                   help="evaluate only the first N samples of each --dataset (default: all)")
     p.add_argument("--real-labels", type=Path, nargs="+", metavar="FILE",
                    help="instance labels of the --real files, in the same order, for the CNR (HDF5 files "
-                        "are read from their --h5-labels dataset without this)")
+                        "are read from their --h5-labels dataset without this) (default: none)")
     p.add_argument("--h5-labels", default="label", metavar="NAME",
                    help="labels dataset read from real HDF5 files where present (default label)")
-    p.add_argument("--membrane-thickness", type=float, metavar="UM",
+    p.add_argument("--membrane-thickness", type=_options.positive, metavar="UM",
                    help="wall thickness in µm drawn between real membrane labels for the CNR (default: the data "
                         "set's simulation thickness)")
-    p.add_argument("--patch-um", type=float, nargs=3, default=(5.0, 5.0, 5.0), metavar=("Z", "Y", "X"),
+    p.add_argument("--patch-um", type=_options.positive, nargs=3, default=(5.0, 5.0, 5.0), metavar=("Z", "Y", "X"),
                    help="KID patch size in µm (default 5 5 5; cut to the smallest volume)")
-    p.add_argument("--patches", type=int, default=256, metavar="N", help="KID patches per set (default 256)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the KID patch positions (default 0)")
-    p.add_argument("--mask", type=Path, metavar="FILE", help="restrict the paired metrics to this region (nonzero)")
+    p.add_argument("--patches", type=_options.positive_int, default=256, metavar="N",
+                   help="KID patches per set (default 256)")
+    p.add_argument("--seed", type=_options.seed, default=0, help="seed of the KID patch positions (default 0)")
+    p.add_argument("--mask", type=Path, metavar="FILE",
+                   help="restrict the paired metrics to this region (nonzero) (default: the whole volume)")
     p.add_argument("--foreground", type=Path, metavar="FILE",
                    help="organism region for the depth profile (default: from the sample, else Otsu on --real)")
-    p.add_argument("--report", type=Path, metavar="DIR", help="output folder; without it the metrics are only printed")
+    p.add_argument("--report", type=Path, metavar="DIR",
+                   help="output folder; without it the metrics are only printed (default: none)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --report folder (only cellsynth output is ever replaced)")
-    p.add_argument("--voxel-size", type=float, nargs=3, metavar=("Z", "Y", "X"),
-                   help="voxel size in µm of the real images (overrides the files' own)")
+    p.add_argument("--voxel-size", type=_options.positive, nargs=3, metavar=("Z", "Y", "X"),
+                   help="voxel size in µm of the real images (overrides the files' own) (default: the files' own)")
     p.add_argument("--h5-dataset", default="raw", metavar="NAME", help="dataset read from HDF5 files (default raw)")
-    p.add_argument("--percentiles", type=float, nargs=2, default=(1.0, 99.9), metavar=("LOW", "HIGH"),
+    p.add_argument("--percentiles", type=_options.percentile, nargs=2, default=(1.0, 99.9), metavar=("LOW", "HIGH"),
                    help="percentiles mapped to 0 and 1 before the metrics (default 1 99.9)")
     p.add_argument("--raw", action="store_true", help="paired only: no normalization, compare raw intensities")
     p.set_defaults(func=run)
@@ -109,11 +117,12 @@ def _real_volumes(args: argparse.Namespace, kind: str | None, thickness: float |
             raise CellsynthError(f"{f} records no voxel size; give one with --voxel-size Z Y X (µm)")
         labels = None
         if args.real_labels:
-            labels = io.read_volume(args.real_labels[i], "label")[0]
+            labels = io.read_labels(args.real_labels[i])[0]
         elif f.suffix.lower() in (".h5", ".hdf5", ".hdf"):
             with h5py.File(f, "r") as h5:
-                if args.h5_labels in h5:
-                    labels = h5[args.h5_labels][...]
+                present = args.h5_labels in h5
+            if present:
+                labels = io.read_labels(f, args.h5_labels)[0]
         if labels is not None and kind is None:
             raise CellsynthError("the data sets record no kind; the real labels need one: evaluate data sets "
                                  "written by `cellsynth dataset`")
@@ -190,9 +199,9 @@ def _evaluate(args: argparse.Namespace, report_dir: Path | None) -> str:
     voxel = args.voxel_size or real_voxel or synth_voxel
     if voxel is None:
         raise CellsynthError("neither image records a voxel size; give one with --voxel-size Z Y X (µm)")
-    mask = io.read_volume(args.mask, "label")[0] if args.mask is not None else None
+    mask = io.read_labels(args.mask)[0] if args.mask is not None else None
     if args.foreground is not None:
-        foreground = io.read_volume(args.foreground)[0]
+        foreground = io.read_labels(args.foreground, "raw")[0]
     results = report.evaluate_pair(real, synthetic, voxel, report_dir, mask=mask, foreground=foreground,
                                    percentiles=percentiles, inputs=inputs)
     return json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in results.items()}, indent=2)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cellsynth.cli import _options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``export`` subcommand."""
@@ -23,11 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the tool whose layout to write")
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
                    help="export folder to create (for nnunet: the nnUNet_raw folder that receives DatasetXXX_Name)")
-    p.add_argument("--alpha", type=float, metavar="UM",
+    p.add_argument("--alpha", type=_options.positive, metavar="UM",
                    help="quality level alpha (µm) of the images to export (default: the data set's first)")
     p.add_argument("--slices", action="store_true",
                    help="cellpose: write the 2D z-planes that hold labels instead of 3D volumes")
-    p.add_argument("--dataset-id", type=int, default=501, metavar="N",
+    p.add_argument("--dataset-id", type=_options.positive_int, default=501, metavar="N",
                    help="nnunet: data set number 1-999 (default 501; above 500 avoids nnU-Net's own)")
     p.add_argument("--name", metavar="NAME", help="nnunet: data set name (default: the data set folder's name)")
     p.add_argument("--classes", choices=("boundary", "foreground"), default="boundary",

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cellsynth.cli import _options
 from cellsynth.errors import CellsynthError
 
 
@@ -29,29 +30,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="label volumes (.tif, .h5, .npy, .ome.zarr) or sample folders (their labels.tif)")
     p.add_argument("--kind", choices=("nuclei", "membranes"), required=True,
                    help="nuclei, or membranes (labels are whole cells)")
-    p.add_argument("--voxel-size", type=float, nargs=3, metavar=("Z", "Y", "X"),
-                   help="voxel size of LABELS in µm, for files that record none (a recorded one wins)")
+    p.add_argument("--voxel-size", type=_options.positive, nargs=3, metavar=("Z", "Y", "X"),
+                   help="voxel size of LABELS in µm, for files that record none (a recorded one wins) (default: the recorded one)")
     p.add_argument("--dataset", default="label", metavar="NAME", help="dataset read from HDF5 files (default label)")
     p.add_argument("--crop", nargs=3, metavar=("Z", "Y", "X"),
                    help="measure only this region of each LABELS file: a slice per axis in voxels, "
-                        "e.g. ':' '0:150' ':' for the first 150 y-planes")
+                        "e.g. ':' '0:150' ':' for the first 150 y-planes (default: the whole volume)")
     g = p.add_argument_group("comparison with real labels")
-    g.add_argument("--compare", nargs="+", type=Path, metavar="REAL", help="real label volumes to compare LABELS with")
-    g.add_argument("--real-voxel-size", type=float, nargs=3, metavar=("Z", "Y", "X"),
-                   help="voxel size of REAL files that record none, in µm")
-    g.add_argument("--real-crop", nargs=3, metavar=("Z", "Y", "X"), help="region of each REAL file (as --crop)")
-    g.add_argument("--crops", type=int, default=8, metavar="N",
+    g.add_argument("--compare", nargs="+", type=Path, metavar="REAL", help="real label volumes to compare LABELS with (default: none)")
+    g.add_argument("--real-voxel-size", type=_options.positive, nargs=3, metavar=("Z", "Y", "X"),
+                   help="voxel size of REAL files that record none, in µm (default: the recorded one)")
+    g.add_argument("--real-crop", nargs=3, metavar=("Z", "Y", "X"), help="region of each REAL file (as --crop) (default: the whole volume)")
+    g.add_argument("--crops", type=_options.positive_int, default=8, metavar="N",
                    help="crops measured per volume when sizes differ (default %(default)s)")
-    g.add_argument("--crop-size", type=float, nargs=3, metavar=("Z", "Y", "X"),
+    g.add_argument("--crop-size", type=_options.positive, nargs=3, metavar=("Z", "Y", "X"),
                    help="compare in crops of this size in µm (default: the smallest extent of all volumes)")
     g.add_argument("--inside-tissue", action="store_true",
                    help="use only crops lying inside the labelled tissue (real labels with background "
                         "against dense simulated tissue)")
     g = p.add_argument_group("preset fit")
     g.add_argument("--fit", metavar="PRESET",
-                   help="fit the tissue parameters of this preset (name or .yaml) to LABELS; needs --preset-out")
-    g.add_argument("--preset-out", type=Path, metavar="FILE", help="write the fitted preset here (.yaml)")
-    g.add_argument("--fit-shape", type=int, nargs=3, metavar=("Z", "Y", "X"),
+                   help="fit the tissue parameters of this preset (name or .yaml) to LABELS; needs --preset-out (default: no fit)")
+    g.add_argument("--preset-out", type=Path, metavar="FILE", help="write the fitted preset here (.yaml) (default: none; required with --fit)")
+    g.add_argument("--fit-shape", type=_options.positive_int, nargs=3, metavar=("Z", "Y", "X"),
                    help="volume simulated per fit round, in voxels (default: the preset's shape)")
     g.add_argument("--fit-statistics", choices=("auto", "whole", "crops"), default="auto",
                    help="membranes: fit the shape of whole cells, or of cells as cut by crops of --crop-size "
@@ -59,13 +60,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--fit-parameters", nargs="+", metavar="NAME",
                    help="fit only these simulation parameters (e.g. cell_size); the others keep the preset's "
                         "values (default: all that the labels inform)")
-    g.add_argument("--rounds", type=int, default=8, metavar="N", help="fit rounds (default %(default)s)")
-    g.add_argument("--samples", type=int, default=2, metavar="N",
+    g.add_argument("--rounds", type=_options.positive_int, default=8, metavar="N", help="fit rounds (default %(default)s)")
+    g.add_argument("--samples", type=_options.positive_int, default=2, metavar="N",
                    help="volumes simulated per round (default %(default)s)")
-    g.add_argument("--seed", type=int, default=0, help="first simulation seed of the fit (default 0)")
+    g.add_argument("--seed", type=_options.seed, default=0, help="first simulation seed of the fit (default 0)")
     g = p.add_argument_group("output")
     g.add_argument("--out", type=Path, metavar="DIR",
-                   help="write statistics.json (and with --compare histograms.png) to this folder")
+                   help="write statistics.json (and with --compare histograms.png) to this folder (default: print only)")
     g.add_argument("--overwrite", action="store_true", help="replace existing output files")
     g.add_argument("--no-sphericity", action="store_true", help="skip the sphericity (the slowest statistic)")
     p.set_defaults(func=run)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cellsynth.cli import _options
+
 DEFAULT_RAYS = 500  # keep in step with cellsynth.shapes.shape_model.DEFAULT_RAYS (not imported: fast --help)
 
 
@@ -25,14 +27,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("masks", nargs="+", metavar="MASK", type=Path,
                      help="mask or label volumes (.tif, .h5 with a 'label' dataset, .ome.zarr, .npy)")
     fit.add_argument("--out", type=Path, required=True, metavar="MODEL.npz", help="model file to write")
-    fit.add_argument("--voxel-size", type=float, nargs=3, metavar=("Z", "Y", "X"),
+    fit.add_argument("--voxel-size", type=_options.positive, nargs=3, metavar=("Z", "Y", "X"),
                      help="voxel size in µm (default: from the files, else 1 1 1)")
-    fit.add_argument("--rays", type=int, default=DEFAULT_RAYS, help=f"rays per shape (default {DEFAULT_RAYS})")
-    fit.add_argument("--sh-order", type=int,
+    fit.add_argument("--rays", type=_options.positive_int, default=DEFAULT_RAYS,
+                     help=f"rays per shape (default {DEFAULT_RAYS})")
+    fit.add_argument("--sh-order", type=_options.nonnegative_int,
                      help="SH order used to voxelise samples (default: the largest with (L+1)^2 <= rays/2)")
     fit.add_argument("--align", action="store_true",
                      help="turn each shape into its principal axes first (longest along x, shortest along z): "
                           "for shapes of arbitrary orientation")
+    fit.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     fit.set_defaults(func=run)
     sample = actions.add_parser(
         "sample", help="draw a new shape from a model and write it as a mask",
@@ -42,13 +46,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sample.add_argument("model", type=Path, metavar="MODEL.npz", help="model written by `shape-model fit`")
     sample.add_argument("--out", type=Path, required=True, metavar="MASK",
                         help="mask to write (.tif or .ome.zarr), uint8 0/1")
-    sample.add_argument("--shape", type=int, nargs=3, required=True, metavar=("Z", "Y", "X"),
+    sample.add_argument("--shape", type=_options.positive_int, nargs=3, required=True, metavar=("Z", "Y", "X"),
                         help="volume shape in voxels")
-    sample.add_argument("--voxel-size", type=float, nargs=3, metavar=("Z", "Y", "X"),
+    sample.add_argument("--voxel-size", type=_options.positive, nargs=3, metavar=("Z", "Y", "X"),
                         help="voxel size in µm (default: the training data's)")
-    sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    sample.add_argument("--modes", type=int, help="vary only the first N modes (default all)")
+    sample.add_argument("--seed", type=_options.seed, default=0, help="random seed (default 0)")
+    sample.add_argument("--modes", type=_options.positive_int, help="vary only the first N modes (default all)")
     sample.add_argument("--random-rotation", action="store_true", help="rotate the shape uniformly at random")
+    sample.add_argument("--overwrite", action="store_true", help="replace an existing mask file")
     sample.set_defaults(func=run)
 
 
@@ -69,17 +74,20 @@ def run(args: argparse.Namespace) -> None:
     from cellsynth import io
     from cellsynth.cli import resolved_config
     from cellsynth.errors import CellsynthError
+    from cellsynth.outputs import check_output
     from cellsynth.shapes.ellipsoid import random_rotation
     from cellsynth.shapes.shape_model import ShapeModel, fit_shape_model, shapes_from_labels
     from cellsynth.simulate.organism import check_shape
 
     config = resolved_config(args)
+    check_output(args.out, folder=False, overwrite=args.overwrite)
+    check_output(_config_path(args.out), folder=False, overwrite=args.overwrite)
     if args.action == "fit":
         if args.out.suffix.lower() != ".npz":
             raise CellsynthError(f"the model file must end in .npz, got {args.out}")
         shapes, voxels = [], set()
         for path in args.masks:
-            array, voxel = io.read_volume(path, dataset="label")
+            array, voxel = io.read_labels(path)
             voxels.add(tuple(round(v, 9) for v in voxel) if voxel is not None else None)
             shapes += shapes_from_labels(np.asarray(array))
         if args.voxel_size is not None:
@@ -100,6 +108,8 @@ def run(args: argparse.Namespace) -> None:
         print(f"fitted {len(shapes)} shapes: {model.n_modes} modes, "
               f"mean radius {model.mean.mean():.3g} µm -> {args.out}")
         return
+    if io.volume_format(args.out) is None:
+        raise CellsynthError(f"--out {args.out} must end in .tif or .ome.zarr")
     model = ShapeModel.load(args.model)
     shape = check_shape(args.shape)
     voxel = io.check_voxel_size(args.voxel_size if args.voxel_size is not None else model.voxel_size)

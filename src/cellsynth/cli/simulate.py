@@ -6,6 +6,8 @@ import argparse
 import sys
 import time
 
+from cellsynth.cli import _options
+
 # Defaults shown in the help; they mirror cellsynth.simulate.pipeline and
 # cellsynth.simulate.membranes (not imported here so that the command starts fast).
 # tests/test_simulate_cli.py checks that they agree.
@@ -39,31 +41,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         sub.set_defaults(func=run)
     d = HELP_DEFAULTS
     g = nuclei.add_argument_group("nuclei")
-    g.add_argument("--radius", type=float, default=d["radius"], metavar="UM",
+    g.add_argument("--radius", type=_options.positive, default=d["radius"], metavar="UM",
                    help="mean nucleus radius in µm (default %(default)s; the paper's r ~ N(9, 1))")
-    g.add_argument("--radius-std", type=float, default=d["radius_std"], metavar="UM",
+    g.add_argument("--radius-std", type=_options.nonnegative, default=d["radius_std"], metavar="UM",
                    help="standard deviation of the nucleus radius in µm (default %(default)s)")
-    g.add_argument("--smoothness", type=float, default=d["smoothness"], metavar="GAMMA",
+    g.add_argument("--smoothness", type=_options.nonnegative, default=d["smoothness"], metavar="GAMMA",
                    help="SH smoothness gamma >= 0: small is irregular, large near-spherical (default %(default)s)")
-    g.add_argument("--sh-order", type=int, default=d["sh_order"], metavar="L",
+    g.add_argument("--sh-order", type=_options.nonnegative_int, default=d["sh_order"], metavar="L",
                    help="spherical-harmonic order l, 0-100 (default %(default)s)")
     g.add_argument("--law", choices=("power", "exponential"), default="power",
                    help="decay of the SH power with order l: power l^-gamma (default) or exponential "
                         "exp(-gamma (l-1))")
-    g.add_argument("--elongation", type=float, default=1.0, metavar="RATIO",
+    g.add_argument("--elongation", type=_options.positive, default=1.0, metavar="RATIO",
                    help="long-to-short axis ratio of the nuclei, volume preserving (default 1: no elongation)")
-    g.add_argument("--orientation", type=float, nargs=3, metavar=("Z", "Y", "X"),
+    g.add_argument("--orientation", type=_options.finite, nargs=3, metavar=("Z", "Y", "X"),
                    help="long-axis direction of all elongated nuclei (default: random per nucleus)")
-    g.add_argument("--cell-size", type=float, metavar="UM",
+    g.add_argument("--cell-size", type=_options.positive, metavar="UM",
                    help=f"mean diameter of the cell around each nucleus in µm; centres are at least "
                         f"cell-size/{d['packing_ratio']:g} apart (default {d['nucleus_cell_size_factor']:g} x --radius)")
     g = membranes.add_argument_group("membranes")
-    g.add_argument("--cell-size", type=float, default=d["membrane_cell_size"], metavar="UM",
+    g.add_argument("--cell-size", type=_options.positive, default=d["membrane_cell_size"], metavar="UM",
                    help=f"mean cell diameter in µm (volume-equivalent); centres are at least "
                         f"cell-size/{d['packing_ratio']:g} apart (default %(default)s)")
-    g.add_argument("--membrane-thickness", type=float, metavar="UM",
+    g.add_argument("--membrane-thickness", type=_options.positive, metavar="UM",
                    help=f"membrane wall thickness in µm, symmetric about the wall (default {d['membrane_thickness']:g})")
-    g.add_argument("--weight-spread", type=float, metavar="S",
+    g.add_argument("--weight-spread", type=_options.nonnegative, metavar="S",
                    help=f"Voronoi weights gamma_j ~ U(1-S, 1+S), the cells' sizes; 0 gives flat walls "
                         f"(default {d['weight_spread']:g})")
     g.add_argument("--packing", choices=("points", "cells"), default="points",
@@ -71,19 +73,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "non-overlapping ellipsoids with each cell's size and shape, each cell measuring distance "
                         "in its own metric (elongated, oriented cells; the options below)")
     g = membranes.add_argument_group("cell shape (with --packing cells)")
-    g.add_argument("--elongation", type=float, default=1.0, metavar="RATIO",
+    g.add_argument("--elongation", type=_options.positive, default=1.0, metavar="RATIO",
                    help="long-to-short axis ratio of every cell's ellipsoid, volume preserving (default 1: round)")
-    g.add_argument("--flatness", type=float, default=0.0, metavar="F",
+    g.add_argument("--flatness", type=_options.finite, default=0.0, metavar="F",
                    help="middle axis = short axis x elongation^F: 0 cigars (default), 1 discs, 0.5 triaxial")
-    g.add_argument("--orientation", type=float, nargs=3, metavar=("Z", "Y", "X"),
+    g.add_argument("--orientation", type=_options.finite, nargs=3, metavar=("Z", "Y", "X"),
                    help="long-axis direction of all cells (default: random, see --orientation-coherence)")
-    g.add_argument("--orientation-coherence", type=float, default=0.0, metavar="UM",
+    g.add_argument("--orientation-coherence", type=_options.nonnegative, default=0.0, metavar="UM",
                    help="cells closer than about this many µm point alike (a smooth random field); "
                         "0 orients every cell independently (default)")
-    g.add_argument("--stretch", type=float, nargs=3, metavar=("Z", "Y", "X"),
+    g.add_argument("--stretch", type=_options.positive, nargs=3, metavar=("Z", "Y", "X"),
                    help="stretch the whole tissue by these factors (scaled to a product of 1), e.g. 0.75 1.15 1.15 "
                         "for cells flatter along z (default: none)")
-    g.add_argument("--orientation-bias", type=float, nargs=3, metavar=("Z", "Y", "X"),
+    g.add_argument("--orientation-bias", type=_options.nonnegative, nargs=3, metavar=("Z", "Y", "X"),
                    help="factors on the random long axes before normalisation, e.g. 0.3 1 1 for long axes "
                         "mostly in the xy plane (default: none)")
 
@@ -91,11 +93,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _add_common(sub: argparse.ArgumentParser, kind: str) -> None:
     g = sub.add_argument_group("volume and output")
     g.add_argument("--out", metavar="DIR", help="sample folder to write (required)")
-    g.add_argument("--shape", type=int, nargs=3, default=[64, 192, 192], metavar=("Z", "Y", "X"),
+    g.add_argument("--shape", type=_options.positive_int, nargs=3, default=[64, 192, 192], metavar=("Z", "Y", "X"),
                    help="volume shape in voxels (default 64 192 192)")
-    g.add_argument("--voxel-size", type=float, nargs=3, default=[1.0, 1.0, 1.0], metavar=("Z", "Y", "X"),
+    g.add_argument("--voxel-size", type=_options.positive, nargs=3, default=[1.0, 1.0, 1.0], metavar=("Z", "Y", "X"),
                    help="voxel size in µm (default 1 1 1)")
-    g.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same files (default 0)")
+    g.add_argument("--seed", type=_options.seed, default=0,
+                   help="random seed; the same seed gives the same files (default 0)")
     g.add_argument("--format", choices=("tif", "zarr"), default="tif",
                    help="volume format: ImageJ TIFFs, or one OME-Zarr image sample.ome.zarr with the labels, mask "
                         "and foreground as label layers, for volumes too large for memory (default tif)")
@@ -108,9 +111,9 @@ def _add_common(sub: argparse.ArgumentParser, kind: str) -> None:
     g.add_argument("--organism", default="ellipsoid", metavar="SPEC",
                    help="organism: box (the whole volume), ellipsoid, sh (embryo-like blob), a foreground mask "
                         "file or a shape model .npz (default ellipsoid)")
-    g.add_argument("--semi-axes", type=float, nargs=3, metavar=("Z", "Y", "X"),
+    g.add_argument("--semi-axes", type=_options.positive, nargs=3, metavar=("Z", "Y", "X"),
                    help="semi-axes of the ellipsoid organism in µm (default: fit the volume)")
-    g.add_argument("--center", type=float, nargs=3, metavar=("Z", "Y", "X"),
+    g.add_argument("--center", type=_options.finite, nargs=3, metavar=("Z", "Y", "X"),
                    help="centre of the ellipsoid or sh organism in µm (default: the volume's centre; "
                         "z on the deepest face with a tall z semi-axis makes a dome)")
     g.add_argument("--placement", choices=("layered", "uniform"), default="layered",
@@ -118,8 +121,9 @@ def _add_common(sub: argparse.ArgumentParser, kind: str) -> None:
                         "Poisson-disk in the whole organism")
     g.add_argument("--positions", metavar="CSV",
                    help="use these cell positions instead: columns z_um,y_um,x_um (µm) or z_px,y_px,x_px / "
-                        "z,y,x (voxels); every point must lie in the organism")
-    g.add_argument("--count", type=int, metavar="N",
+                        "z,y,x (voxels); every point must lie in the organism "
+                        "(default: none; --placement places the cells)")
+    g.add_argument("--count", type=_options.positive_int, metavar="N",
                    help=f"number of {kind} (default: as many as fit; a warning says when fewer fit)")
 
 

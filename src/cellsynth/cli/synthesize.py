@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cellsynth.cli import _options
 from cellsynth.errors import CellsynthError
 
 
@@ -31,16 +32,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="FILE",
                    help="output image (.tif or .ome.zarr); default for a sample folder: image.tif in it")
     p.add_argument("--kind", choices=("nuclei", "membranes"),
-                   help="structure of a labels file (a sample folder records its own)")
-    p.add_argument("--foreground", metavar="FILE", help="organism mask (0/1) for a labels file")
-    p.add_argument("--foreground-closing", type=float, metavar="UM",
+                   help="structure of a labels file (a sample folder records its own) (default: the sample's)")
+    p.add_argument("--foreground", metavar="FILE",
+                   help="organism mask (0/1) for a labels file (default: the region around the labelled cells)")
+    p.add_argument("--foreground-closing", type=_options.positive, metavar="UM",
                    help="without --foreground: the organism is the labelled cells closed by a ball of this radius "
                         "in µm (default: twice the median distance between neighbouring cells)")
-    p.add_argument("--membrane-thickness", type=float, metavar="UM",
+    p.add_argument("--membrane-thickness", type=_options.positive, metavar="UM",
                    help="membrane wall thickness in µm for a membranes labels file (default: the --renderer file's "
                         "apparent thickness, else the simulation's)")
-    p.add_argument("--voxel-size", type=float, nargs=3, metavar=("Z", "Y", "X"),
-                   help="voxel size in µm where the file records none")
+    p.add_argument("--voxel-size", type=_options.positive, nargs=3, metavar=("Z", "Y", "X"),
+                   help="voxel size in µm where the file records none (default: the file's own)")
     g = p.add_argument_group("model")
     g.add_argument("--model", default="default", metavar="NAME|PATH",
                    help="physics, default (the best built-in model for the family, or the kind, on the unpaired "
@@ -48,26 +50,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "or a generator file from `cellsynth train` (default: default)")
     g.add_argument("--family", metavar="NAME",
                    help="the family of real volumes mimicked, e.g. lateral_root_membranes: chooses what default "
-                        "means (a sample folder made by `cellsynth dataset` records its own)")
+                        "means (default: the one a sample folder made by `cellsynth dataset` records, else none)")
     g.add_argument("--renderer", metavar="FILE",
-                   help="physics parameters fitted to a microscope by `cellsynth calibrate` (physics model only)")
-    g.add_argument("--alpha", type=float, metavar="UM",
+                   help="physics parameters fitted to a microscope by `cellsynth calibrate` (physics model only) "
+                        "(default: the physics model's defaults)")
+    g.add_argument("--alpha", type=_options.positive, metavar="UM",
                    help="positional map decay length inside the organism in µm (Eq. 1); small values render "
                         "a deeper, poorer image (default: the model's own, 100 for physics)")
-    g.add_argument("--beta", type=float, metavar="UM",
+    g.add_argument("--beta", type=_options.positive, metavar="UM",
                    help="positional map decay length outside the organism in µm (default: the model's own, "
                         "100 for physics)")
-    g.add_argument("--seed", type=int, default=0, help="seed of noise and brightness (default 0)")
+    g.add_argument("--seed", type=_options.seed, default=0, help="seed of noise and brightness (default 0)")
     g = p.add_argument_group("tiling")
-    g.add_argument("--patch", type=int, nargs=3, metavar=("Z", "Y", "X"),
+    g.add_argument("--patch", type=_options.positive_int, nargs=3, metavar=("Z", "Y", "X"),
                    help="patch size in voxels (default: the model's, e.g. 64 128 128 for generators)")
-    g.add_argument("--overlap", type=int, nargs=3, metavar=("Z", "Y", "X"),
+    g.add_argument("--overlap", type=_options.nonnegative_int, nargs=3, metavar=("Z", "Y", "X"),
                    help="minimum overlap of the kept patch regions in voxels (default: from the model's halo)")
-    g.add_argument("--crop", type=int, nargs=3, metavar=("Z", "Y", "X"),
+    g.add_argument("--crop", type=_options.nonnegative_int, nargs=3, metavar=("Z", "Y", "X"),
                    help="voxels dropped at patch sides facing another patch (default: from the model's halo)")
     g.add_argument("--blend", choices=("linear", "gaussian", "hann", "constant"), default="linear",
                    help="blending weights across overlaps (default: linear, the paper's)")
-    g.add_argument("--batch-size", type=int, default=4, help="patches per forward pass (default 4)")
+    g.add_argument("--batch-size", type=_options.positive_int, default=4, help="patches per forward pass (default 4)")
     g.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     g.add_argument("--bf16", action="store_true", help="run the model under bfloat16 autocast")
     g = p.add_argument_group("output")
@@ -81,6 +84,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--dtype", choices=("uint16", "float32"), default="uint16",
                    help="output pixel type: uint16 (0-65535) or float32 in [0, 1] (default uint16)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing output image")
+    g.add_argument("--memory-budget", type=_options.positive, default=1.0, metavar="GIB",
+                   help="memory in GiB the synthesis may hold at a time when it streams into OME-Zarr (slabs are "
+                        "sized from it; about 0.5 GiB more go to the program itself) (default 1)")
     p.set_defaults(func=run)
 
 
@@ -89,49 +95,57 @@ def run(args: argparse.Namespace) -> None:
 
     from cellsynth import io
     from cellsynth.cli import resolved_config
-    from cellsynth.render.registry import describe_model, load_model
-    from cellsynth.synthesis import conditioning_of, synthesize_to_file
-    from cellsynth.tiling import tile_grid
+    from cellsynth.outputs import check_output
+    from cellsynth.render.registry import describe_model
+    from cellsynth.synthesis import check_synthesis, synthesize_to_file
 
     started = time.perf_counter()
     source = Path(args.input)
     sample_dir = source if (source / "sample.json").is_file() else None
     if sample_dir is None and source.is_dir() and not io.is_zarr(source):
         raise CellsynthError(f"{source} is not a sample folder (no sample.json); give a sample folder or a labels file")
+    if sample_dir is None and not source.exists():
+        raise CellsynthError(f"input not found: {source}; give a sample folder or a labels/mask file")
+    recorded = io.read_json(sample_dir / "sample.json") if sample_dir is not None else None
+    if recorded is not None and not isinstance(recorded.get("files", {}), dict):
+        raise CellsynthError(f"{sample_dir}/sample.json is damaged (its files are not a mapping of volume names to "
+                             "files); re-create the sample with `cellsynth simulate`")
+    out = _output(args, sample_dir, recorded.get("format") if recorded else None)
+    into_sample_image = sample_dir is not None and out.name == io.SAMPLE_ZARR
+    if into_sample_image:  # the image levels of the sample's own OME-Zarr image
+        if "image" in recorded["files"] and not args.overwrite:  # type: ignore[index]
+            raise CellsynthError(f"{out} holds an image; pass --overwrite to replace it")
+    else:
+        check_output(out, folder=False, overwrite=args.overwrite)
     if sample_dir is not None:
         mask, foreground, voxel, kind, meta = _from_sample(sample_dir, args)
     else:
         mask, foreground, voxel, kind = _from_file(source, args)
         meta = None
-    out = _output(args, sample_dir, meta.get("format") if meta else None)
-    into_sample_image = sample_dir is not None and out.name == io.SAMPLE_ZARR
-    exists = "image" in meta.get("files", {}) if into_sample_image else out.exists()  # type: ignore[union-attr]
-    if exists and not args.overwrite:
-        raise CellsynthError(f"{out} exists; pass --overwrite to replace it or choose another --out")
-    if args.batch_size < 1:
-        raise CellsynthError(f"--batch-size must be at least 1, got {args.batch_size}")
-
     if args.renderer is not None and args.model != "physics":
         raise CellsynthError(f"--renderer sets the physics model; add --model physics (the model is {args.model})")
     family = args.family or (meta or {}).get("family")
-    model = load_model(args.model, kind, args.device, voxel_size=voxel, seed=args.seed, renderer=args.renderer,
-                       family=family)
-    grid = tile_grid(model, mask.shape, args.patch, args.overlap, args.crop)
-    alpha, beta = conditioning_of(model, args.alpha, args.beta)
-    settings = {"kind": kind, "alpha": alpha, "beta": beta, "seed": args.seed, "patch": args.patch,
+    settings = {"kind": kind, "alpha": args.alpha, "beta": args.beta, "seed": args.seed, "patch": args.patch,
                 "overlap": args.overlap, "crop": args.crop, "blend": args.blend, "batch_size": args.batch_size,
                 "device": args.device, "autocast": args.bf16}
-    if into_sample_image and exists:  # until the new image is complete, the sample lists none
+    if io.volume_format(out) == "zarr":  # streamed slab by slab: within the budget
+        settings["memory_budget"] = int(args.memory_budget * 2**30)
+    plan = check_synthesis(tuple(mask.shape), voxel, model=args.model, renderer=args.renderer, family=family,
+                           **settings)
+    model, grid = plan.model, plan.grid
+    settings["alpha"], settings["beta"] = plan.alpha, plan.beta  # the model's own where none was given
+    if into_sample_image and "image" in meta["files"]:  # until the new image is complete, the sample lists none
         meta["files"].pop("image")  # type: ignore[index]
         meta.pop("synthesis", None)  # type: ignore[union-attr]
         io.write_json(sample_dir / "sample.json", meta)  # type: ignore[arg-type, operator]
     synthesize_to_file(out, mask, foreground, voxel, model=model, dtype=args.dtype, ngff=args.ngff, **settings)
 
+    # what determines the image, and nothing that differs between runs (the time goes to stderr)
     record = {
         "model": describe_model(model), **{k: v for k, v in settings.items() if k not in ("batch_size", "device")},
         "patch": grid.patch, "overlap": grid.overlap, "crop": grid.crop,
         "redundancy": round(grid.redundancy, 3), "patches": grid.n_patches, "dtype": args.dtype,
-        "seconds": round(time.perf_counter() - started, 2), "config": resolved_config(args),
+        "config": resolved_config(args),
     }
     if meta is not None and args.out is None:
         meta.setdefault("files", {})["image"] = out.name
@@ -164,13 +178,7 @@ def _from_file(path: Path, args: argparse.Namespace) -> tuple[Any, Any, tuple, s
     from cellsynth import io
     from cellsynth.synthesis import annotation_from_labels, is_membrane_mask
 
-    if not path.exists():
-        raise CellsynthError(f"input not found: {path}; give a sample folder or a labels/mask file")
-    if args.kind is None:
-        raise CellsynthError("a labels file needs --kind nuclei or --kind membranes")
-    if args.out is None:
-        raise CellsynthError("a labels file needs --out FILE for the image")
-    labels, voxel = io.read_volume(path)
+    labels, voxel = io.read_labels(path, "raw")
     voxel = _voxel(voxel, args.voxel_size, path)
     thickness = args.membrane_thickness
     if thickness is None and args.renderer is not None and args.kind == "membranes":
@@ -179,7 +187,7 @@ def _from_file(path: Path, args: argparse.Namespace) -> tuple[Any, Any, tuple, s
         thickness = read_renderer(args.renderer).get("membrane_thickness_um")
     foreground = None
     if args.foreground:
-        foreground, fg_voxel = io.read_volume(args.foreground)
+        foreground, fg_voxel = io.read_labels(args.foreground, "raw")
         if fg_voxel is not None and not np.allclose(fg_voxel, voxel, rtol=1e-3):
             raise CellsynthError(f"foreground voxel size {tuple(fg_voxel)} µm differs from the labels' "
                                  f"{tuple(voxel)} µm; give a foreground of the same grid")
@@ -212,6 +220,10 @@ def _voxel(recorded: Any, given: Any, path: Path) -> tuple[float, float, float]:
 def _output(args: argparse.Namespace, sample_dir: Path | None, sample_format: str | None) -> Path:
     from cellsynth import io
 
+    if sample_dir is None and args.kind is None:
+        raise CellsynthError("a labels file needs --kind nuclei or --kind membranes")
+    if sample_dir is None and args.out is None:
+        raise CellsynthError("a labels file needs --out FILE for the image")
     if args.out is None:  # into the sample folder, in its own format unless --format says otherwise
         file_format = args.format or sample_format or "tif"
         return sample_dir / io.sample_image_file(sample_dir, file_format)  # type: ignore[arg-type, operator]

@@ -9,6 +9,7 @@ from dataclasses import Field, fields
 from pathlib import Path
 from typing import get_args, get_origin, get_type_hints
 
+from cellsynth.cli import _options
 from cellsynth.errors import CellsynthError
 from cellsynth.gan.config import TrainConfig
 
@@ -22,32 +23,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "cellsynth train ...",
     )
     p.add_argument("--data", nargs="+", metavar="PATH",
-                   help="HDF5 files (datasets raw, label), folders of them, or folders with images/ and labels/ TIFFs")
-    p.add_argument("--out", type=Path, metavar="RUN", help="run folder (checkpoints, log, previews, generator.pt)")
-    p.add_argument("--steps", type=int, default=2000, help="total training steps (default 2000)")
+                   help="HDF5 files (datasets raw, label), folders of them, or folders with images/ and labels/ TIFFs "
+                        "(required)")
+    p.add_argument("--out", type=Path, metavar="RUN",
+                   help="run folder (checkpoints, log, previews, generator.pt) (required)")
+    p.add_argument("--steps", type=_options.positive_int, default=2000, help="total training steps (default 2000)")
     g = p.add_argument_group("training configuration (the keys of run.json)")
     for option in fields(TrainConfig):
         _add_config_flag(g, option)
     g = p.add_argument_group("run")
     g.add_argument("--resume", nargs="?", const="auto", metavar="CKPT",
-                   help="continue the run in --out (or from CKPT)")
+                   help="continue the run in --out (or from CKPT) (default: start a new run)")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default auto: a GPU if there is one)")
     g.add_argument("--amp", choices=("auto", "on", "off"), default="auto",
                    help="bf16 autocast (default auto: on GPUs only)")
-    g.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    g.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (default 200)")
-    g.add_argument("--preview-every", type=int, default=500,
+    g.add_argument("--threads", type=_options.positive_int, help="CPU threads for torch (default: torch's choice)")
+    g.add_argument("--checkpoint-every", type=_options.positive_int, default=200,
+                   help="steps between checkpoints (default 200)")
+    g.add_argument("--preview-every", type=_options.nonnegative_int, default=500,
                    help="steps between PNG previews (0: none; default 500)")
     g.add_argument("--keep-generators", action="store_true",
                    help="keep the generator of every checkpoint in RUN/generators/ (for weight averaging)")
-    g.add_argument("--log-every", type=int, default=10, help="steps between log rows (default 10)")
+    g.add_argument("--log-every", type=_options.positive_int, default=10, help="steps between log rows (default 10)")
     p.set_defaults(func=run)
 
 
 def _add_config_flag(group: argparse._ArgumentGroup, option: Field) -> None:
-    """One flag per :class:`TrainConfig` field: its type, help and default from the dataclass."""
+    """One flag per :class:`TrainConfig` field: its type (checked within the field's bounds), help and default
+    from the dataclass."""
     cli = dict(option.metadata)
-    help_text, required = cli.pop("help"), cli.pop("required", False)
+    help_text, required, bounds = cli.pop("help"), cli.pop("required", False), cli.pop("bounds")
     default = option.default
     flag = "--" + option.name.replace("_", "-")
     if isinstance(default, bool):
@@ -58,11 +63,17 @@ def _add_config_flag(group: argparse._ArgumentGroup, option: Field) -> None:
     if isinstance(kind, types.UnionType):  # X | None
         kind = next(a for a in get_args(kind) if a is not type(None))
     if get_origin(kind) is tuple:
-        cli.update(nargs=len(get_args(kind)), type=get_args(kind)[0])
+        cli["nargs"], kind = len(get_args(kind)), get_args(kind)[0]
+    if option.name == "seed":
+        cli["type"] = _options.seed
+    elif kind is int:
+        cli["type"] = _options.integer(bounds["low"], bounds["high"])
+    elif kind is float:
+        cli["type"] = _options.number(**bounds)
     else:
         cli["type"] = kind
     if required:
-        group.add_argument(flag, **cli, help=help_text)
+        group.add_argument(flag, **cli, help=f"{help_text} (required)")
     elif default is None:
         group.add_argument(flag, **cli, help=help_text)
     else:
@@ -77,26 +88,25 @@ def run(args: argparse.Namespace) -> None:
 
     from cellsynth.cli import resolved_config
     from cellsynth.gan.data import find_pairs, load_volumes
-    from cellsynth.gan.train import train
+    from cellsynth.gan.train import check_training_memory, train
     from cellsynth.outputs import check_output
+    from cellsynth.tiling import check_device
 
     for flag in ("data", "kind", "out"):
         if not getattr(args, flag):
             raise CellsynthError(f"--{flag} is required")
     check_output(args.out, existing_ok=True)
-    if args.steps < 1:
-        raise CellsynthError(f"--steps must be at least 1, got {args.steps}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     values = resolved_config(args)
     config = TrainConfig.from_dict(values)
+    check_training_memory(config)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise CellsynthError("--device cuda was asked for but no GPU is available; use --device cpu")
+    check_device(device)  # a device string torch does not know, or a GPU that is not there: one line
     if world > 1:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         if device.startswith("cuda"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import shutil
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -60,7 +61,7 @@ def sample_executor(root: Path, workers: int | None, scheduler: str | None, time
     if scheduler is None and workers == 1:
         yield lambda parameters, todo: _run_in_process(root, parameters, todo)
         return
-    with _dask_client(workers or 1, scheduler, timeout) as client:
+    with _dask_client(workers or 1, scheduler, timeout, root / SCRATCH_NAME) as client:
         yield lambda parameters, todo: _run_on_dask(client, root, parameters, todo)
 
 
@@ -76,10 +77,19 @@ def describe_error(err: BaseException) -> str:
     return str(err) if isinstance(err, CellsynthError) else f"{type(err).__name__}: {err}"
 
 
+SCRATCH_NAME = ".dask-scratch.tmp"
+"""Where the workers of a local cluster keep their scratch files: inside the data set folder
+(hidden, removed when the cluster closes, and as a leftover by the next run)."""
+
+
 @contextlib.contextmanager
-def _dask_client(workers: int, scheduler: str | None, timeout: float):
+def _dask_client(workers: int, scheduler: str | None, timeout: float, scratch: Path):
     """A ``distributed.Client`` on a new local cluster of one-thread worker processes, or
-    on an existing scheduler."""
+    on an existing scheduler.
+
+    The local cluster serves no dashboard: the scheduler's HTTP endpoint, which Dask always
+    starts, listens on a free port of 127.0.0.1 only (not on 8787), and the workers' scratch
+    space is ``scratch`` (not the system's temporary folder)."""
     import logging
 
     import dask
@@ -96,11 +106,16 @@ def _dask_client(workers: int, scheduler: str | None, timeout: float):
             yield client
         return
     # Dask starts workers with OMP/MKL/OPENBLAS_NUM_THREADS=1 (good); see LOCAL_CLUSTER_CONFIG for the rest
-    with dask.config.set(LOCAL_CLUSTER_CONFIG), \
-            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                         silence_logs=logging.ERROR) as cluster, Client(cluster, set_as_default=False) as client:
-        _prepare_workers(client)
-        yield client
+    try:
+        with dask.config.set(LOCAL_CLUSTER_CONFIG), \
+                LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                             scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+                             local_directory=str(scratch), silence_logs=logging.ERROR) as cluster, \
+                Client(cluster, set_as_default=False) as client:
+            _prepare_workers(client)
+            yield client
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _prepare_workers(client: Any) -> None:

@@ -281,6 +281,14 @@ def _ssim_chunk(x: np.ndarray, y: np.ndarray, mask: np.ndarray | None, taps: np.
     return float(uxuy[mask].sum(dtype=np.float64)), int(mask.sum())
 
 
+def check_ssim_size(shape: tuple[int, ...], sigma: float = SSIM_SIGMA) -> None:
+    """Refuse volumes with a side shorter than the SSIM window (11 voxels for sigma 1.5)."""
+    k = len(gaussian_taps(sigma))
+    if min(shape) < k:
+        raise CellsynthError(f"the images {tuple(shape)} are too small for the {k}-voxel SSIM window; every side "
+                             f"needs at least {k} voxels (use larger crops)")
+
+
 def ssim(real: Any, synthetic: Any, mask: Any = None, *, percentiles: Any = DEFAULT_PERCENTILES,
          data_range: float = 1.0, sigma: float = SSIM_SIGMA, workers: int | None = None,
          slab: int = 16) -> float:
@@ -321,13 +329,10 @@ def ssim(real: Any, synthetic: Any, mask: Any = None, *, percentiles: Any = DEFA
     real, synthetic = _check_pair(real, synthetic)
     if real.ndim != 3:
         raise CellsynthError(f"SSIM needs 3D (Z, Y, X) volumes, got shape {real.shape}")
+    check_ssim_size(real.shape, sigma)
     taps = gaussian_taps(sigma).astype(np.float32)
     k = len(taps)
     r = k // 2
-    if min(real.shape) < k:
-        raise CellsynthError(
-            f"the images {real.shape} are too small for the {k}-voxel SSIM window; every side needs at least "
-            f"{k} voxels (use larger crops)")
     mask = _check_mask(mask, real.shape)
     x, y = normalize(real, percentiles), normalize(synthetic, percentiles)
     if percentiles is None:

@@ -27,7 +27,7 @@ import numpy as np
 
 from cellsynth.errors import CellsynthError
 from cellsynth.intensity import normalize_percentiles
-from cellsynth.io import VoxelSize, check_voxel_size, read_h5, read_tiff
+from cellsynth.io import VoxelSize, check_labels, check_voxel_size, read_h5, read_tiff
 
 _H5 = (".h5", ".hdf5", ".hdf")
 _TIFF = (".tif", ".tiff")
@@ -98,10 +98,10 @@ def read_pair(image_file: Path, label_file: Path,
     """
     if image_file.suffix.lower() in _H5:
         raw, voxel = read_h5(image_file, "raw")
-        labels, _ = read_h5(label_file, "label")
+        labels = check_labels(read_h5(label_file, "label")[0], str(label_file))
     else:
         raw, voxel = read_tiff(image_file)
-        labels, _ = read_tiff(label_file)
+        labels = check_labels(read_tiff(label_file)[0], str(label_file))
     name = image_file.name if image_file == label_file else f"{image_file.name} / {label_file.name}"
     if raw.shape != labels.shape:
         raise CellsynthError(f"{name}: image shape {raw.shape} and label shape {labels.shape} differ; "

@@ -36,6 +36,8 @@ global voxel, so it too is independent of the tiling.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -58,6 +60,24 @@ def pixel_shuffle_3d(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
     out = x.reshape(n, c // f**3, f, f, f, z, y, x_)
     out = out.permute(0, 1, 5, 2, 6, 3, 7, 4)
     return out.reshape(n, c // f**3, z * f, y * f, x_ * f)
+
+
+def parameter_count(network: Callable[[int], nn.Module], width: int) -> int:
+    """Parameters of ``network(width)``, found without building it at that width.
+
+    In these networks every layer has channels proportional to the width or fixed, so the
+    parameter count is a quadratic polynomial in the width: three networks of width 1, 2
+    and 3 give it exactly for any width (a generator file or a training option that asks for
+    an enormous network is then refused before anything is allocated).
+
+    Examples
+    --------
+    >>> build = lambda w: UNetGenerator(width=w, depth=2)
+    >>> parameter_count(build, 24) == sum(p.numel() for p in build(24).parameters())
+    True
+    """
+    c1, c2, c3 = (sum(p.numel() for p in network(w).parameters()) for w in (1, 2, 3))
+    return c1 + (width - 1) * (c2 - c1) + (width - 1) * (width - 2) // 2 * (c3 - 2 * c2 + c1)
 
 
 class PixelShuffle3d(nn.Module):

@@ -45,8 +45,9 @@ from cellsynth.gan.config import TrainConfig
 from cellsynth.gan.consistency import SEGMENTER_DEPTH, SEGMENTER_WIDTH, consistency_loss, train_structure_segmenter
 from cellsynth.gan.data import PatchSampler, TrainingVolume
 from cellsynth.gan.losses import discriminator_loss, generator_adversarial_loss, l1_loss
-from cellsynth.gan.networks import PatchGAN3D, UNetGenerator
+from cellsynth.gan.networks import PatchGAN3D, UNetGenerator, parameter_count
 from cellsynth.io import atomic_path
+from cellsynth.memory import check_memory
 from cellsynth.progress import progress_bar
 
 RUN_FORMAT = "cellsynth-train-run"
@@ -74,6 +75,29 @@ def _all_reduce_gradients(module: torch.nn.Module, world: int) -> None:
         offset += g.numel()
 
 
+TRAINING_FIXED_BYTES = 512 * 2**20
+"""Memory of a training step that does not grow with the networks (measured: about 500 MiB)."""
+
+TRAINING_BYTES_PER_VOXEL_AND_CHANNEL = 100
+"""Activation memory of a training step per patch voxel and unit of width (measured: about 80)."""
+
+
+def training_bytes(config: TrainConfig) -> int:
+    """About the memory one training process needs: weights, gradients, RAdam moments and the
+    averaged generator (20 bytes per parameter), activations, and a fixed part."""
+    generator = parameter_count(lambda w: UNetGenerator(2, w, config.depth, noise=config.noise), config.width)
+    critic = parameter_count(lambda w: PatchGAN3D(2, w, config.d_layers, config.d_norm), config.d_width)
+    activations = (TRAINING_BYTES_PER_VOXEL_AND_CHANNEL * (config.width + config.d_width)
+                   * math.prod(config.patch) * config.batch)
+    return TRAINING_FIXED_BYTES + 20 * (generator + critic) + activations
+
+
+def check_training_memory(config: TrainConfig) -> None:
+    """Refuse settings whose training would not fit in memory (:func:`training_bytes`)."""
+    check_memory(training_bytes(config), "training with these settings",
+                 "use a smaller --width, --d-width, --patch or --batch")
+
+
 class Trainer:
     """Networks, optimisers, ADA and the patch sampler of one training process.
 
@@ -93,25 +117,13 @@ class Trainer:
                  amp: bool = False) -> None:
         self.config, self.device, self.amp = config, torch.device(device), amp
         self.rank, self.world = _distributed()
+        check_training_memory(config)
         torch.manual_seed(config.seed)  # identical initial networks in every process
         self.generator = UNetGenerator(2, config.width, config.depth, noise=config.noise, padding=config.padding,
                                        upsample_blur=config.upsample_blur).to(self.device)
         self.discriminator = PatchGAN3D(2, config.d_width, config.d_layers, config.d_norm).to(self.device)
         self.ada = AdaptiveAugment(p=config.ada_p, target=config.ada_target,
                                    speed_images=config.ada_images).to(self.device)
-        for p in config.patch:
-            if p % self.generator.size_multiple:
-                raise CellsynthError(f"--patch sides must be multiples of {self.generator.size_multiple} "
-                                     f"(2**depth), got {' '.join(map(str, config.patch))}")
-        if min(config.patch) < 3 * 2**config.d_layers:
-            raise CellsynthError(f"--patch sides must be at least {3 * 2**config.d_layers} for the "
-                                 f"discriminator with {config.d_layers} layers; use a larger --patch or fewer --d-layers")
-        for name in ("w_adv", "w_identity", "w_paired", "w_simulated", "w_consistency"):
-            if not getattr(config, name) >= 0:
-                raise CellsynthError(f"--{name.replace('_', '-')} must be a weight >= 0, got {getattr(config, name)}")
-        if not config.ema_half_life >= 0:
-            raise CellsynthError(f"--ema-half-life must be 0 (off) or a positive number of steps, "
-                                 f"got {config.ema_half_life}")
         betas = tuple(config.betas)
         self.opt_g = torch.optim.RAdam(self.generator.parameters(), lr=config.lr_g, betas=betas)
         self.generator_ema = (copy.deepcopy(self.generator).eval().requires_grad_(False)
@@ -423,9 +435,16 @@ def train(config: TrainConfig, volumes: Sequence[TrainingVolume], out: str | Pat
     check_run_folder(out, run_info, resume is not None)
     if resume is not None:
         state = load_checkpoint(resume)
-        if TrainConfig.from_dict(state["config"]) != config:
-            raise CellsynthError(f"{resume} was trained with other options; resume with the same options")
-        trainer.load_state_dict(state)
+        try:
+            if TrainConfig.from_dict(state["config"]) != config:
+                raise CellsynthError(f"{resume} was trained with other options; resume with the same options")
+            trainer.load_state_dict(state)
+        except CellsynthError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as err:
+            raise CellsynthError(f"{resume} is a damaged training checkpoint ({type(err).__name__}: "
+                                 f"{str(err).splitlines()[0] if str(err) else ''}); resume from another checkpoint "
+                                 "or start a new run") from None
         del state
     if trainer.world > 1:
         dist.barrier()  # every process has checked the folder before the first one writes to it

@@ -102,6 +102,8 @@ class GeneratorModel:
         m, h = generator.size_multiple, generator.halo
         self.size_multiple: tuple[int, int, int] = (m, m, m)
         self.halo: tuple[int, int, int] = (h, h, h)
+        # inference keeps about eight float32 feature maps of the first level per voxel
+        self.working_bytes_per_voxel = 32 * int(generator.config.get("width", 16)) + 16
         patch = self.info.get("training", {}).get("patch")
         if patch:
             # Tile with the training patch size: in training almost every voxel lies within the

@@ -60,6 +60,7 @@ import numpy as np
 
 from cellsynth.errors import CellsynthError
 from cellsynth.io import VoxelSize, check_voxel_size
+from cellsynth.memory import check_memory
 
 LAWS = ("power", "exponential")
 """Names of the coefficient decay laws of :func:`random_coefficients`."""
@@ -68,6 +69,10 @@ MAX_ORDER = 100
 """Largest supported SH order ``L`` (the Legendre recurrence stays accurate far beyond)."""
 
 _SQRT2 = math.sqrt(2.0)
+VOXELIZE_BYTES_PER_VOXEL = 80
+"""Memory :func:`voxelize_sh` needs per voxel of a shape's bounding box: the canonical
+coordinates and distance (float64), the angle indices (int64) and temporaries."""
+
 _SQRT4PI = math.sqrt(4.0 * math.pi)
 
 
@@ -485,6 +490,8 @@ def voxelize_sh(
     if np.any(hi <= lo):
         return empty
     slices = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    check_memory(float(np.prod((hi - lo).astype(np.float64))) * VOXELIZE_BYTES_PER_VOXEL,
+                 f"voxelising a shape over {'x'.join(map(str, hi - lo))} voxels", "use a smaller volume or shape")
     axes = [np.arange(a, b) * v - c for a, b, v, c in zip(lo, hi, voxel, center)]
     offsets = np.meshgrid(*axes, indexing="ij", sparse=True)
     offsets = tuple(np.broadcast_to(o, tuple(hi - lo)).ravel() for o in offsets)

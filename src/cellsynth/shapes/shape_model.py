@@ -37,9 +37,11 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from cellsynth.checks import check_integer
 from cellsynth.errors import CellsynthError
 from cellsynth.io import VoxelSize, atomic_path, check_voxel_size
-from cellsynth.shapes.harmonics import sh_basis, voxelize_sh
+from cellsynth.memory import check_memory
+from cellsynth.shapes.harmonics import check_order, sh_basis, voxelize_sh
 
 DEFAULT_RAYS = 500
 """Default number of rays per shape."""
@@ -67,6 +69,23 @@ def sh_order_for_rays(n: int) -> int:
     return max(int(math.isqrt(n // 2)) - 1, 0)
 
 
+MIN_RAYS = 4
+"""Fewest rays a shape model may use."""
+
+RAY_BYTES_PER_SAMPLE = 40
+"""Memory of one sample point of one ray while radii are measured: its coordinates (three
+float64), the interpolated value and temporaries."""
+
+
+def ray_samples(shape: Sequence[int], voxel_size: VoxelSize) -> int:
+    """How many points :func:`ray_radii` samples along each ray of a mask of ``shape``: every
+    ``0.25`` of the smallest voxel size, across the mask's diagonal."""
+    voxel = np.asarray(check_voxel_size(voxel_size))
+    step = _STEP_FRACTION * voxel.min()
+    reach = float(np.linalg.norm(np.asarray(shape) * voxel)) + step
+    return len(np.arange(0.0, reach + step, step))
+
+
 def ray_radii(
     mask: np.ndarray, voxel_size: VoxelSize, directions: np.ndarray, center_um: Sequence[float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -85,8 +104,7 @@ def ray_radii(
     center = (np.array(ndimage.center_of_mass(inside)) * voxel if center_um is None
               else np.asarray(center_um, dtype=np.float64))
     step = _STEP_FRACTION * voxel.min()
-    reach = float(np.linalg.norm(np.array(inside.shape) * voxel)) + step
-    distances = np.arange(0.0, reach + step, step)
+    distances = np.arange(ray_samples(inside.shape, voxel)) * step
     points = (center[None, None, :] + distances[None, :, None] * directions[:, None, :]) / voxel
     values = ndimage.map_coordinates(inside.astype(np.float32), points.reshape(-1, 3).T, order=1, cval=0.0)
     values = values.reshape(len(directions), len(distances))
@@ -236,6 +254,8 @@ class ShapeModel:
         """
         voxel = np.asarray(check_voxel_size(voxel_size))
         shape = tuple(int(s) for s in shape)
+        check_memory(2 * float(np.prod(shape, dtype=np.float64)), f"a {'x'.join(map(str, shape))} mask",
+                     "choose a smaller --shape")
         if len(shape) != 3 or min(shape) < 1:
             raise CellsynthError(f"the output shape must be three positive sizes (Z Y X), got {shape}")
         center = (np.array(shape) - 1) * voxel / 2.0 if center_um is None else np.asarray(center_um, dtype=np.float64)
@@ -271,23 +291,30 @@ class ShapeModel:
         path = Path(path)
         if not path.is_file():
             raise CellsynthError(f"shape model not found: {path}")
+        refit = "fit one with `cellsynth shape-model fit`"
+        with open(path, "rb") as f:
+            if f.read(2) != b"PK":  # every .npz is a zip archive
+                raise CellsynthError(f"{path} is not a cellsynth shape model (not an .npz archive); {refit}")
         try:
             with np.load(path, allow_pickle=False) as data:
-                if str(data["format"]) != _FORMAT:
-                    raise CellsynthError(
-                        f"{path} is not a cellsynth shape model; fit one with `cellsynth shape-model fit`")
-                model = cls(mean=data["mean"], modes=data["modes"], variances=data["variances"],
-                            directions=data["directions"], voxel_size=check_voxel_size(data["voxel_size"]),
-                            sh_order=int(data["sh_order"]),
+                check_memory(sum(info.file_size for info in data.zip.infolist()), f"the shape model {path}",
+                             f"the file claims arrays larger than memory; {refit}")
+                if "format" not in data.files or str(data["format"]) != _FORMAT:
+                    raise CellsynthError(f"{path} is not a cellsynth shape model; {refit}")
+                arrays = {k: np.asarray(data[k], dtype=np.float64) for k in ("mean", "modes", "variances",
+                                                                              "directions")}
+                model = cls(**arrays, voxel_size=check_voxel_size(data["voxel_size"]),
+                            sh_order=check_order(int(data["sh_order"])),
                             aligned=bool(data["aligned"]) if "aligned" in data.files else False)
-        except (OSError, ValueError, KeyError, EOFError) as err:
-            if isinstance(err, CellsynthError):
-                raise
-            raise CellsynthError(
-                f"cannot read shape model {path}: {err}; fit it again with `cellsynth shape-model fit`") from None
+        except CellsynthError:
+            raise
+        except Exception as err:  # noqa: BLE001 - zipfile, numpy and int() raise many types for damaged files
+            raise CellsynthError(f"cannot read shape model {path} ({type(err).__name__}: {err}); {refit}") from None
         n = len(model.mean)
-        if model.directions.shape != (n, 3) or model.modes.shape != (len(model.variances), n):
-            raise CellsynthError(f"shape model {path} is inconsistent; fit it again with `cellsynth shape-model fit`")
+        if model.mean.ndim != 1 or model.directions.shape != (n, 3) or model.modes.shape != (len(model.variances), n) \
+                or not all(np.isfinite(a).all() for a in (model.mean, model.modes, model.variances, model.directions)) \
+                or (model.variances < 0).any() or (model.sh_order + 1) ** 2 > n:
+            raise CellsynthError(f"shape model {path} is inconsistent; {refit}")
         return model
 
 
@@ -318,15 +345,20 @@ def fit_shape_model(
         With ``k - 1`` modes for ``k`` shapes (fewer if shapes coincide).
     """
     voxel = check_voxel_size(voxel_size)
-    directions = fibonacci_directions(int(n_rays))
+    shapes = list(shapes)
+    n_rays = check_integer(n_rays, "number of rays", low=MIN_RAYS)
+    if len(shapes) < 3:
+        raise CellsynthError(
+            f"a shape model needs at least 3 training shapes, got {len(shapes)}; give more masks or labels")
+    order = sh_order_for_rays(n_rays) if sh_order is None else check_integer(sh_order, "SH order", low=0)
+    if (order + 1) ** 2 > n_rays:
+        raise CellsynthError(f"SH order {sh_order} needs more rays: (order + 1)**2 must not exceed {n_rays}")
+    samples = max(ray_samples(s.shape, voxel) for s in shapes)
+    check_memory(n_rays * (samples * RAY_BYTES_PER_SAMPLE + 8 * (len(shapes) + 4)),
+                 f"fitting {len(shapes)} shapes with {n_rays} rays", "use fewer --rays (the default is 500)")
+    directions = fibonacci_directions(n_rays)
     radii = np.array([ray_radii(s, voxel, directions @ principal_axes(s, voxel).T if align else directions)[0]
                       for s in shapes]).reshape(-1, len(directions))
-    if len(radii) < 3:
-        raise CellsynthError(
-            f"a shape model needs at least 3 training shapes, got {len(radii)}; give more masks or labels")
-    order = sh_order_for_rays(len(directions)) if sh_order is None else int(sh_order)
-    if order < 0 or (order + 1) ** 2 > len(directions):
-        raise CellsynthError(f"SH order {sh_order} needs more rays: (order + 1)**2 must not exceed {len(directions)}")
     mean = radii.mean(axis=0)
     _, singular, modes = np.linalg.svd(radii - mean, full_matrices=False)
     variances = singular**2 / (len(radii) - 1)

@@ -74,6 +74,9 @@ def check_nuclei_parameters(
         )
     if not (isinstance(radius_std_um, (int, float, np.number)) and np.isfinite(radius_std_um) and radius_std_um >= 0):
         raise CellsynthError(f"radius std must be a non-negative length in µm, got {radius_std_um!r}")
+    if radius_std_um > extent:
+        raise CellsynthError(f"a radius std of {radius_std_um:g} µm exceeds the volume ({extent:g} µm thick); give the "
+                             "spread of the nucleus radius in µm, e.g. 1")
     order = check_order(sh_order)
     if law not in LAWS:
         raise CellsynthError(f"unknown coefficient law {law!r}; use one of {', '.join(LAWS)}")

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from cellsynth.errors import CellsynthError
-from cellsynth.io import VoxelSize, check_voxel_size, read_volume
+from cellsynth.io import VoxelSize, check_voxel_size, read_labels
 from cellsynth.shapes.ellipsoid import ellipsoid_mask, random_rotation
 from cellsynth.shapes.harmonics import radius_at, random_coefficients, sphere_quadrature, voxelize_sh
 from cellsynth.shapes.shape_model import ShapeModel
@@ -160,7 +160,7 @@ def _sh_blob(
 def _mask_from_file(path: Path, shape: tuple[int, int, int], voxel: np.ndarray) -> np.ndarray:
     """Nonzero voxels of a mask or label file, checked against the requested grid."""
     array: Any
-    array, file_voxel = read_volume(path, dataset="label")
+    array, file_voxel = read_labels(path)
     if tuple(array.shape) != shape:
         raise CellsynthError(f"organism mask {path} has shape {tuple(array.shape)} but the volume is {shape}; "
                              f"pass --shape {' '.join(map(str, array.shape))}")

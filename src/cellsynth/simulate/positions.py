@@ -314,8 +314,8 @@ def positions_from_csv(path: str | os.PathLike, voxel_size: VoxelSize, shape: tu
     Raises
     ------
     CellsynthError
-        If the file is missing or malformed, has no points, or a point lies outside the
-        volume.
+        If the file is missing or malformed, has no points, a point lies outside the
+        volume, or two points are closer than half a voxel (the same position twice).
     """
     voxel = np.asarray(check_voxel_size(voxel_size))
     table = {name.lower(): column for name, column in read_positions(path).items()}
@@ -339,6 +339,11 @@ def positions_from_csv(path: str | os.PathLike, voxel_size: VoxelSize, shape: tu
             f"{path}: {outside.size} of {len(points)} points lie outside the {tuple(shape)} volume "
             f"(first: row {outside[0] + 1}); check the units (µm or voxels) and --voxel-size"
         )
+    same = cKDTree(points).query_pairs(0.5 * voxel.min(), output_type="ndarray")
+    if len(same):
+        first, second = sorted(same[np.lexsort(same.T[::-1])][0])
+        raise CellsynthError(f"{path}: rows {first + 1} and {second + 1} give the same position (closer than half a "
+                             f"voxel, {len(same)} such pairs); every cell needs its own position")
     return points
 
 
