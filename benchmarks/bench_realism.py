@@ -12,10 +12,12 @@ model, and every shipped generator of the preset's kind; ``--models`` replaces t
 
 ``--part heldout`` compares with the held-out last 25 % along y of the real volume only
 (the part no calibration or training may use); ``fit`` with the first 75 %; ``full``
-(default) with all of it.
+(default) with all of it. Several parts (``--part fit heldout``) score the same renders
+against each; the JSON then holds one table per part (``{part: {preset: ...}}``).
 
     python benchmarks/bench_realism.py                       # all family presets, 4 samples each
     python benchmarks/bench_realism.py --presets lateral_root_membranes --count 8 --json out.json
+    python benchmarks/bench_realism.py --part fit heldout --json parts.json
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ import time
 from pathlib import Path
 
 from cellsynth import dataset, io
-from cellsynth.evaluate.preset_benchmark import UNCALIBRATED, benchmark_preset
-from cellsynth.evaluate.realism import format_table
+from cellsynth.evaluate.preset_benchmark import UNCALIBRATED, render_preset
+from cellsynth.evaluate.realism import format_table, realism_benchmark
 from cellsynth.families import FAMILIES, real_volume
 from cellsynth.render.registry import default_model_name, shipped_generators
 
@@ -47,29 +49,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--presets", nargs="+", default=family_presets, help="presets with a family (default: all)")
     parser.add_argument("--count", type=int, default=4, help="simulated samples per preset (default 4)")
     parser.add_argument("--models", nargs="+", help="models to render with (default: see above)")
-    parser.add_argument("--part", choices=("full", "fit", "heldout"), default="full",
-                        help="compare with the whole real volume, its first 75 %% or its held-out last 25 %% along y")
+    parser.add_argument("--part", nargs="+", choices=("full", "fit", "heldout"), default=["full"],
+                        help="compare with the whole real volume, its first 75 %% or its held-out last 25 %% along y "
+                             "(several: the same renders against each)")
     parser.add_argument("--seed", type=int, default=0, help="data set seed of the simulated samples (default 0)")
     parser.add_argument("--data", type=Path, default=DATA, help="folder of the real volumes (../shared/data)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
-    results = {}
+    results: dict[str, dict] = {part: {} for part in args.part}
     for name in args.presets:
         preset = dataset.load_preset(name)
         if preset.get("family") not in FAMILIES:
             parser.error(f"preset {name} names no known family")
         models = args.models or default_models(preset)
         start = time.perf_counter()
-        real = real_volume(preset["family"], args.data, part=args.part,
-                           membrane_thickness_um=preset["simulate"].get("membrane_thickness"))
-        result = benchmark_preset(preset, [real], models, count=args.count, seed=args.seed)
-        seconds = time.perf_counter() - start
-        print(f"\n{name} ({args.count} samples per model, real: {real.name}; {seconds:.0f} s)")
-        print(format_table(result))
-        results[name] = {"family": preset["family"], "real": real.name, "count": args.count, "seed": args.seed,
-                         "part": args.part, **result, "seconds": round(seconds, 1)}
+        sets = render_preset(preset, models, count=args.count, seed=args.seed)
+        for part in args.part:
+            real = real_volume(preset["family"], args.data, part=part,
+                               membrane_thickness_um=preset["simulate"].get("membrane_thickness"))
+            result = realism_benchmark(sets, [real], progress=False)
+            result.pop("curves")
+            seconds = time.perf_counter() - start
+            print(f"\n{name} ({args.count} samples per model, real: {real.name}; {seconds:.0f} s)")
+            print(format_table(result))
+            results[part][name] = {"family": preset["family"], "real": real.name, "count": args.count,
+                                   "seed": args.seed, "part": part, **result, "seconds": round(seconds, 1)}
     if args.json:
-        io.write_json(args.json, results)
+        io.write_json(args.json, results[args.part[0]] if len(args.part) == 1 else results)
         print(f"\nwrote {args.json}")
 
 

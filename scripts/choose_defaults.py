@@ -50,10 +50,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=DATA, help="folder of the real volumes (../shared/data)")
     parser.add_argument("--dry-run", action="store_true", help="print the choice, write nothing")
     parser.add_argument("--benchmark", type=Path, metavar="JSON",
-                        help="scores from `python benchmarks/bench_realism.py --part fit --json JSON` (the same "
-                             "candidates) instead of computing them again")
+                        help="scores from `python benchmarks/bench_realism.py --part fit [heldout] --json JSON` (the "
+                             "same candidates) instead of computing them again")
     args = parser.parse_args(argv)
     previous = json.loads(args.benchmark.read_text()) if args.benchmark else {}
+    parts = [k for k in ("full", "fit", "heldout") if isinstance(previous.get(k), dict) and "rows" not in previous[k]]
+    previous = previous.get(PART, previous)  # a file of several parts (bench_realism.py --part fit heldout)
     families = {}
     for name, fam in FAMILIES.items():
         preset = dataset.load_preset(name)
@@ -84,7 +86,8 @@ def main(argv: list[str] | None = None) -> None:
         kinds[kind] = chosen.pop() if len(chosen) == 1 else "physics"
     command = "python scripts/choose_defaults.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.benchmark:
-        command = (f"python benchmarks/bench_realism.py --part {PART} --count {args.count} --seed {args.seed} "
+        command = (f"python benchmarks/bench_realism.py --part {' '.join(parts or [PART])} --count {args.count} "
+                   f"--seed {args.seed} "
                    f"--json {args.benchmark.name} && {command.replace(str(args.benchmark), args.benchmark.name)}")
     record = {"rule": RULE, "command": command,
               "cellsynth_version": __version__, "count": args.count, "seed": args.seed, "real_part": PART,
