@@ -98,6 +98,18 @@ def test_identical_sets_score_zero_and_shuffling_destroys_the_spectrum(rng):
     assert list(result["rows"]) == [FLOOR, "same", "shuffled"]
 
 
+def test_a_models_scores_do_not_depend_on_the_other_models_listed(rng):
+    real = [RealismVolume(_blobs(rng), VOXEL)]
+    model = [RealismVolume(_blobs(rng, sigma=0.7), VOXEL)]
+    other = [RealismVolume(rng.random((16, 48, 48)), VOXEL), RealismVolume(rng.random((16, 48, 48)), VOXEL)]
+    # (of the same extent: the frequency grid and the KID patch are cut to the smallest volume of all)
+    alone = realism_benchmark({"model": model}, real, patch_um=(3, 4, 4), patches_per_set=16)["rows"]["model"]
+    for sets in ({"other": other, "model": model}, {"model": model, "other": other}):
+        for floor in (True, False):
+            listed = realism_benchmark(sets, real, patch_um=(3, 4, 4), patches_per_set=16, floor=floor)
+            assert listed["rows"]["model"] == alone
+
+
 def test_histogram_distance_equals_scipy(rng):
     real = [RealismVolume(rng.gamma(2.0, size=(8, 32, 32)), VOXEL)]
     synthetic = [RealismVolume(rng.normal(size=(8, 32, 32)), VOXEL), RealismVolume(rng.random((8, 32, 32)), VOXEL)]

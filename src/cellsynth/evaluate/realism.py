@@ -331,8 +331,12 @@ def realism_benchmark(synthetic: Mapping[str, Sequence[RealismVolume]], real: Se
 
     stats: dict[str, dict[str, Any]] = {}
     total = len(everything)
+    streams = {"real": 0, "real (first halves)": 1, "real (second halves)": 2}
     with progress_bar(total=total, progress=progress, desc="realism benchmark") as bar:
-        for g, (group, volumes) in enumerate(groups.items()):
+        for group, volumes in groups.items():
+            # every synthetic set draws its patches from one stream: a model's KID does not depend
+            # on which other models are listed, nor on their order
+            stream = streams.get(group, len(streams))
             per_volume = max(2, math.ceil(patches_per_set / len(volumes)))
             hists, psds, features, cnrs = [], [], [], []
             for i, volume in enumerate(volumes):
@@ -341,7 +345,7 @@ def realism_benchmark(synthetic: Mapping[str, Sequence[RealismVolume]], real: Se
                 psds.append(radial_psd(image, volume.voxel_size, edges))
                 size = filterbank.patch_voxels(patch, volume.voxel_size)
                 size = tuple(min(s, n) for s, n in zip(size, image.shape))
-                corners = filterbank.patch_corners(image.shape, size, per_volume, np.random.default_rng([seed, g, i]))
+                corners = filterbank.patch_corners(image.shape, size, per_volume, np.random.default_rng([seed, stream, i]))
                 features.append(filterbank.filter_bank_features(image, volume.voxel_size, corners, size))
                 cnrs.append(contrast_to_noise(image, volume.structure, volume.outside))
                 bar.update(1)
