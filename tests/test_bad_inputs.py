@@ -26,6 +26,7 @@ EVAL = "evaluate --real {in}/real.tif --synthetic {in}/real.tif"
 ANN = "annotate {in}/real.tif --out ann"
 DSET = "dataset --preset nuclei --count 1 --shape 12 32 32 --radius 3 --sh-order 4 --model physics --workers 1"
 EXP = "export {in}/dataset --to stardist"
+CAL = "calibrate {in}/real.tif --labels {in}/labels.tif --kind nuclei"
 
 CASES = [
     # --- data loss and damage
@@ -113,6 +114,20 @@ CASES = [
     (f"{DSET} --config {{in}}/seed_fraction.yaml --out ds", "seed"),
     (f"{SIM} --config {'x' * 300}.yaml --out s", "File name too long"),  # found by the fuzz test
     (f"{SIM} --out {'x' * 300}", "File name too long"),
+    # --- calibrate (a command added after the issue): the same readers, checks and output rules
+    (f"{CAL} --out {{in}}/ro/r.yaml", "read-only"),
+    (f"{CAL} --out {{in}}/afile/r.yaml", "not a folder"),
+    (f"{CAL} --out {{in}}/broken.yaml", "already exists"),
+    (f"{CAL} --seed -1 --out r.yaml", "--seed"),
+    (f"{CAL} --holdout 0.95 --out r.yaml", "--holdout"),
+    (f"{CAL} --config {{in}}/seed_fraction.yaml --out r.yaml", "seed"),
+    ("calibrate {in}/group.h5 --kind nuclei --out r.yaml", "is a group"),
+    ("calibrate {in}/scalar_voxel.h5 --kind nuclei --out r.yaml", "element_size_um"),
+    (CAL.replace("real.tif", "trunc.tif") + " --out r.yaml", "truncated"),
+    (CAL.replace("real.tif", "two_d.tif") + " --out r.yaml", "2D image"),
+    (CAL.replace("real.tif", "npz.npy") + " --out r.yaml", ".npz archive"),
+    (CAL.replace("labels.tif", "neg_labels.tif") + " --out r.yaml", "non-negative"),
+    (CAL.replace("real.tif", "zeros.tif") + " --out r.yaml", "not visible"),
 ]
 
 

@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> None:
 
     from cellsynth import __version__, io
     from cellsynth.evaluate.realism import format_table
+    from cellsynth.outputs import check_output
     from cellsynth.render.calibration import calibrate_renderer
     from cellsynth.render.renderer_file import write_renderer
 
@@ -93,8 +94,7 @@ def run(args: argparse.Namespace) -> None:
         raise CellsynthError("give the renderer file to write with --out FILE (.yaml)")
     if args.out.suffix.lower() not in (".yaml", ".yml"):
         raise CellsynthError(f"--out {args.out} must end in .yaml")
-    if args.out.exists() and not args.overwrite:
-        raise CellsynthError(f"{args.out} exists; pass --overwrite to replace it or choose another --out")
+    check_output(args.out, folder=False, overwrite=args.overwrite)
     if not args.real.exists():
         raise CellsynthError(f"real image not found: {args.real}")
     image, voxel = io.read_volume(args.real, args.h5_dataset)
