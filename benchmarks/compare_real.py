@@ -28,26 +28,11 @@ from scipy import ndimage
 from skimage.measure import marching_cubes
 
 from cellsynth.io import read_volume
+from cellsynth.render.calibration import cell_diameter_um
 from cellsynth.simulate.pipeline import simulate_sample
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SEEDS = (0, 1)
-
-
-def chord_diameter(labels: np.ndarray, voxel: tuple[float, float, float]) -> float:
-    """Cell diameter from the mean chord, unbiased by cells cut at the border (dense tissue).
-
-    With P_L label changes per µm along the three axes, the mean chord is 1/P_L, and a
-    sphere of diameter d has mean chord 2d/3: d = 1.5 / P_L.
-    """
-    labels = np.asarray(labels)
-    changes = length = 0.0
-    for axis, v in enumerate(voxel):
-        a, b = np.moveaxis(labels, axis, 0)[1:], np.moveaxis(labels, axis, 0)[:-1]
-        both = (a > 0) & (b > 0)
-        changes += np.count_nonzero(both & (a != b))
-        length += np.count_nonzero(both) * v
-    return 1.5 * length / max(changes, 1)
 
 
 def cell_stats(
@@ -99,7 +84,7 @@ def simulated(kind: str, shape, voxel, **params) -> dict[str, np.ndarray]:
 
 def membrane_row(name: str, volumes: list[np.ndarray], voxel, unit: str) -> str:
     stats = merge([cell_stats(labels, voxel, interior=False) for labels in volumes])
-    chord = np.mean([chord_diameter(labels, voxel) for labels in volumes])
+    chord = np.mean([cell_diameter_um(labels, np.asarray(voxel), "membranes") for labels in volumes])
     return (f"{name:58s} {stats['diameter'].size:5d} {chord:8.2f} {unit:3s}"
             f"{stats['diameter'].mean():8.2f} ± {stats['diameter'].std():5.2f} "
             f"{stats['sphericity'].mean():7.3f} ± {stats['sphericity'].std():5.3f}")
@@ -143,7 +128,7 @@ def main() -> None:
         voxel = tuple(voxel or assumed)
         unit = "µm" if assumed is None else "vx"
         print(membrane_row(f"real: {name}", [labels], voxel, unit))
-        size = chord_diameter(labels, voxel)
+        size = cell_diameter_um(labels, np.asarray(voxel), "membranes")
         for placement in ("layered", "uniform"):
             volumes = simulate("membranes", labels.shape, voxel, organism="box", cell_size_um=size, placement=placement)
             print(membrane_row(f"  simulated, --cell-size {size:.2f} (real chord d), {placement}", volumes, voxel, unit))

@@ -29,6 +29,8 @@ import time
 import traceback
 from pathlib import Path
 
+from hostile import make_inputs, snapshot  # tests/ is on the path: this script's folder, or pytest's rootdir
+
 MEMORY_CAP = 3 * 2**30
 """Address space a case may add to what the imports already take."""
 
@@ -141,19 +143,6 @@ def _type_name(action: argparse.Action) -> str:
     return "int" if name in ("int", "whole number", "seed") else "float" if name in ("float", "number") else "other"
 
 
-def snapshot(*folders: Path) -> dict[str, tuple]:
-    import hashlib
-    import stat
-
-    entries = {}
-    for folder in folders:
-        for path in sorted([folder, *folder.rglob("*")]):
-            info = path.lstat()
-            content = hashlib.sha1(path.read_bytes()).hexdigest() if stat.S_ISREG(info.st_mode) else None
-            entries[str(path)] = (stat.S_IFMT(info.st_mode), stat.S_IMODE(info.st_mode), content)
-    return entries
-
-
 def run_case(argv: list[str], work: Path, inputs: Path, time_limit: float = TIME_LIMIT_S) -> dict:
     """Run one command line in a forked child, capped in memory and time; what happened."""
     from cellsynth.io import is_temporary
@@ -249,9 +238,6 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="cellsynth-fuzz-"))
     inputs = args.inputs
     if inputs is None:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from hostile import make_inputs
-
         inputs = make_inputs(work / "in")
     start = time.monotonic()
     results = fuzz(args.cases, args.seed, inputs, work / "cases")
