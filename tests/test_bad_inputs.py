@@ -27,6 +27,7 @@ ANN = "annotate {in}/real.tif --out ann"
 DSET = "dataset --preset nuclei --count 1 --shape 12 32 32 --radius 3 --sh-order 4 --model physics --workers 1"
 EXP = "export {in}/dataset --to stardist"
 CAL = "calibrate {in}/real.tif --labels {in}/labels.tif --kind nuclei"
+MEAS = "measure {in}/labels.tif --kind nuclei"
 
 CASES = [
     # --- data loss and damage
@@ -128,6 +129,22 @@ CASES = [
     (CAL.replace("real.tif", "npz.npy") + " --out r.yaml", ".npz archive"),
     (CAL.replace("labels.tif", "neg_labels.tif") + " --out r.yaml", "non-negative"),
     (CAL.replace("real.tif", "zeros.tif") + " --out r.yaml", "not visible"),
+    # --- measure (added after the issue): the same readers, checks and output rules
+    (f"{MEAS} --out {{in}}/ro/m", "read-only"),
+    (f"{MEAS} --out {{in}}/afile/m", "is a file, not a folder"),
+    (f"{MEAS} --out {{in}}/real.tif", "give a folder name"),
+    (f"{MEAS} --fit nuclei --preset-out {{in}}/ro/p.yaml", "read-only"),
+    (f"{MEAS} --fit nuclei --preset-out {{in}}/broken.yaml", "already exists"),
+    (f"{MEAS} --seed -1", "--seed"),
+    (f"{MEAS} --voxel-size 0 1 1", "--voxel-size"),
+    (f"{MEAS} --crop abc : :", "three slices"),
+    (f"{MEAS} --config {{in}}/seed_fraction.yaml", "seed"),
+    (MEAS.replace("labels.tif", "zeros.tif"), "no labelled cell"),
+    (MEAS.replace("labels.tif", "neg_labels.tif"), "non-negative"),
+    (MEAS.replace("labels.tif", "trunc.tif"), "truncated"),
+    (MEAS.replace("labels.tif", "two_d.tif"), "2D image"),
+    (MEAS.replace("labels.tif", "group.h5"), "is a group"),
+    (f"{MEAS} --compare {{in}}/npz.npy", ".npz archive"),
 ]
 
 

@@ -115,14 +115,19 @@ def read_labels(path: Path, dataset: str, voxel_size: Any, crop: tuple[slice, ..
         labels = labels[crop]
         if labels.size == 0:
             raise CellsynthError(f"the crop leaves nothing of {path} (shape {np.shape(labels)}); check --crop")
+    if not labels.any():
+        raise CellsynthError(f"{path} has no labelled cell (every voxel is 0{' in the crop' if crop else ''}); "
+                             "give an instance label volume (0 = background, 1, 2, ... = cells)")
     return labels, io.check_voxel_size(voxel)
 
 
 def _check_out(path: Path | None, overwrite: bool) -> None:
+    """--out may be an existing folder (measure adds its files); only statistics.json is replaced."""
+    from cellsynth.outputs import check_output
+
     if path is None:
         return
-    if path.exists() and not path.is_dir():
-        raise CellsynthError(f"{path} exists and is not a folder; choose another --out")
+    check_output(path, overwrite=overwrite, existing_ok=True)  # a folder, in a place that can be written
     if (path / "statistics.json").exists() and not overwrite:
         raise CellsynthError(f"{path / 'statistics.json'} exists; choose another --out or pass --overwrite")
 
@@ -142,8 +147,9 @@ def run(args: argparse.Namespace) -> None:
     if args.preset_out is not None:
         if args.preset_out.suffix not in (".yaml", ".yml"):
             raise CellsynthError(f"--preset-out must be a .yaml file, got {args.preset_out}")
-        if args.preset_out.exists() and not args.overwrite:
-            raise CellsynthError(f"{args.preset_out} exists; choose another --preset-out or pass --overwrite")
+        from cellsynth.outputs import check_output
+
+        check_output(args.preset_out, folder=False, overwrite=args.overwrite, flag="--preset-out")
     if args.crops < 1:
         raise CellsynthError(f"--crops must be at least 1, got {args.crops}")
     _check_out(args.out, args.overwrite)
