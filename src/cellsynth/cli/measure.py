@@ -150,8 +150,6 @@ def run(args: argparse.Namespace) -> None:
         from cellsynth.outputs import check_output
 
         check_output(args.preset_out, folder=False, overwrite=args.overwrite, flag="--preset-out")
-    if args.crops < 1:
-        raise CellsynthError(f"--crops must be at least 1, got {args.crops}")
     _check_out(args.out, args.overwrite)
     crop = parse_crop(args.crop)
     volumes = [read_labels(path, args.dataset, args.voxel_size, crop) for path in args.labels]
