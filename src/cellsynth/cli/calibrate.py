@@ -39,7 +39,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "on everything)")
     p.add_argument("--membrane-thickness", type=_options.positive, metavar="UM",
                    help="membranes: use this wall thickness in µm instead of fitting it (default: fitted)")
-    p.add_argument("--seed", type=_options.seed, default=0, help="seed of the renders that score the fit (default 0)")
+    p.add_argument("--preset", metavar="NAME_OR_FILE",
+                   help="also refine the renderer so that renders of masks simulated with this preset (its simulate "
+                        "values and shape, at REAL's voxel size) match REAL's fitted part: the brightness and "
+                        "autofluorescence spreads, the signal level and the textures, which the real labels bound "
+                        "only from above (default: no refinement)")
+    p.add_argument("--simulated-count", type=_options.positive_int, default=2, metavar="N",
+                   help="samples simulated with --preset (default 2)")
+    p.add_argument("--seed", type=_options.seed, default=0,
+                   help="seed of the renders that score the fit and of the --preset samples (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=run)
 
@@ -69,7 +77,9 @@ def _command(args: argparse.Namespace) -> str:
                         ("--h5-dataset", None if args.h5_dataset == "raw" else args.h5_dataset),
                         ("--h5-labels", None if args.h5_labels == "label" else args.h5_labels),
                         ("--holdout", None if args.holdout == 0.25 else args.holdout),
-                        ("--membrane-thickness", args.membrane_thickness), ("--seed", args.seed or None)):
+                        ("--membrane-thickness", args.membrane_thickness), ("--preset", args.preset),
+                        ("--simulated-count", None if args.preset is None or args.simulated_count == 2
+                         else args.simulated_count), ("--seed", args.seed or None)):
         if value is not None:
             parts += [flag, str(value)]
     if args.voxel_size:
@@ -102,8 +112,19 @@ def run(args: argparse.Namespace) -> None:
     if voxel is None:
         raise CellsynthError(f"{args.real} records no voxel size; give one with --voxel-size Z Y X (µm)")
     labels = np.asarray(_labels(args))
+    simulated = None
+    if args.preset is not None:
+        from cellsynth.dataset import load_preset
+        from cellsynth.render.calibration import preset_labels
+
+        preset = load_preset(args.preset)
+        if preset["kind"] != args.kind:
+            raise CellsynthError(f"--preset {args.preset} simulates {preset['kind']}, not {args.kind}; give a "
+                                 f"{args.kind} preset")
+        simulated = preset_labels(preset, voxel, args.simulated_count, seed=args.seed)
     calibration = calibrate_renderer(np.asarray(image), labels, voxel, args.kind, holdout=args.holdout,
-                                     membrane_thickness_um=args.membrane_thickness, seed=args.seed)
+                                     membrane_thickness_um=args.membrane_thickness, simulated=simulated,
+                                     seed=args.seed)
     command = _command(args)
     voxel_text = ", ".join(f"{float(v):g}" for v in voxel)
     header = (f"Physics renderer fitted to {args.real} by cellsynth {__version__}:\n  {command}\n"

@@ -9,9 +9,11 @@ parameter alpha acts as image quality as in the paper's section 4.4:
    smooth value noise in [-1, 1] on a lattice of ``brightness_scale_um`` (log-normal-like,
    never negative); it carries a finer texture ``1 + texture * u`` (``u`` on a lattice of
    ``texture_scale_um``). The organism interior (positional map > 0) adds autofluorescence
-   ``autofluorescence`` (relative to the dye), which varies over the same cell-sized
-   distances by ``exp(autofluorescence_variation * w)`` (``w`` independent of ``v``) and
-   is grainy like the cytoplasm: ``1 + tissue_texture * u'`` (``u'`` on the texture lattice,
+   ``autofluorescence`` (relative to the dye), which varies from cell to cell by
+   ``exp(autofluorescence_variation * w)`` (``w`` smooth value noise independent of ``v``,
+   on a lattice of ``autofluorescence_scale_um``, by default ``brightness_scale_um``: the
+   cytoplasm of neighbouring cells differs where the dye in their walls varies over
+   several cells) and is grainy like the cytoplasm: ``1 + tissue_texture * u'`` (``u'`` on the texture lattice,
    independent of ``u``).
 2. **Depth.** With ``depth = max(positional map, 0)`` (0 at the organism surface, towards 1
    deep inside), the emitted signal is attenuated by ``1 - attenuation * depth`` and the
@@ -57,6 +59,8 @@ class PhysicsParameters:
     ``psf_sigma_um`` (z, y, x), where given, replaces the PSF computed from
     ``numerical_aperture``, ``wavelength_um``, ``refractive_index`` and ``confocal``.
     ``axial_attenuation_per_um`` is the extinction coefficient along z (1/µm).
+    ``autofluorescence_scale_um``, where given, is the lattice of the tissue's
+    autofluorescence variation (else ``brightness_scale_um``).
     """
 
     numerical_aperture: float = 1.0
@@ -73,6 +77,7 @@ class PhysicsParameters:
     texture_scale_um: float = 0.8
     autofluorescence: float = 0.06
     autofluorescence_variation: float = 0.0
+    autofluorescence_scale_um: float | None = None
     tissue_texture: float = 0.0
     signal_photons: float = 60.0
     background_photons: float = 4.0
@@ -84,7 +89,7 @@ class PhysicsParameters:
     def validate(self) -> PhysicsParameters:
         """Check ranges; raise CellsynthError naming the parameter to change."""
         positive = ("numerical_aperture", "wavelength_um", "refractive_index", "brightness_scale_um",
-                    "texture_scale_um", "gain", "white_adu")
+                    "autofluorescence_scale_um", "texture_scale_um", "gain", "white_adu")
         nonnegative = ("depth_blur_um", "brightness_variation", "texture", "autofluorescence",
                        "autofluorescence_variation", "tissue_texture", "signal_photons",
                        "background_photons", "read_noise_adu", "offset_adu", "axial_attenuation_per_um")
@@ -95,7 +100,7 @@ class PhysicsParameters:
                 raise CellsynthError(f"physics parameter psf_sigma_um must be three lengths >= 0 in µm (z, y, x), "
                                      f"got {sigma!r}")
         for name, value in asdict(self).items():
-            if name in ("confocal", "psf_sigma_um"):
+            if name in ("confocal", "psf_sigma_um") or (name == "autofluorescence_scale_um" and value is None):
                 continue
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise CellsynthError(f"physics parameter {name} must be a number, got {value!r}")
@@ -184,6 +189,8 @@ class PhysicsRenderer:
         self.halo = self.blur_deep.radius
         self.brightness_cells = tuple(max(1, round(self.params.brightness_scale_um / v)) for v in voxel)
         self.texture_cells = tuple(max(1, round(self.params.texture_scale_um / v)) for v in voxel)
+        tissue_scale = self.params.autofluorescence_scale_um or self.params.brightness_scale_um
+        self.tissue_cells = tuple(max(1, round(tissue_scale / v)) for v in voxel)
 
     def description(self) -> dict[str, Any]:
         """Everything that determines the output, for recording in metadata."""
@@ -214,7 +221,7 @@ class PhysicsRenderer:
                              smooth=False, device=self.device).add_(1.0).clamp_(min=0.0))
         tissue = (pos > 0).to(torch.float32).mul_(p.autofluorescence)
         if p.autofluorescence_variation > 0:
-            tissue.mul_(value_noise(self.seed, 3, origin, shape, self.brightness_cells, p.autofluorescence_variation,
+            tissue.mul_(value_noise(self.seed, 3, origin, shape, self.tissue_cells, p.autofluorescence_variation,
                                     smooth=True, device=self.device).exp_())
         if p.tissue_texture > 0:
             tissue.mul_(value_noise(self.seed, 4, origin, shape, self.texture_cells, p.tissue_texture,
