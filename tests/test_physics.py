@@ -226,3 +226,26 @@ def test_tissue_autofluorescence_varies_with_its_amplitude():
         image = model(x, torch.zeros(1, 3, dtype=torch.int64))[0, 0].double().numpy()
         spreads.append(np.log(image).std())
     assert spreads[0] < 1e-3 < spreads[1] < spreads[2]
+
+
+def test_autofluorescence_scale_sets_the_lattice_of_the_tissue_variation():
+    voxel = (1.0, 0.5, 0.5)
+    quiet = dict(read_noise_adu=0, gain=1.0, signal_photons=1e8, white_adu=1e9, offset_adu=0, brightness_scale_um=8.0,
+                 background_photons=0, attenuation=0, depth_blur_um=0, autofluorescence=1.0,
+                 autofluorescence_variation=1.0)
+    x = torch.zeros(1, 2, 16, 96, 96)
+    x[0, 1] = 0.5  # inside the organism, no structure
+    origin = torch.zeros(1, 3, dtype=torch.int64)
+
+    def log_image(**scale):
+        return np.log(PhysicsRenderer(voxel, seed=2, **quiet, **scale)(x, origin)[0, 0].double().numpy())
+
+    def correlation_at(image, lag):  # along x, lag in voxels
+        return np.corrcoef(image[..., :-lag].ravel(), image[..., lag:].ravel())[0, 1]
+
+    fine, coarse = log_image(autofluorescence_scale_um=2.0), log_image(autofluorescence_scale_um=8.0)
+    # 4 µm apart: two lattice cells of the 2 µm field (independent), half a cell of the 8 µm field
+    assert correlation_at(fine, 8) < 0.2 < 0.6 < correlation_at(coarse, 8)
+    np.testing.assert_array_equal(log_image(), coarse)  # by default the brightness lattice
+    with pytest.raises(CellsynthError, match="autofluorescence_scale_um"):
+        PhysicsRenderer(voxel, autofluorescence_scale_um=0.0)
