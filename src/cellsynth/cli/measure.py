@@ -54,8 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--preset-out", type=Path, metavar="FILE", help="write the fitted preset here (.yaml) (default: none; required with --fit)")
     g.add_argument("--fit-shape", type=_options.positive_int, nargs=3, metavar=("Z", "Y", "X"),
                    help="volume simulated per fit round, in voxels (default: the preset's shape)")
-    g.add_argument("--fit-statistics", choices=("auto", "whole", "crops"), default="auto",
-                   help="membranes: fit the shape of whole cells, or of cells as cut by crops of --crop-size "
+    g.add_argument("--fit-statistics", choices=("auto", "whole", "crops", "both"), default="auto",
+                   help="membranes: fit the shape of whole cells, of cells as cut by crops of --crop-size, or "
+                        "both (mean volume and orientation of whole cells, shape of cut ones) "
                         "(default auto: whole cells where LABELS hold 30 or more)")
     g.add_argument("--fit-parameters", nargs="+", metavar="NAME",
                    help="fit only these simulation parameters (e.g. cell_size); the others keep the preset's "

@@ -83,6 +83,16 @@ MEMBRANE_CROP_TARGETS = (
 """Membranes fitted where the real volume holds too few whole cells: crop-matched statistics
 (the long axes of cut cells follow the crop's shape, so the orientation bias is not fitted)."""
 
+MEMBRANE_BOTH_TARGETS = (
+    *(t for t in MEMBRANE_TARGETS if t.parameter in ("cell_size_um", "orientation_bias.z", "orientation_bias.y")),
+    *(t for t in MEMBRANE_CROP_TARGETS if t.parameter != "cell_size_um"),
+)
+"""Membranes fitted to both: the mean volume and the long axes' orientation of whole cells
+(unbiased by any crop), and the shape, size spread, alignment and chords of the cells as cut
+by crops of the size the preset is compared in. The cut pieces' shapes then match those of
+the real crops even where the model's whole cells cannot match both at once (the whole
+cells' volume CV and elongation are no longer targets)."""
+
 NUCLEI_TARGETS = (
     Target("radius_um", "radius_mean_um", "log", "log", 1.0, (0.05, 1e3), 0.2),
     Target("radius_std_um", "radius_std_um", "linear", "linear", 1.0, (0.0, 1e3), 0.2),
@@ -138,23 +148,29 @@ def _plain(value: Any) -> Any:
     return value
 
 
-FIT_STATISTICS = ("auto", "whole", "crops")
-"""What membranes are fitted to: whole cells where the labels hold enough (auto), or always one kind."""
+FIT_STATISTICS = ("auto", "whole", "crops", "both")
+"""What membranes are fitted to: whole cells where the labels hold enough (auto), always one
+kind, or both (:data:`MEMBRANE_BOTH_TARGETS`)."""
 
 
 def choose_targets(kind: str, real: Sequence[TissueCells], statistics: str = "auto") -> list[Target]:
     """The targets for ``kind`` given the real tables: for membranes, the shape of whole
     cells where the labels hold at least :data:`MIN_INTERIOR_CELLS` of them (or with
-    ``statistics="whole"``), else that of the cells as cut by crops; the coherence target is
-    left out where the real cells are aligned."""
+    ``statistics="whole"``), else that of the cells as cut by crops; with
+    ``statistics="both"`` the mean volume and orientation of whole cells and the shape of
+    cut ones (:data:`MEMBRANE_BOTH_TARGETS`). The orientation targets are left out where the
+    real cells are aligned."""
     if statistics not in FIT_STATISTICS:
         raise CellsynthError(f"fit statistics must be one of {', '.join(FIT_STATISTICS)}, got {statistics!r}")
     if kind == "nuclei":
         return list(NUCLEI_TARGETS)
     stats = summarize(real)
     interior = sum(int(np.count_nonzero(t.columns["interior"])) for t in real)
-    whole = interior >= MIN_INTERIOR_CELLS if statistics == "auto" else statistics == "whole"
-    targets = MEMBRANE_TARGETS if whole else MEMBRANE_CROP_TARGETS
+    if statistics == "both":
+        targets = MEMBRANE_BOTH_TARGETS
+    else:
+        whole = interior >= MIN_INTERIOR_CELLS if statistics == "auto" else statistics == "whole"
+        targets = MEMBRANE_TARGETS if whole else MEMBRANE_CROP_TARGETS
     aligned = np.isfinite(stats["orientation_order"]) and stats["orientation_order"] >= ALIGNED_ORDER
     return [t for t in targets if not (aligned and t.parameter.startswith("orientation_"))]
 
@@ -221,7 +237,8 @@ def fit_tissue(
         background, fitted for a preset of dense tissue).
     statistics
         Membranes: fit the shape of whole cells (``"whole"``), of the cells as cut by
-        crops of ``crop_um`` (``"crops"``), or choose by how many whole cells the real
+        crops of ``crop_um`` (``"crops"``), the mean volume and orientation of whole cells
+        with the shape of cut ones (``"both"``), or choose by how many whole cells the real
         labels hold (``"auto"``, see :func:`choose_targets`).
     only
         Fit only these parameters (``stretch`` for both stretch factors, names as
