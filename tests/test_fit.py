@@ -9,6 +9,7 @@ from cellsynth.simulate.fit import (
     MEMBRANE_CROP_TARGETS,
     MEMBRANE_TARGETS,
     choose_targets,
+    fit_size_gradient,
     fit_tissue,
 )
 from cellsynth.simulate.pipeline import simulate_sample
@@ -72,6 +73,21 @@ def test_both_fits_whole_cell_size_and_orientation_with_cut_cell_shape():
     assert "(whole volumes)" in fit.report() and "(crops)" in fit.report()
     with pytest.raises(CellsynthError, match="must be one of"):
         choose_targets("membranes", [measure_cells(small, (1, 1, 1), sphericity=False)], "some")
+
+
+def test_size_gradient_is_fitted_back_to_its_own_value():
+    truth = {"organism": "box", "packing": "cells", "cell_size_um": 6.0, "size_gradient": [0.0, 0.02, 0.0]}
+    real = simulate_sample("membranes", (20, 96, 20), (1, 1, 1), np.random.default_rng(100), progress=False,
+                           **truth).labels
+    start = {"organism": "box", "packing": "cells", "cell_size_um": 8.0}
+    fit = fit_size_gradient(real[:, :72], (1, 1, 1), (20, 96, 20), (1, 1, 1), start, axis=1, slab_um=12.0,
+                            region=(slice(None), slice(0, 72), slice(None)), rounds=8, samples=1, seed=1)
+    p = fit.parameters
+    assert p["size_gradient"][0] == p["size_gradient"][2] == 0.0
+    assert p["size_gradient"][1] == pytest.approx(0.02, abs=0.008)
+    assert p["cell_size_um"] == pytest.approx(6.0, rel=0.12)
+    assert fit.simulated[0] == pytest.approx(fit.real[0], abs=0.1) and len(fit.history) == 8
+    assert "size gradient" in fit.report()
 
 
 def test_fit_refuses_bad_input():
