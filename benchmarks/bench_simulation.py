@@ -59,7 +59,8 @@ def run_command(argv: list[str], out: Path, src: str | None = None) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"command failed: {' '.join(argv)}\n{proc.stderr}")
     usage = next(line.split() for line in proc.stderr.splitlines() if line.startswith("PEAK_RSS_KB"))
-    timings = json.loads((out / "log.json").read_text())["timings"]
+    record = out / "log.json"  # sample.json before issue 13 (e.g. the base of bench_tissue_speed.py)
+    timings = json.loads((record if record.is_file() else out / "sample.json").read_text())["timings"]
     return {"wall": wall, "cpu": float(usage[2]), "peak_mb": int(usage[1]) / 1024, "timings": timings}
 
 

@@ -1,5 +1,7 @@
 """Packed, elongated, oriented cells: shapes, orientation fields, packing and the anisotropic tessellation."""
 
+import math
+
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
@@ -9,6 +11,7 @@ from cellsynth.evaluate.tissue import measure_cells, summarize
 from cellsynth.simulate.anisotropy import (
     CellPacking,
     cell_metrics,
+    mean_packing_volume,
     orientation_field,
     random_directions,
     semi_axes,
@@ -167,3 +170,41 @@ def test_same_seed_same_packed_tissue():
     a = simulate_sample("membranes", (24, 32, 32), (1, 1, 1), np.random.default_rng(7), **kwargs)
     b = simulate_sample("membranes", (24, 32, 32), (1, 1, 1), np.random.default_rng(7), **kwargs)
     assert np.array_equal(a.labels, b.labels)
+
+
+def test_size_gradient_scales_the_cells_along_the_axis():
+    gradient = 0.02  # per µm along y: log cell size grows by 0.02 per µm, cell volume by 0.06
+    sample = simulate_sample("membranes", (24, 96, 24), (1, 1, 1), np.random.default_rng(1), progress=False,
+                             organism="box", packing="cells", cell_size_um=6.0, size_gradient=[0.0, gradient, 0.0])
+    assert sample.metadata["parameters"]["size_gradient"] == [0.0, gradient, 0.0]
+    positions = sample.positions
+    seeded = np.isfinite(positions["weight"])
+    y = positions["y_um"][seeded] - 48.0  # from the volume's centre
+    # each cell's weight is U(0.8, 1.2) times exp(g (y - centre)): the log weights' slope is g
+    assert np.polyfit(y, np.log(positions["weight"][seeded]), 1)[0] == pytest.approx(gradient, abs=0.003)
+    # measured back from the labels alone: whole cells' log volume grows along y at about 3 g
+    # (a little less: tessellation and packing are not exactly self-similar)
+    cells = measure_cells(sample.labels, (1, 1, 1), "membranes", sphericity=False).columns
+    whole = cells["interior"]
+    slope = np.polyfit(cells["y_um"][whole] - 48.0, np.log(cells["volume_um3"][whole]), 1)[0]
+    assert 0.6 * 3 * gradient < slope < 1.2 * 3 * gradient
+    flat = simulate_sample("membranes", (24, 96, 24), (1, 1, 1), np.random.default_rng(1), progress=False,
+                           organism="box", packing="cells", cell_size_um=6.0).positions
+    assert abs(np.polyfit(flat["y_um"] - 48.0, np.log(flat["weight"]), 1)[0]) < 0.003
+
+
+def test_size_gradient_packing_reach_and_checks():
+    packing = CellPacking(4.0, size_gradient=[0.0, 0.1, 0.0], extent_um=[10.0, 20.0, 10.0])
+    assert packing.size_factors(np.array([[5.0, 10.0, 5.0], [5.0, 20.0, 5.0]])) == pytest.approx([1.0, math.e])
+    assert packing.reach_um == pytest.approx(2.0 * math.e)  # the largest cell sits at a corner (y = 20)
+    assert mean_packing_volume(packing) == pytest.approx(
+        math.pi / 6 * 4.0**3 * np.mean(np.exp(3 * 0.1 * (np.linspace(0, 20, 200001) - 10))), rel=1e-4)
+    with pytest.raises(CellsynthError, match="extent"):
+        CellPacking(4.0, size_gradient=[0.0, 0.1, 0.0])
+    with pytest.raises(CellsynthError, match="size gradient"):
+        simulate_sample("membranes", (16, 16, 16), (1, 1, 1), np.random.default_rng(0), packing="cells",
+                        size_gradient=[0.0, float("nan"), 0.0])
+    with pytest.raises(CellsynthError, match="packing: cells"):
+        simulate_sample("membranes", (16, 16, 16), (1, 1, 1), np.random.default_rng(0), size_gradient=[0, 0.1, 0])
+    with pytest.raises(CellsynthError, match="nuclei"):
+        simulate_sample("nuclei", (16, 16, 16), (1, 1, 1), np.random.default_rng(0), size_gradient=[0, 0.1, 0])

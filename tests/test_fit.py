@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 
 from cellsynth.errors import CellsynthError
-from cellsynth.evaluate.tissue import measure_cells
+from cellsynth.evaluate.tissue import STATISTICS, measure_cells
 from cellsynth.simulate.fit import (
     MEMBRANE_CROP_TARGETS,
     MEMBRANE_TARGETS,
     choose_targets,
+    fit_size_gradient,
     fit_tissue,
 )
 from cellsynth.simulate.pipeline import simulate_sample
@@ -50,6 +51,43 @@ def test_targets_follow_what_the_labels_hold():
     small = np.arange(1, 9, dtype=np.uint16).reshape(2, 2, 2).repeat(4, 0).repeat(4, 1).repeat(4, 2)
     tables = [measure_cells(small, (1, 1, 1), sphericity=False)]  # every cell touches the border
     assert choose_targets("membranes", tables) == list(MEMBRANE_CROP_TARGETS)
+
+
+def test_both_fits_whole_cell_size_and_orientation_with_cut_cell_shape():
+    small = np.arange(1, 9, dtype=np.uint16).reshape(2, 2, 2).repeat(4, 0).repeat(4, 1).repeat(4, 2)
+    targets = choose_targets("membranes", [measure_cells(small, (1, 1, 1), sphericity=False)], "both")
+    pairs = {t.parameter: t.statistic for t in targets}
+    assert pairs["cell_size_um"] == "volume_mean_um3"
+    assert pairs["orientation_bias.z"] == "long_axis_z" and pairs["orientation_bias.y"] == "long_axis_y"
+    assert pairs["elongation"] == "elongation_median_all" and pairs["weight_spread"] == "volume_cv_all"
+    assert len(pairs) == len(targets) == 9  # one statistic per parameter
+    whole = {k for k, v in pairs.items() if STATISTICS[v][1] == "interior"}
+    assert whole == {"cell_size_um", "orientation_bias.z", "orientation_bias.y"}
+
+    truth = {"organism": "box", "packing": "cells", "cell_size_um": 6.0, "elongation": 2.0, "flatness": 0.5}
+    real = simulate_sample("membranes", (32, 40, 40), (1, 1, 1), np.random.default_rng(7), progress=False, **truth)
+    fit = fit_tissue([(real.labels, (1, 1, 1))], "membranes", (32, 40, 40), (1, 1, 1), truth, statistics="both",
+                     crop_um=(16, 20, 20), rounds=1, samples=1, crops=2, only=["cell_size_um", "elongation"])
+    assert set(fit.comparisons) == {"whole", "crops"}
+    assert fit.by_crop == {"volume_mean_um3": False, "elongation_median_all": True}
+    assert "(whole volumes)" in fit.report() and "(crops)" in fit.report()
+    with pytest.raises(CellsynthError, match="must be one of"):
+        choose_targets("membranes", [measure_cells(small, (1, 1, 1), sphericity=False)], "some")
+
+
+def test_size_gradient_is_fitted_back_to_its_own_value():
+    truth = {"organism": "box", "packing": "cells", "cell_size_um": 6.0, "size_gradient": [0.0, 0.02, 0.0]}
+    real = simulate_sample("membranes", (20, 96, 20), (1, 1, 1), np.random.default_rng(100), progress=False,
+                           **truth).labels
+    start = {"organism": "box", "packing": "cells", "cell_size_um": 8.0}
+    fit = fit_size_gradient(real[:, :72], (1, 1, 1), (20, 96, 20), (1, 1, 1), start, axis=1, slab_um=12.0,
+                            region=(slice(None), slice(0, 72), slice(None)), rounds=8, samples=1, seed=1)
+    p = fit.parameters
+    assert p["size_gradient"][0] == p["size_gradient"][2] == 0.0
+    assert p["size_gradient"][1] == pytest.approx(0.02, abs=0.008)
+    assert p["cell_size_um"] == pytest.approx(6.0, rel=0.12)
+    assert fit.simulated[0] == pytest.approx(fit.real[0], abs=0.1) and len(fit.history) == 8
+    assert "size gradient" in fit.report()
 
 
 def test_fit_refuses_bad_input():

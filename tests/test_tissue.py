@@ -9,6 +9,8 @@ from scipy.spatial.transform import Rotation
 from cellsynth.errors import CellsynthError
 from cellsynth.evaluate.tissue import (
     compare_tissue,
+    count_profile,
+    count_trend,
     crop_boxes,
     ks_distance,
     measure_cells,
@@ -180,6 +182,46 @@ def test_helpers():
         crop_boxes((5, 5, 5), (10, 5, 5), 1)
     with pytest.raises(CellsynthError, match="inside the tissue"):
         crop_boxes((20, 20, 20), (15, 15, 15), 1, inside=inside)
+
+
+def test_crops_keep_a_margin_from_the_faces():
+    boxes = crop_boxes((40, 40, 40), (10, 10, 10), 100, margin=(5, 5, 5))
+    starts = sorted({b[1].start for b in boxes})
+    assert starts == [5, 15, 25] and all(5 <= b[a].start and b[a].stop <= 35 for b in boxes for a in range(3))
+    centred = crop_boxes((14, 40, 40), (10, 10, 10), 100, margin=(5, 0, 0))  # z too short: centred
+    assert {b[0].start for b in centred} == {2}
+    assert sorted({b[1].start for b in centred}) == [0, 10, 20, 30]
+
+
+def test_compare_keeps_simulated_crops_clear_of_the_faces():
+    # "simulated" labels whose cells are large next to the faces and small inside: only crops
+    # kept 8 voxels from the faces see the small cells
+    simulated = np.ones((32, 32, 32), np.int32)
+    simulated[8:24, 8:24, 8:24] = 2 + cube_grid(4, 4)[:16, :16, :16]
+    real = 1 + cube_grid(4, 4)[:8, :8, :8]
+    near = compare_tissue([(real, (1, 1, 1))], [(simulated, (1, 1, 1))], "membranes", sphericity=False)
+    inside = compare_tissue([(real, (1, 1, 1))], [(simulated, (1, 1, 1))], "membranes", sphericity=False,
+                            margin_um=8.0)
+    assert inside.simulated["cells"] == inside.real["cells"] == 8
+    assert near.simulated["cells"] < 8
+
+
+def test_count_profile_counts_labels_per_slab():
+    labels = np.zeros((4, 30, 4), np.int32)
+    edges = [0, 2, 4, 6, 9, 12, 16, 20, 25, 30]  # cells grow along y
+    for k, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
+        labels[:, a:b] = k + 1
+    centres, counts = count_profile(labels, (1, 0.5, 1), 1, 5.0, 2.5)
+    assert centres.tolist() == [2.5, 5.0, 7.5, 10.0, 12.5]
+    brute = [len(set(labels[0, int(2 * (c - 2.5)):int(2 * (c + 2.5)), 0])) for c in centres]
+    assert counts.tolist() == brute and counts[0] > counts[-1]
+    mean, slope = count_trend(labels, (1, 0.5, 1), 1, 5.0, 2.5)
+    assert mean == pytest.approx(np.mean(np.log(brute)))
+    assert slope == pytest.approx(np.polyfit(centres, np.log(brute), 1)[0]) and slope < 0
+    with pytest.raises(CellsynthError, match="thinner slab"):
+        count_profile(labels, (1, 0.5, 1), 1, 20.0)
+    with pytest.raises(CellsynthError, match="axis"):
+        count_profile(labels, (1, 0.5, 1), 3, 5.0)
 
 
 def test_compare_crops_the_larger_volume_to_the_smaller():

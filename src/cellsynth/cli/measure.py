@@ -45,6 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="crops measured per volume when sizes differ (default %(default)s)")
     g.add_argument("--crop-size", type=_options.positive, nargs=3, metavar=("Z", "Y", "X"),
                    help="compare in crops of this size in µm (default: the smallest extent of all volumes)")
+    g.add_argument("--margin", type=_options.nonnegative, default=0.0, metavar="UM",
+                   help="keep the crops of LABELS (with --fit: of the simulated volumes) this many µm from their "
+                        "faces, or centre them where a volume is too short: a simulated volume's faces cut no "
+                        "cell, a real one's do; about a cell diameter (default 0: crops anywhere)")
     g.add_argument("--inside-tissue", action="store_true",
                    help="use only crops lying inside the labelled tissue (real labels with background "
                         "against dense simulated tissue)")
@@ -54,8 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--preset-out", type=Path, metavar="FILE", help="write the fitted preset here (.yaml) (default: none; required with --fit)")
     g.add_argument("--fit-shape", type=_options.positive_int, nargs=3, metavar=("Z", "Y", "X"),
                    help="volume simulated per fit round, in voxels (default: the preset's shape)")
-    g.add_argument("--fit-statistics", choices=("auto", "whole", "crops"), default="auto",
-                   help="membranes: fit the shape of whole cells, or of cells as cut by crops of --crop-size "
+    g.add_argument("--fit-statistics", choices=("auto", "whole", "crops", "both"), default="auto",
+                   help="membranes: fit the shape of whole cells, of cells as cut by crops of --crop-size, or "
+                        "both (mean volume and orientation of whole cells, shape of cut ones) "
                         "(default auto: whole cells where LABELS hold 30 or more)")
     g.add_argument("--fit-parameters", nargs="+", metavar="NAME",
                    help="fit only these simulation parameters (e.g. cell_size); the others keep the preset's "
@@ -162,7 +167,8 @@ def run(args: argparse.Namespace) -> None:
         real_crop = parse_crop(args.real_crop)
         real = [read_labels(path, args.dataset, args.real_voxel_size, real_crop) for path in args.compare]
         comparison = tissue.compare_tissue(real, volumes, args.kind, crops=args.crops, crop_um=args.crop_size,
-                                           inside_tissue=args.inside_tissue, sphericity=sphericity)
+                                           inside_tissue=args.inside_tissue, sphericity=sphericity,
+                                           margin_um=args.margin)
         print(comparison.table())
         result["comparison"] = comparison.to_dict()
         if args.out is not None:
@@ -205,7 +211,8 @@ def _fit(args: argparse.Namespace, volumes: list[tuple[Any, Any]]) -> dict[str, 
         only = list(simulate_arguments({name: None for name in args.fit_parameters}))
     fit = fit_tissue(volumes, args.kind, shape, tuple(preset["voxel_size"]), simulate_arguments(preset["simulate"]),
                      crop_um=args.crop_size, inside_tissue=args.inside_tissue, statistics=args.fit_statistics,
-                     only=only, rounds=args.rounds, samples=args.samples, crops=args.crops, seed=args.seed,
+                     only=only, rounds=args.rounds, samples=args.samples, crops=args.crops,
+                     margin_um=args.margin, seed=args.seed,
                      callback=progress)
     report = fit.report(lambda argument: next(iter(preset_values({argument: None}))))
     print(report)

@@ -88,6 +88,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--orientation-bias", type=_options.nonnegative, nargs=3, metavar=("Z", "Y", "X"),
                    help="factors on the random long axes before normalisation, e.g. 0.3 1 1 for long axes "
                         "mostly in the xy plane (default: none)")
+    g.add_argument("--size-gradient", type=_options.finite, nargs=3, metavar=("Z", "Y", "X"),
+                   help="change of the log cell size per µm along z, y and x from the volume's centre (1/µm), "
+                        "e.g. 0 -0.01 0 for cells 1 %% smaller per µm along y; --cell-size is the size at the "
+                        "centre (default: none)")
 
 
 def _add_common(sub: argparse.ArgumentParser, kind: str) -> None:
@@ -150,7 +154,8 @@ def run(args: argparse.Namespace) -> None:
         params.update(membrane_thickness_um=args.membrane_thickness, weight_spread=args.weight_spread,
                       packing=args.packing, elongation=args.elongation, flatness=args.flatness,
                       orientation=args.orientation, orientation_coherence_um=args.orientation_coherence,
-                      stretch=args.stretch, orientation_bias=args.orientation_bias)
+                      stretch=args.stretch, orientation_bias=args.orientation_bias,
+                      size_gradient=args.size_gradient)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         sample = simulate_sample(args.kind, args.shape, args.voxel_size, np.random.default_rng(args.seed), **params)

@@ -23,6 +23,11 @@ then measures the distance to cell ``j`` in its own metric ``M_j`` (the one whos
 ball is the cell's ellipsoid, see :func:`cell_metrics`) divided by ``gamma_j`` -- Eq. 3
 with an anisotropic distance. With ``e = 1`` and no stretch this is Eq. 3 with size-aware
 seed spacing.
+
+Optionally the cell size changes along the tissue (a ``size_gradient`` ``g``, per µm, z y
+x): cell ``j`` at ``p_j`` gets ``gamma_j exp(g . (p_j - c))`` with ``c`` the centre of the
+volume, so that its linear size (and its packing radius) grows by ``exp(g_a)`` per µm along
+axis ``a`` and its volume by ``exp(3 g_a)``; real roots have smaller cells towards the tip.
 """
 
 from __future__ import annotations
@@ -193,6 +198,16 @@ def check_stretch(stretch: Sequence[float] | None) -> np.ndarray:
     return values / np.prod(values) ** (1.0 / 3.0)
 
 
+def check_size_gradient(gradient: Sequence[float] | None) -> np.ndarray:
+    """A cell-size gradient (z, y, x) in 1/µm: three finite numbers (None: none, zeros)."""
+    if gradient is None:
+        return np.zeros(3)
+    values = np.asarray(gradient, dtype=np.float64)
+    if values.shape != (3,) or not np.all(np.isfinite(values)):
+        raise CellsynthError(f"size gradient must be three finite numbers (z y x) per µm, got {gradient!r}")
+    return values
+
+
 def cell_metrics(frames: np.ndarray, elongation: float, flatness: float = 0.0,
                  stretch: Sequence[float] | None = None) -> np.ndarray:
     """The metrics ``M_j`` (N, 3, 3) whose unit balls are the cells' ellipsoids.
@@ -241,6 +256,12 @@ class CellPacking:
     stretch
         Factors (z, y, x) by which the whole tissue is stretched after the cells are
         shaped and oriented (see :func:`cell_metrics`).
+    size_gradient
+        Per µm (z, y, x): a cell at ``p`` is ``exp(size_gradient . (p - extent_um / 2))``
+        times as large (see the module docstring; None: no gradient).
+    extent_um
+        Size of the volume (µm, z y x), whose centre is the gradient's origin; needed with a
+        gradient.
     """
 
     spacing_um: float
@@ -249,6 +270,8 @@ class CellPacking:
     field: OrientationField | None = None
     flatness: float = 0.0
     stretch: Sequence[float] | None = None
+    size_gradient: Sequence[float] | None = None
+    extent_um: Sequence[float] | None = None
 
     ATTRIBUTES = 7
     """Columns per cell after its position: gamma and the six entries of its metric (zz, yy, xx, zy, zx, yx)."""
@@ -263,16 +286,28 @@ class CellPacking:
             raise CellsynthError(f"weight spread must be in [0, 1), got {self.weight_spread!r}")
         if self.field is None:
             self.field = OrientationField()
+        self.size_gradient = check_size_gradient(self.size_gradient)
+        if self.extent_um is None:
+            if np.any(self.size_gradient != 0):
+                raise CellsynthError("a size gradient needs the volume's extent (its centre is the gradient's origin)")
+            self.extent_um = np.zeros(3)
+        self.extent_um = np.asarray(self.extent_um, dtype=np.float64)
+
+    def size_factors(self, points_um: np.ndarray) -> np.ndarray:
+        """``exp(size_gradient . (p - centre))`` at each point (N, 3): the cells' size factors."""
+        return np.exp((np.asarray(points_um, dtype=np.float64) - self.extent_um / 2.0) @ self.size_gradient)
 
     @property
     def reach_um(self) -> float:
         """The largest radius a cell can have along any direction (µm)."""
         longest = semi_axes(self.elongation, self.flatness)[0] * float(np.max(self.stretch))
-        return self.spacing_um / 2.0 * (1.0 + self.weight_spread) * longest
+        largest = math.exp(float(np.abs(self.size_gradient) @ self.extent_um) / 2.0)  # at a corner of the volume
+        return self.spacing_um / 2.0 * (1.0 + self.weight_spread) * longest * largest
 
     def draw(self, points_um: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Sizes and metrics for candidate cells at ``points_um``: (N, 7) = gamma, metric entries."""
         weights = rng.uniform(1.0 - self.weight_spread, 1.0 + self.weight_spread, size=len(points_um))
+        weights = weights * self.size_factors(points_um)
         metrics = cell_metrics(self.field.frames(points_um, rng), self.elongation, self.flatness, self.stretch)
         return np.column_stack([weights, metrics[:, _UPPER[0], _UPPER[1]]])
 
@@ -301,6 +336,10 @@ class CellPacking:
 
 
 def mean_packing_volume(packing: CellPacking) -> float:
-    """Volume of the average cell's packing ellipsoid (µm³): ``pi/6 spacing**3 E[gamma**3]``."""
+    """Volume of the average cell's packing ellipsoid (µm³): ``pi/6 spacing**3 E[gamma**3]``,
+    averaged over the volume where the size has a gradient."""
     s = packing.weight_spread
-    return math.pi / 6.0 * packing.spacing_um**3 * (1.0 + s * s)  # E[gamma^3] for gamma ~ U(1 - s, 1 + s)
+    # the mean of exp(3 g (x - L/2)) over [0, L] per axis: sinh(h) / h with h = 3 g L / 2
+    h = 1.5 * packing.size_gradient * packing.extent_um
+    gradient = float(np.prod(np.where(h == 0, 1.0, np.sinh(h) / np.where(h == 0, 1.0, h))))
+    return math.pi / 6.0 * packing.spacing_um**3 * (1.0 + s * s) * gradient  # E[gamma^3], gamma ~ U(1 - s, 1 + s)

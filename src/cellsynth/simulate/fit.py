@@ -83,6 +83,16 @@ MEMBRANE_CROP_TARGETS = (
 """Membranes fitted where the real volume holds too few whole cells: crop-matched statistics
 (the long axes of cut cells follow the crop's shape, so the orientation bias is not fitted)."""
 
+MEMBRANE_BOTH_TARGETS = (
+    *(t for t in MEMBRANE_TARGETS if t.parameter in ("cell_size_um", "orientation_bias.z", "orientation_bias.y")),
+    *(t for t in MEMBRANE_CROP_TARGETS if t.parameter != "cell_size_um"),
+)
+"""Membranes fitted to both: the mean volume and the long axes' orientation of whole cells
+(unbiased by any crop), and the shape, size spread, alignment and chords of the cells as cut
+by crops of the size the preset is compared in. The cut pieces' shapes then match those of
+the real crops even where the model's whole cells cannot match both at once (the whole
+cells' volume CV and elongation are no longer targets)."""
+
 NUCLEI_TARGETS = (
     Target("radius_um", "radius_mean_um", "log", "log", 1.0, (0.05, 1e3), 0.2),
     Target("radius_std_um", "radius_std_um", "linear", "linear", 1.0, (0.0, 1e3), 0.2),
@@ -138,23 +148,29 @@ def _plain(value: Any) -> Any:
     return value
 
 
-FIT_STATISTICS = ("auto", "whole", "crops")
-"""What membranes are fitted to: whole cells where the labels hold enough (auto), or always one kind."""
+FIT_STATISTICS = ("auto", "whole", "crops", "both")
+"""What membranes are fitted to: whole cells where the labels hold enough (auto), always one
+kind, or both (:data:`MEMBRANE_BOTH_TARGETS`)."""
 
 
 def choose_targets(kind: str, real: Sequence[TissueCells], statistics: str = "auto") -> list[Target]:
     """The targets for ``kind`` given the real tables: for membranes, the shape of whole
     cells where the labels hold at least :data:`MIN_INTERIOR_CELLS` of them (or with
-    ``statistics="whole"``), else that of the cells as cut by crops; the coherence target is
-    left out where the real cells are aligned."""
+    ``statistics="whole"``), else that of the cells as cut by crops; with
+    ``statistics="both"`` the mean volume and orientation of whole cells and the shape of
+    cut ones (:data:`MEMBRANE_BOTH_TARGETS`). The orientation targets are left out where the
+    real cells are aligned."""
     if statistics not in FIT_STATISTICS:
         raise CellsynthError(f"fit statistics must be one of {', '.join(FIT_STATISTICS)}, got {statistics!r}")
     if kind == "nuclei":
         return list(NUCLEI_TARGETS)
     stats = summarize(real)
     interior = sum(int(np.count_nonzero(t.columns["interior"])) for t in real)
-    whole = interior >= MIN_INTERIOR_CELLS if statistics == "auto" else statistics == "whole"
-    targets = MEMBRANE_TARGETS if whole else MEMBRANE_CROP_TARGETS
+    if statistics == "both":
+        targets = MEMBRANE_BOTH_TARGETS
+    else:
+        whole = interior >= MIN_INTERIOR_CELLS if statistics == "auto" else statistics == "whole"
+        targets = MEMBRANE_TARGETS if whole else MEMBRANE_CROP_TARGETS
     aligned = np.isfinite(stats["orientation_order"]) and stats["orientation_order"] >= ALIGNED_ORDER
     return [t for t in targets if not (aligned and t.parameter.startswith("orientation_"))]
 
@@ -190,7 +206,8 @@ def fit_tissue(
     real: Sequence[tuple[np.ndarray, VoxelSize]], kind: str, shape: Sequence[int], voxel_size: VoxelSize,
     simulate: Mapping[str, Any], *, crop_um: Sequence[float] | None = None, inside_tissue: bool = False,
     statistics: str = "auto", only: Sequence[str] | None = None, rounds: int = 8, samples: int = 2,
-    crops: int = 8, seed: int = 0, callback: Callable[[int, dict[str, Any]], None] | None = None,
+    crops: int = 8, margin_um: float = 0.0, seed: int = 0,
+    callback: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> TissueFit:
     """Fit the tissue parameters of a preset to real labels.
 
@@ -221,7 +238,8 @@ def fit_tissue(
         background, fitted for a preset of dense tissue).
     statistics
         Membranes: fit the shape of whole cells (``"whole"``), of the cells as cut by
-        crops of ``crop_um`` (``"crops"``), or choose by how many whole cells the real
+        crops of ``crop_um`` (``"crops"``), the mean volume and orientation of whole cells
+        with the shape of cut ones (``"both"``), or choose by how many whole cells the real
         labels hold (``"auto"``, see :func:`choose_targets`).
     only
         Fit only these parameters (``stretch`` for both stretch factors, names as
@@ -234,6 +252,10 @@ def fit_tissue(
         the next ``samples`` seeds).
     crops
         Crops measured per volume.
+    margin_um
+        Keep the simulated crops this far from the simulated volume's faces (µm), which
+        cut no cell (see :func:`~cellsynth.evaluate.tissue.compare_tissue`); ``shape``
+        should then exceed the crop by twice this along each axis.
     seed
         First seed.
     callback
@@ -293,7 +315,8 @@ def fit_tissue(
                 sample = simulate_sample(kind, shape, voxel, np.random.default_rng(s), progress=False, **candidate)
             volumes.append((sample.labels, voxel))
         whole = measure_volumes(volumes, kind, None, **options) if not all(by_crop.values()) else []
-        cropped = measure_volumes(volumes, kind, extent, **options) if any(by_crop.values()) else []
+        cropped = measure_volumes(volumes, kind, extent, margin_um=margin_um, **options) \
+            if any(by_crop.values()) else []
         return whole, cropped
 
     def statistics(tables: tuple[list[TissueCells], list[TissueCells]]) -> dict[str, float]:
@@ -342,3 +365,111 @@ def _rounded(values: Mapping[str, float]) -> dict[str, Any]:
     for name in sorted({k.split(".")[0] for k in values if "." in k}):
         out[name] = [float(f"{values.get(f'{name}.{a}', 1.0):.4g}") for a in "zy"] + [1.0]
     return out
+
+
+@dataclass
+class GradientFit:
+    """The outcome of :func:`fit_size_gradient`: fitted keyword arguments of ``simulate_sample``,
+    the real and simulated (fresh seeds) count trends (mean log count, slope per µm) and the rounds."""
+
+    parameters: dict[str, Any]
+    real: tuple[float, float]
+    simulated: tuple[float, float]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def report(self) -> str:
+        """The fitted values and the trends side by side."""
+        (real_mean, real_slope), (sim_mean, sim_slope) = self.real, self.simulated
+        return "\n".join([
+            f"fitted cell size {self.parameters['cell_size_um']:.4g} µm (at the volume's centre), "
+            f"size gradient {self.parameters['size_gradient']} per µm",
+            f"mean log count per slab: real {real_mean:.4f}, simulated {sim_mean:.4f} "
+            f"(counts {math.exp(real_mean):.1f} / {math.exp(sim_mean):.1f})",
+            f"slope of the log count: real {real_slope:+.5f}, simulated {sim_slope:+.5f} per µm"])
+
+
+GRADIENT_SLOPE = -2.5
+"""d (log count per slab) / d (log cell size), and d (its slope) / d (size gradient): cells a
+factor ``f`` larger leave about ``f**-2.5`` as many labels in a slab thinner than a few cells."""
+
+
+def fit_size_gradient(
+    real: np.ndarray, real_voxel_size: VoxelSize, shape: Sequence[int], voxel_size: VoxelSize,
+    simulate: Mapping[str, Any], *, axis: int, slab_um: float, region: Sequence[slice] | None = None,
+    rounds: int = 8, samples: int = 2, seed: int = 0,
+    callback: Callable[[int, dict[str, Any]], None] | None = None,
+) -> GradientFit:
+    """Fit the cell size and a cell-size gradient along one axis to real labels' count trend.
+
+    The labels are cut into slabs of ``slab_um`` along ``axis`` (every half slab, see
+    :func:`~cellsynth.evaluate.tissue.count_trend`); the log count per slab is regressed on
+    the slab's position. Each round simulates ``samples`` volumes of ``shape`` (the same seeds
+    every round), measures the same slabs in their ``region`` and moves the log cell size by
+    the difference of the mean log counts and the gradient by the difference of the slopes
+    (each over :data:`GRADIENT_SLOPE`, at most 0.2 and 0.02 per µm per round); the fitted
+    values are the means of the second half of the rounds, then re-measured on fresh seeds.
+
+    Parameters
+    ----------
+    real, real_voxel_size
+        The real labels (only the part to fit, e.g. the first 75 % along y) and their voxel size.
+    shape, voxel_size
+        The simulated volume: the whole real volume's shape, so that the gradient's origin
+        (the volume's centre) lies where it will lie when the preset is compared with it.
+    simulate
+        Keyword arguments of :func:`~cellsynth.simulate.pipeline.simulate_sample` to start
+        from (``packing="cells"`` is set); ``cell_size_um`` and ``size_gradient`` are fitted.
+    axis
+        0, 1 or 2 (z, y, x): the axis of the gradient.
+    slab_um
+        Slab thickness (µm).
+    region
+        The part of the simulated volume that matches ``real`` (slices z, y, x; default: all).
+    rounds, samples, seed, callback
+        As in :func:`fit_tissue`.
+
+    Returns
+    -------
+    GradientFit
+    """
+    from cellsynth.evaluate.tissue import count_trend
+    from cellsynth.simulate.pipeline import simulate_sample
+
+    if rounds < 1 or samples < 1:
+        raise CellsynthError("the fit needs at least one round and one sample per round")
+    voxel = check_voxel_size(voxel_size)
+    region = tuple(region) if region is not None else (slice(None),) * 3
+    goal = count_trend(real, real_voxel_size, axis, slab_um)
+    parameters = {**simulate, "packing": "cells"}
+    gradient = list(parameters.get("size_gradient") or [0.0, 0.0, 0.0])
+    log_size = math.log(float(_initial(MEMBRANE_TARGETS[0], parameters, "membranes")))
+    step = gradient[axis]
+
+    def trend(log_size: float, step: float, seeds: Sequence[int]) -> tuple[float, float]:
+        candidate = {**parameters, "cell_size_um": float(f"{math.exp(log_size):.4g}"),
+                     "size_gradient": [float(f"{step:.4g}") if a == axis else gradient[a] for a in range(3)]}
+        trends = []
+        for s in seeds:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                sample = simulate_sample("membranes", shape, voxel, np.random.default_rng(s), progress=False,
+                                         **candidate)
+            trends.append(count_trend(sample.labels[region], voxel, axis, slab_um))
+        return float(np.mean([t[0] for t in trends])), float(np.mean([t[1] for t in trends]))
+
+    history: list[dict[str, Any]] = []
+    for index in range(rounds):
+        mean, slope = trend(log_size, step, range(seed, seed + samples))
+        record = {"cell_size_um": math.exp(log_size), "size_gradient": step, "mean_log_count": mean, "slope": slope}
+        history.append(record)
+        if callback is not None:
+            callback(index, record)
+        log_size += float(np.clip((goal[0] - mean) / GRADIENT_SLOPE, -0.2, 0.2))
+        step += float(np.clip((goal[1] - slope) / GRADIENT_SLOPE, -0.02, 0.02))
+    late = history[len(history) // 2:]
+    log_size = float(np.mean([math.log(r["cell_size_um"]) for r in late]))
+    step = float(np.mean([r["size_gradient"] for r in late]))
+    fitted = {**parameters, "cell_size_um": float(f"{math.exp(log_size):.4g}"),
+              "size_gradient": [float(f"{step:.4g}") if a == axis else gradient[a] for a in range(3)]}
+    check = trend(log_size, step, range(seed + samples, seed + 2 * samples))
+    return GradientFit(parameters=fitted, real=goal, simulated=check, history=history)

@@ -66,7 +66,7 @@ def check_simulation(
     elongation: float = 1.0, orientation: Sequence[float] | None = None, membrane_thickness_um: float | None = None,
     weight_spread: float | None = None, packing: str = DEFAULT_PACKING, flatness: float = 0.0,
     orientation_coherence_um: float = 0.0, stretch: Sequence[float] | None = None,
-    orientation_bias: Sequence[float] | None = None, **more: Any,
+    orientation_bias: Sequence[float] | None = None, size_gradient: Sequence[float] | None = None, **more: Any,
 ) -> tuple[tuple[int, int, int], VoxelSize, float]:
     """Check the arguments of :func:`simulate_sample` without simulating (fast).
 
@@ -97,7 +97,7 @@ def check_simulation(
         raise CellsynthError(f"unknown placement {placement!r}; use layered or uniform")
     check_cell_shape(kind, packing=packing, positions=positions, elongation=elongation, flatness=flatness,
                      orientation=orientation, orientation_coherence_um=orientation_coherence_um, stretch=stretch,
-                     orientation_bias=orientation_bias)
+                     orientation_bias=orientation_bias, size_gradient=size_gradient)
     shape = check_shape(shape)
     check_memory(simulation_bytes(shape), f"simulating a {'x'.join(map(str, shape))} volume",
                  "choose a smaller --shape")
@@ -137,16 +137,24 @@ def check_cell_shape(
     kind: str, *, packing: str = DEFAULT_PACKING, positions: str | os.PathLike | None = None, elongation: float = 1.0,
     flatness: float = 0.0, orientation: Sequence[float] | None = None, orientation_coherence_um: float = 0.0,
     stretch: Sequence[float] | None = None, orientation_bias: Sequence[float] | None = None,
+    size_gradient: Sequence[float] | None = None,
 ) -> None:
     """Check the cell-shape options: which kind and packing take them, and their values."""
-    from cellsynth.simulate.anisotropy import check_direction, check_elongation, check_flatness, check_stretch
+    from cellsynth.simulate.anisotropy import (
+        check_direction,
+        check_elongation,
+        check_flatness,
+        check_size_gradient,
+        check_stretch,
+    )
 
     if packing not in PACKINGS:
         raise CellsynthError(f"unknown packing {packing!r}; use points or cells")
-    membrane_only = flatness or orientation_coherence_um or stretch is not None or orientation_bias is not None
+    membrane_only = (flatness or orientation_coherence_um or stretch is not None or orientation_bias is not None
+                     or size_gradient is not None)
     if kind == "nuclei" and (packing != DEFAULT_PACKING or membrane_only):
-        raise CellsynthError("packing, flatness, stretch and orientation coherence and bias shape membrane cells; "
-                             "nuclei take elongation and orientation")
+        raise CellsynthError("packing, flatness, stretch, size gradient and orientation coherence and bias shape "
+                             "membrane cells; nuclei take elongation and orientation")
     if kind == "membranes" and packing == "points" and (elongation != 1.0 or orientation is not None
                                                          or membrane_only):
         raise CellsynthError("elongated or oriented membrane cells need packing: cells (--packing cells)")
@@ -158,6 +166,7 @@ def check_cell_shape(
         check_flatness(flatness)
         check_stretch(stretch)
         check_stretch(orientation_bias)  # three positive factors, like a stretch
+        check_size_gradient(size_gradient)
         if orientation is not None:
             check_direction(orientation)
         if not (isinstance(orientation_coherence_um, (int, float)) and np.isfinite(orientation_coherence_um)
@@ -169,13 +178,14 @@ def check_cell_shape(
 def _membrane_packing(
     shape: tuple[int, int, int], voxel: VoxelSize, rng: np.random.Generator, *, spacing: float, elongation: float,
     flatness: float, orientation: Sequence[float] | None, coherence: float, stretch: Sequence[float] | None,
-    bias: Sequence[float] | None, weight_spread: float,
+    bias: Sequence[float] | None, weight_spread: float, size_gradient: Sequence[float] | None,
 ) -> Any:
     """The :class:`~cellsynth.simulate.anisotropy.CellPacking` of ``packing="cells"``."""
     from cellsynth.simulate.anisotropy import CellPacking, orientation_field
 
     field = orientation_field(shape, voxel, rng, orientation=orientation, coherence_um=coherence, bias=bias)
-    return CellPacking(spacing, elongation, weight_spread, field, flatness, stretch)
+    extent = np.asarray(shape, dtype=np.float64) * np.asarray(voxel)
+    return CellPacking(spacing, elongation, weight_spread, field, flatness, stretch, size_gradient, extent)
 
 
 def _is_zarr_folder(path: str | os.PathLike) -> bool:
@@ -209,6 +219,7 @@ def simulate_sample(
     orientation_coherence_um: float = 0.0,
     stretch: Sequence[float] | None = None,
     orientation_bias: Sequence[float] | None = None,
+    size_gradient: Sequence[float] | None = None,
     progress: bool | None = None,
 ) -> Sample:
     """Simulate one annotated sample (Sec. 3 of the paper).
@@ -282,6 +293,11 @@ def simulate_sample(
         Membranes with ``packing="cells"``, without ``orientation``: factors (z, y, x) on
         the random long axes before normalisation, e.g. ``[0.3, 1, 1]`` for long axes mostly
         in the xy plane (cells in layers).
+    size_gradient
+        Membranes with ``packing="cells"``: change of the log cell size per µm along z, y
+        and x from the volume's centre (1/µm), e.g. ``[0, -0.01, 0]`` for cells 1 % smaller
+        per µm along y (their volume 3 %); ``cell_size_um`` is the size at the centre (see
+        :mod:`cellsynth.simulate.anisotropy`). Default: none.
     progress
         Progress bars: None (default) on a terminal only, True always, False never.
 
@@ -299,7 +315,7 @@ def simulate_sample(
         radius_std_um=radius_std_um, smoothness=smoothness, sh_order=sh_order, law=law, elongation=elongation,
         orientation=orientation, membrane_thickness_um=membrane_thickness_um, weight_spread=weight_spread,
         packing=packing, flatness=flatness, orientation_coherence_um=orientation_coherence_um, stretch=stretch,
-        orientation_bias=orientation_bias)
+        orientation_bias=orientation_bias, size_gradient=size_gradient)
     from cellsynth.simulate.organism import make_organism
     from cellsynth.simulate.positions import (
         check_positions,
@@ -338,7 +354,7 @@ def simulate_sample(
 
         cells = _membrane_packing(shape, voxel, rng, spacing=spacing, elongation=elongation, flatness=flatness,
                                   orientation=orientation, coherence=orientation_coherence_um, stretch=stretch,
-                                  bias=orientation_bias,
+                                  bias=orientation_bias, size_gradient=size_gradient,
                                   weight_spread=DEFAULT_WEIGHT_SPREAD if weight_spread is None else weight_spread)
     if positions is not None:
         centers = positions_from_csv(positions, voxel, shape)
@@ -373,7 +389,8 @@ def simulate_sample(
             parameters.update(elongation=elongation, flatness=flatness, orientation_coherence=orientation_coherence_um,
                               orientation=None if orientation is None else list(map(float, orientation)),
                               stretch=None if stretch is None else list(map(float, stretch)),
-                              orientation_bias=None if orientation_bias is None else list(map(float, orientation_bias)))
+                              orientation_bias=None if orientation_bias is None else list(map(float, orientation_bias)),
+                              size_gradient=None if size_gradient is None else list(map(float, size_gradient)))
             packed = {"weights": centers[:, 3], "metrics": cells.metrics(centers[:, 3:])}
             centers = centers[:, :3]
         sample = simulate_membranes(
