@@ -250,3 +250,30 @@ def test_preset_renderer_does_not_saturate_simulated_tissue(name):
                           membrane_thickness_um=preset["simulate"].get("membrane_thickness") or 1.0)
     image = C._render(mask, np.asarray(voxel), preset["kind"], preset["renderer"], seed=0)
     assert (image >= 1.0).mean() < 0.025
+
+
+def test_calibrate_command_refines_on_a_preset(tmp_path, rng, capsys, monkeypatch):
+    import h5py
+
+    monkeypatch.setattr(C, "REFINED", {k: C.REFINED[k] for k in ("brightness_variation", "signal_photons")})
+    image, labels = _rendered(rng, {"white_adu": 1000.0, "signal_photons": 80.0, "gain": 3.0})
+    with h5py.File(tmp_path / "real.h5", "w") as h5:
+        h5["raw"], h5["label"] = image, labels
+        h5["raw"].attrs["element_size_um"] = VOXEL
+    preset = {"kind": "nuclei", "shape": [24, 64, 64], "voxel_size": list(VOXEL),
+              "simulate": {"organism": "box", "placement": "uniform", "count": 12, "radius": 1.8, "radius_std": 0.1},
+              "synthesize": {"model": "physics", "alpha": [100], "beta": 100}}
+    (tmp_path / "preset.yaml").write_text(yaml.safe_dump(preset))
+    out = tmp_path / "renderer.yaml"
+    assert main(["calibrate", str(tmp_path / "real.h5"), "--kind", "nuclei", "--preset", str(tmp_path / "preset.yaml"),
+                 "--simulated-count", "1", "--out", str(out)]) == 0
+    record = read_renderer(out)
+    assert any(note.startswith("refined on 1 simulated masks") for note in record["notes"])
+    assert record["fit"]["simulated_losses"] and "--preset" in out.read_text().splitlines()[1]
+    capsys.readouterr()
+    # a preset of the other kind: one line, nothing written
+    target = tmp_path / "other.yaml"
+    assert main(["calibrate", str(tmp_path / "real.h5"), "--kind", "nuclei", "--preset", "membranes",
+                 "--out", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert "simulates membranes, not nuclei" in err and len(err.strip().splitlines()) == 1 and not target.exists()
