@@ -238,8 +238,8 @@ def test_refinement_on_simulated_masks_undoes_an_overestimated_spread(rng, monke
 @pytest.mark.parametrize("name", ["arabidopsis_ovule_membranes", "lateral_root_membranes", "arabidopsis_ovule_nuclei"])
 def test_preset_renderer_does_not_saturate_simulated_tissue(name):
     # the real volumes clip 0.11 % (ovule membranes), 0 % and 0 % of their voxels at white. Fitted on the
-    # real labels alone, the ovule membranes' renderer clipped 3.3 % of this sample (white areas where walls
-    # meet); refined on simulated masks (calibration step 8) 1.6 %
+    # real labels alone, the ovule membranes' renderer clipped 3.0 % of this sample (white areas where walls
+    # meet); refined on simulated masks (calibration step 8) 1.4 %
     from cellsynth import dataset
     from cellsynth.simulate.annotations import structure_mask
 

@@ -46,7 +46,7 @@ data show it, in this order:
    renderer is for): the real labels leave the spreads, textures and the signal level
    (against the white level, i.e. how much clips) only bounded, and masks that never came
    from a microscope show it: a render of simulated walls with the label-fitted spreads
-   clipped 3.9 % of its voxels where the real ovule image clips 0.11 %. So each of
+   clipped about 3 % of its voxels where the real ovule image clips 0.11 %. So each of
    :data:`REFINED` takes the candidate value that brings renders of the simulated masks
    clearly (by more than 5 %) closer to the real fitted part on the whole unpaired
    benchmark (:func:`simulated_score`: spectrum + 5 x W1 + CNR log ratio + 0.2 x log10(1 + KID);
