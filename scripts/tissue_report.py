@@ -23,8 +23,10 @@ has its origin at the centre of both), and each report region is measured in its
 the sample, one crop per sample. A simulated volume's faces cut no cell (every cell's centre
 lies inside) and packed tissue next to them is coarser, so crops touching them hold far fewer
 labels than a real crop of a larger tissue (about 50 against 80 for the ovule preset); the
-margin keeps the measured part clear of them. Nuclei are measured as before, in crops spread
-over samples of the preset's shape.
+margin keeps the measured part clear of them. Nuclei are simulated and measured the same way,
+with the preset's ``count`` (nuclei per volume of the preset's shape) scaled to the grown
+volume, so that the density stays the preset's: a real crop also holds the nuclei its faces
+cut, a simulated volume none.
 
 With ``--montage DIR`` it also writes, per family, a PNG of real and simulated label slices
 at one physical scale (``docs/tissue/*.png`` were made so).
@@ -139,22 +141,19 @@ def main(data: Path, samples: int, montage: Path | None, presets: list[str] | No
         preset = dataset.load_preset(name)
         kind = preset["kind"]
         seeds = range(1000, 1000 + samples)  # not the fit's seeds
-        grown = None
-        if kind == "membranes":  # in place, in the real file's volume grown by the margin
-            real_shape = io.read_volume(data / reports[0][1][0][0], "label")[0].shape
-            margin = np.round(MARGIN_UM / np.asarray(preset["voxel_size"])).astype(int)
-            grown = tuple(int(n + 2 * m) for n, m in zip(real_shape, margin))
-        now = simulate(preset, preset["simulate"], seeds, grown)
-        before = simulate(preset, BEFORE[name], seeds, grown)
-        print(f"\n=== {name} ({samples} simulated samples of {'x'.join(map(str, grown or preset['shape']))} each"
-              f"{f', measured in place {MARGIN_UM:g} µm inside' if grown else ''})")
+        # in place, in the real file's volume grown by the margin (nuclei: the same density)
+        real_shape = io.read_volume(data / reports[0][1][0][0], "label")[0].shape
+        margin = np.round(MARGIN_UM / np.asarray(preset["voxel_size"])).astype(int)
+        grown = tuple(int(n + 2 * m) for n, m in zip(real_shape, margin))
+        scale = float(np.prod(grown)) / float(np.prod(preset["shape"]))
+        now, before = (simulate(preset, {**p, "count": round(p["count"] * scale)} if "count" in p else p, seeds, grown)
+                       for p in (preset["simulate"], BEFORE[name]))
+        print(f"\n=== {name} ({samples} simulated samples of {'x'.join(map(str, grown))} each, "
+              f"measured in place {MARGIN_UM:g} µm inside)")
         for title, files in reports:
             real = [read(data, f, region) for f, region in files]
             sphericity = kind == "nuclei"
-            sim_now, sim_before = now, before
-            if grown is not None:
-                region = files[0][1]
-                sim_now, sim_before = (in_place(s, margin, real_shape, region) for s in (now, before))
+            sim_now, sim_before = (in_place(s, margin, real_shape, files[0][1]) for s in (now, before))
             a = compare_tissue(real, sim_now, kind, sphericity=sphericity)
             b = compare_tissue(real, sim_before, kind, sphericity=sphericity)
             crop = " x ".join(f"{c:.1f}" for c in a.crop_um)
@@ -174,8 +173,7 @@ def main(data: Path, samples: int, montage: Path | None, presets: list[str] | No
             montage.mkdir(parents=True, exist_ok=True)
             files = reports[0][1]
             real_labels, real_voxel = read(data, files[0][0], files[0][1])
-            if grown is not None:
-                now, before = (in_place(s, margin, real_shape, files[0][1]) for s in (now, before))
+            now, before = (in_place(s, margin, real_shape, files[0][1]) for s in (now, before))
             volumes = {"real": real_labels, "simulated (preset now)": now[0][0], "before the fit": before[0][0]}
             voxels = {"real": real_voxel, "simulated (preset now)": now[0][1], "before the fit": before[0][1]}
             path = montage / f"{name}.png"
