@@ -445,15 +445,17 @@ def fit_size_gradient(
     log_size = math.log(float(_initial(MEMBRANE_TARGETS[0], parameters, "membranes")))
     step = gradient[axis]
 
+    def candidate(log_size: float, step: float) -> dict[str, Any]:
+        return {**parameters, "cell_size_um": float(f"{math.exp(log_size):.4g}"),
+                "size_gradient": [float(f"{step:.4g}") if a == axis else gradient[a] for a in range(3)]}
+
     def trend(log_size: float, step: float, seeds: Sequence[int]) -> tuple[float, float]:
-        candidate = {**parameters, "cell_size_um": float(f"{math.exp(log_size):.4g}"),
-                     "size_gradient": [float(f"{step:.4g}") if a == axis else gradient[a] for a in range(3)]}
         trends = []
         for s in seeds:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 sample = simulate_sample("membranes", shape, voxel, np.random.default_rng(s), progress=False,
-                                         **candidate)
+                                         **candidate(log_size, step))
             trends.append(count_trend(sample.labels[region], voxel, axis, slab_um))
         return float(np.mean([t[0] for t in trends])), float(np.mean([t[1] for t in trends]))
 
@@ -469,7 +471,5 @@ def fit_size_gradient(
     late = history[len(history) // 2:]
     log_size = float(np.mean([math.log(r["cell_size_um"]) for r in late]))
     step = float(np.mean([r["size_gradient"] for r in late]))
-    fitted = {**parameters, "cell_size_um": float(f"{math.exp(log_size):.4g}"),
-              "size_gradient": [float(f"{step:.4g}") if a == axis else gradient[a] for a in range(3)]}
     check = trend(log_size, step, range(seed + samples, seed + 2 * samples))
-    return GradientFit(parameters=fitted, real=goal, simulated=check, history=history)
+    return GradientFit(parameters=candidate(log_size, step), real=goal, simulated=check, history=history)
