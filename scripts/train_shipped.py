@@ -27,9 +27,9 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -360,7 +360,7 @@ def main() -> None:
                *(["--steps", str(args.steps)] if args.steps else [])]
         if (run / "checkpoint.pt").is_file():
             cmd.append("--resume")
-        subprocess.run(cmd, check=True)
+        os.execv(sys.executable, cmd)  # the trainer replaces this process: killing it leaves no child behind
     elif args.action == "select":
         select(args.family, run, args.count)
     else:

@@ -235,6 +235,47 @@ def test_refinement_on_simulated_masks_undoes_an_overestimated_spread(rng, monke
         C.refine_on_simulated(truth, real, "nuclei", [])
 
 
+def test_refinement_on_simulated_masks_widens_an_underestimated_axial_psf(rng, monkeypatch):
+    # the labels' fit gave half the real PSF width along z (wall thickness and PSF trade off there); renders of
+    # simulated masks must find the real width among the axial candidates and leave y and x as they were
+    from cellsynth.evaluate.realism import realism_volume
+
+    truth = {"psf_sigma_um": [1.2, 0.3, 0.3], "depth_blur_um": 0.0, "attenuation": 0.0, "brightness_variation": 0.0,
+             "texture": 0.0, "autofluorescence": 0.1, "signal_photons": 200.0, "background_photons": 0.0,
+             "gain": 1.0, "read_noise_adu": 1.0, "offset_adu": 0.0, "white_adu": 400.0}
+    monkeypatch.setattr(C, "REFINED", {"psf_sigma_um": C.REFINED["psf_sigma_um"]})
+    image, labels = _rendered(rng, truth)
+    real = realism_volume(image, VOXEL, kind="nuclei", labels=labels)
+    masks = [_nuclei_labels(rng, shape=(32, 96, 96), count=30, radius_um=1.8) > 0]
+    refined, scores = C.refine_on_simulated({**truth, "psf_sigma_um": [0.6, 0.3, 0.3]}, real, "nuclei", masks,
+                                            seed=5)
+    assert refined["psf_sigma_um"] == [1.2, 0.3, 0.3]
+    assert sorted(scores) == sorted(f"psf_sigma_um {z:.4g} 0.3 0.3" for z in (0.6, 0.45, 0.75, 0.9, 1.2))
+
+
+def test_refinement_takes_back_a_change_that_a_later_one_made_unnecessary(monkeypatch):
+    # the search itself, on a known score: dye texture helps only while the tissue has none, and tissue texture
+    # helps more. Round 1 takes both; round 2 must compare the dye texture with the labels' value (0) again and
+    # go back to it, since with tissue texture it no longer lowers the score
+    from cellsynth.evaluate import realism
+
+    def fake_score(values):
+        return 1.0 - 0.1 * (values["texture"] == 1.0) * (values["tissue_texture"] == 0.0) \
+            - 0.3 * (values["tissue_texture"] == 1.0)
+
+    monkeypatch.setattr(C, "REFINED", {k: C.REFINED[k] for k in ("texture", "tissue_texture")})
+    monkeypatch.setattr(C, "_render", lambda mask, voxel, kind, values, seed: dict(values))
+    monkeypatch.setattr(realism, "realism_volume", lambda image, voxel, mask=None: image)
+    monkeypatch.setattr(realism, "realism_benchmark",
+                        lambda sets, real, **kw: {"rows": {"candidate": sets["candidate"][0]}})
+    monkeypatch.setattr(C, "simulated_score", fake_score)
+    real = realism.RealismVolume(np.zeros((4, 4, 4)), (1.0, 1.0, 1.0))
+    start = {"psf_sigma_um": [1.0, 1.0, 1.0], "texture": 0.0, "tissue_texture": 0.0}
+    refined, scores = C.refine_on_simulated(start, real, "nuclei", [np.ones((4, 4, 4))])
+    assert (refined["texture"], refined["tissue_texture"]) == (0.0, 1.0)
+    assert min(scores.values()) == pytest.approx(0.7)
+
+
 @pytest.mark.parametrize("name", ["arabidopsis_ovule_membranes", "lateral_root_membranes", "arabidopsis_ovule_nuclei"])
 def test_preset_renderer_does_not_saturate_simulated_tissue(name):
     # the real volumes clip 0.11 % (ovule membranes), 0 % and 0 % of their voxels at white. Fitted on the

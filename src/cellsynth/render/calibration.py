@@ -46,7 +46,10 @@ data show it, in this order:
    renderer is for): the real labels leave the spreads, textures and the signal level
    (against the white level, i.e. how much clips) only bounded, and masks that never came
    from a microscope show it: a render of simulated walls with the label-fitted spreads
-   clipped about 3 % of its voxels where the real ovule image clips 0.11 %. So each of
+   clipped about 3 % of its voxels where the real ovule image clips 0.11 %. The PSF width
+   along z is bound loosely too: the wall thickness and the PSF trade off in step 2, most
+   along z, where a wall is fewest voxels thick (the lateral-root labels gave 0.77 µm, and
+   its simulated walls rendered with it stood out at 1.5 times the real contrast). So each of
    :data:`REFINED` takes the candidate value that brings renders of the simulated masks
    clearly (by more than 5 %) closer to the real fitted part on the whole unpaired
    benchmark (:func:`simulated_score`: spectrum + 5 x W1 + CNR log ratio + 0.2 x log10(1 + KID);
@@ -99,18 +102,20 @@ MIN_CELL_VOXELS = 30
 MIN_DEPTH_RANGE_UM = 5.0
 """The depth attenuation is fitted only where the cells span at least this much in z."""
 
-REFINED: dict[str, tuple[tuple[float, ...], bool]] = {
-    "brightness_variation": ((1.0, 0.75, 0.5, 0.25, 0.0), True),
-    "autofluorescence_variation": ((1.0, 0.75, 0.5, 0.25, 0.0), True),
-    "autofluorescence_scale_um": ((1.0, 2.0, 4.0), True),
-    "texture": ((0.0, 0.25, 0.5, 1.0), False),
-    "tissue_texture": ((0.0, 0.25, 0.5, 1.0), False),
-    "signal_photons": ((1.0, 0.9, 0.8, 0.7), True),
+REFINED: dict[str, tuple[tuple[float, ...], str]] = {
+    "psf_sigma_um": ((1.0, 0.75, 1.25, 1.5, 2.0), "axial"),
+    "brightness_variation": ((1.0, 0.75, 0.5, 0.25, 0.0), "relative"),
+    "autofluorescence_variation": ((1.0, 0.75, 0.5, 0.25, 0.0), "relative"),
+    "autofluorescence_scale_um": ((1.0, 2.0, 4.0), "relative"),
+    "texture": ((0.0, 0.25, 0.5, 1.0), "absolute"),
+    "tissue_texture": ((0.0, 0.25, 0.5, 1.0), "absolute"),
+    "signal_photons": ((1.0, 0.9, 0.8, 0.7), "relative"),
 }
 """Parameters refined against simulated masks (step 8), in the order they are visited:
-candidate values, and whether they are multiples of the value fitted on the real labels
-(else absolute values). The spreads come first and the signal level last, so that the
-level does not make up for a spread that is too wide."""
+candidate values, and how they apply: ``relative``, multiples of the value fitted on the
+real labels; ``absolute``, the values themselves; ``axial``, multiples of the PSF width
+along z only (the widths along y and x stay). The optics come first, then the spreads, and
+the signal level last, so that the level does not make up for a spread that is too wide."""
 
 KID_WEIGHT = 0.2
 """Weight of ``log10(1 + KID)`` in :func:`simulated_score`: a KID ten times larger (from 1) counts
@@ -452,8 +457,11 @@ def refine_on_simulated(parameters: Mapping[str, Any], real: Any, kind: str, mas
     as one set against ``real`` by the unpaired benchmark
     (:func:`cellsynth.evaluate.realism.realism_benchmark`, summed by :func:`simulated_score`).
     Each parameter of :data:`REFINED` in turn takes the candidate value that lowers the
-    score most, where it lowers it by more than :data:`REFINE_MARGIN`; the candidates are
-    multiples of the value the real labels gave (absolute values for texture amplitudes).
+    score most, where that lowers it by more than :data:`REFINE_MARGIN` against the value
+    the real labels gave (with the other parameters as they stand; so a later round takes a
+    change back where the others made it unnecessary); the candidates are
+    multiples of the value the real labels gave (of its z width for the PSF; absolute values
+    for texture amplitudes).
     ``rounds`` passes over all of them at most.
 
     Parameters
@@ -481,12 +489,13 @@ def refine_on_simulated(parameters: Mapping[str, Any], real: Any, kind: str, mas
     if not masks:
         raise CellsynthError("give at least one simulated mask to refine the renderer against")
     voxel = np.asarray(real.voxel_size)
-    base, current = dict(parameters), dict(parameters)
+    base = {**parameters, "psf_sigma_um": tuple(parameters["psf_sigma_um"])}
+    current = dict(base)
     masks = [np.asarray(m != 0, np.uint8) for m in masks]
     scores: dict[str, float] = {}
 
     def score(values: Mapping[str, Any]) -> float:
-        key = ", ".join(f"{name} {values[name]:.4g}" for name in REFINED)
+        key = ", ".join(f"{name} {_describe(values[name])}" for name in REFINED)
         if key not in scores:
             rendered = [realism_volume(_render(m, voxel, kind, values, seed + i), tuple(voxel), mask=m)
                         for i, m in enumerate(masks)]
@@ -496,15 +505,26 @@ def refine_on_simulated(parameters: Mapping[str, Any], real: Any, kind: str, mas
 
     for _ in range(rounds):
         changed = False
-        for name, (options, relative) in REFINED.items():
-            values = [_round(o * base[name]) if relative else o for o in options]
-            values = [current[name], *[v for v in dict.fromkeys(values) if v != current[name]]]
+        for name, (options, how) in REFINED.items():
+            values = [_candidate(base[name], o, how) for o in options]
+            values = [base[name], *[v for v in dict.fromkeys(values) if v != base[name]]]
             best = _clearly_best(values, lambda v: score({**current, name: v}), margin=REFINE_MARGIN)
             changed |= best != current[name]
             current[name] = best
         if not changed:
             break
-    return current, scores
+    return {**current, "psf_sigma_um": list(current["psf_sigma_um"])}, scores
+
+
+def _candidate(fitted: Any, option: float, how: str) -> Any:
+    """A candidate value of step 8 from the value fitted on the real labels (see :data:`REFINED`)."""
+    if how == "axial":
+        return (_round(option * fitted[0]), *fitted[1:])
+    return _round(option * fitted) if how == "relative" else option
+
+
+def _describe(value: Any) -> str:
+    return " ".join(f"{v:.4g}" for v in value) if isinstance(value, (tuple, list)) else f"{value:.4g}"
 
 
 def _render(mask: np.ndarray, voxel: np.ndarray, kind: str, parameters: Mapping[str, Any], seed: int) -> np.ndarray:
@@ -822,7 +842,7 @@ def calibrate_renderer(image: Any, labels: Any, voxel_size: VoxelSize, kind: str
 
         reference = RealismVolume(real, tuple(voxel), mask, outside, "the fitted part")
         parameters, simulated_losses = refine_on_simulated(parameters, reference, kind, masks, seed=seed)
-        changed = [f"{name} {labels_fit[name]:g} -> {parameters[name]:g}" for name in REFINED
+        changed = [f"{name} {_describe(labels_fit[name])} -> {_describe(parameters[name])}" for name in REFINED
                    if parameters[name] != labels_fit[name]]
         notes.append(f"refined on {len(masks)} simulated masks: {', '.join(changed) if changed else 'no change'}")
         steps.update(1)
