@@ -41,9 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="membranes: use this wall thickness in µm instead of fitting it (default: fitted)")
     p.add_argument("--preset", metavar="NAME_OR_FILE",
                    help="also refine the renderer so that renders of masks simulated with this preset (its simulate "
-                        "values and shape, at REAL's voxel size) match REAL's fitted part: the brightness and "
-                        "autofluorescence spreads, the signal level and the textures, which the real labels bound "
-                        "only from above (default: no refinement)")
+                        "values and shape, at REAL's voxel size) match REAL's fitted part: the PSF width along z, "
+                        "the brightness and autofluorescence spreads, the signal level and the textures, which the "
+                        "real labels bind only loosely (default: no refinement)")
     p.add_argument("--simulated-count", type=_options.positive_int, default=2, metavar="N",
                    help="samples simulated with --preset (default 2)")
     p.add_argument("--seed", type=_options.seed, default=0,
