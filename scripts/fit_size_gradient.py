@@ -64,7 +64,8 @@ def main() -> None:
               f"slope {record['slope']:+.5f}", file=sys.stderr, flush=True)
 
     fit = fit_size_gradient(real, voxel, grown, tuple(preset["voxel_size"]),
-                            dataset.simulate_arguments(preset["simulate"]), axis=axis, slab_um=args.slab_um,
+                            dataset.simulate_arguments({k: v for k, v in preset["simulate"].items() if k != "margin"}),
+                            axis=axis, slab_um=args.slab_um,
                             region=region, rounds=args.rounds, samples=args.samples, seed=args.seed,
                             callback=progress)
     print(fit.report())

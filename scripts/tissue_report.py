@@ -127,6 +127,12 @@ def simulate(preset: dict, parameters: dict, seeds: range,
     return out
 
 
+def without_margin(parameters: dict) -> dict:
+    """A preset's simulation parameters without its ``margin``: this script grows the volume
+    itself (:data:`MARGIN_UM`), as the presets were fitted, and measures in place."""
+    return {k: v for k, v in parameters.items() if k != "margin"}
+
+
 def in_place(samples: list[tuple[np.ndarray, tuple[float, ...]]], margin: np.ndarray, real_shape: tuple[int, ...],
              region: tuple[slice, ...]) -> list[tuple[np.ndarray, tuple[float, ...]]]:
     """The part of each grown sample where ``region`` of the real volume lies."""
@@ -147,7 +153,7 @@ def main(data: Path, samples: int, montage: Path | None, presets: list[str] | No
         grown = tuple(int(n + 2 * m) for n, m in zip(real_shape, margin))
         scale = float(np.prod(grown)) / float(np.prod(preset["shape"]))
         now, before = (simulate(preset, {**p, "count": round(p["count"] * scale)} if "count" in p else p, seeds, grown)
-                       for p in (preset["simulate"], BEFORE[name]))
+                       for p in (without_margin(preset["simulate"]), BEFORE[name]))
         print(f"\n=== {name} ({samples} simulated samples of {'x'.join(map(str, grown))} each, "
               f"measured in place {MARGIN_UM:g} µm inside)")
         for title, files in reports:

@@ -115,16 +115,15 @@ def test_real_family_presets_match_the_real_labels(shared_data, name):
     voxel = tuple(preset["voxel_size"])
     real = np.ascontiguousarray(labels[region])
     membranes = preset["kind"] == "membranes"
-    # membranes: the real region's size grown by 8 µm on every side, measured in the middle (a simulated
-    # volume's faces cut no cell), one crop per sample, two samples; nuclei: crops of the preset's shape
-    margin = 8.0 if membranes else 0.0
-    shape = tuple(int(n + 2 * round(margin / v)) for n, v in zip(real.shape, voxel)) if membranes \
-        else preset["shape"]
+    # the presets fitted in place cut their samples from tissue 8 µm wider (margin), so that faces cut cells as
+    # in the real crop; membranes: samples of the real region's size, two; nuclei: crops of the preset's shape
+    assert preset["simulate"].get("margin") == (None if name == "platynereis_nuclei" else 8)
+    shape = real.shape if membranes else preset["shape"]
     samples = [simulate_sample(preset["kind"], shape, voxel, np.random.default_rng(seed), progress=False,
                                **dataset.simulate_arguments(preset["simulate"])).labels
                for seed in ((0, 1) if membranes else (0,))]
     comparison = compare_tissue([(real, voxel)], [(s, voxel) for s in samples], preset["kind"],
-                                sphericity=not membranes, margin_um=margin)
+                                sphericity=not membranes)
     for statistic, tolerance in tolerances.items():
         assert abs(comparison.relative_difference[statistic]) <= tolerance, (statistic, comparison.table())
 

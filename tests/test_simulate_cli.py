@@ -135,6 +135,9 @@ def _bad_files(tmp_path):
     (["--positions", "{tmp}/missing.csv"], "not found"),
     (["--out", "{tmp}/a_file/sub"], "a_file"),
     (["--out", "{tmp}/full"], "--overwrite"),
+    (["--margin", "4"], "organism box"),
+    (["--margin", "-1"], "--margin"),
+    (["--organism", "box", "--margin", "4", "--count", "5"], "placement uniform"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, message):
     _bad_files(tmp_path)
@@ -243,3 +246,46 @@ def test_huge_ellipsoid_semi_axes_cover_the_volume(tmp_path, capsys):
                         "1e308", "1e308", "1e308", "--out", str(tmp_path / "s"))
     assert code == 0, err
     assert read_sample(tmp_path / "s").foreground.all()
+
+
+def _cells_in_slab(labels, start, width=8):
+    return len(np.unique(labels[start:start + width])) - 1
+
+
+def test_a_margin_makes_the_faces_cut_cells_as_inside():
+    # without a margin no cell crosses a face, so cells near the faces are larger and fewer (a slab at a face
+    # holds about 75 % of the cells of a slab in the middle); cut from a larger block, the two agree
+    ratios = {}
+    for margin in (0.0, 8.0):
+        ratios[margin] = []
+        for seed in range(3):
+            sample = pipeline.simulate_sample("membranes", (48, 64, 64), (1.0, 1.0, 1.0), np.random.default_rng(seed),
+                                              organism="box", cell_size_um=10.0, margin_um=margin, progress=False)
+            assert sample.labels.shape == (48, 64, 64)
+            ratios[margin].append(_cells_in_slab(sample.labels, 0) / _cells_in_slab(sample.labels, 20))
+    assert max(ratios[0.0]) < 0.82 < 0.88 < min(ratios[8.0])
+
+
+def test_a_cut_samples_positions_match_its_labels():
+    from scipy import ndimage
+
+    shape = (32, 64, 64)
+    sample = pipeline.simulate_sample("nuclei", shape, (1.0, 0.5, 0.5), np.random.default_rng(2), organism="box",
+                                      placement="uniform", count=30, radius_um=2.0, radius_std_um=0.2, sh_order=6,
+                                      margin_um=6.0, progress=False)
+    labels, positions = sample.labels, sample.positions
+    ids = np.arange(1, labels.max() + 1)
+    np.testing.assert_array_equal(positions["label"], ids)  # renumbered 1..n, one row per cell left
+    np.testing.assert_allclose(positions["volume_um3"], ndimage.sum(np.ones(shape), labels, ids) * 0.25)
+    np.testing.assert_array_equal(sample.mask, labels > 0)
+    assert sample.metadata["parameters"]["margin"] == 6.0 and sample.metadata["parameters"]["count"] == 30
+    faces = np.unique(np.concatenate([np.ravel(f) for axis in range(3) for f in
+                                      (np.take(labels, 0, axis), np.take(labels, -1, axis))]))
+    assert len(faces) > 5  # nuclei cut by the faces
+    whole = np.setdiff1d(ids, faces)
+    centres = np.asarray(ndimage.center_of_mass(labels > 0, labels, whole))
+    given = np.stack([positions[f"{a}_px"] for a in "zyx"], axis=1)[whole - 1]
+    np.testing.assert_allclose(given, centres, atol=1.5)  # the centres moved with the cut
+    um = np.stack([positions[f"{a}_um"] for a in "zyx"], axis=1)
+    voxels = np.stack([positions[f"{a}_px"] for a in "zyx"], axis=1) * [1.0, 0.5, 0.5]
+    np.testing.assert_allclose(um, voxels, atol=0.5)  # the same shift in µm (the voxel index is rounded)

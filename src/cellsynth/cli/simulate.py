@@ -129,6 +129,10 @@ def _add_common(sub: argparse.ArgumentParser, kind: str) -> None:
                         "(default: none; --placement places the cells)")
     g.add_argument("--count", type=_options.positive_int, metavar="N",
                    help=f"number of {kind} (default: as many as fit; a warning says when fewer fit)")
+    g.add_argument("--margin", type=_options.nonnegative, default=0.0, metavar="UM",
+                   help="with --organism box: simulate the tissue this many µm wider on every side and cut the "
+                        "sample from its middle, so that the faces cut cells as in a crop of real tissue; about a "
+                        "cell diameter (default 0: no margin, no cell crosses a face)")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -146,7 +150,8 @@ def run(args: argparse.Namespace) -> None:
     check_output(args.out, overwrite=args.overwrite)
     out = args.out
     params = dict(organism=args.organism, semi_axes_um=args.semi_axes, center_um=args.center,
-                  placement=args.placement, positions=args.positions, count=args.count, cell_size_um=args.cell_size)
+                  placement=args.placement, positions=args.positions, count=args.count, cell_size_um=args.cell_size,
+                  margin_um=args.margin)
     if args.kind == "nuclei":
         params.update(radius_um=args.radius, radius_std_um=args.radius_std, smoothness=args.smoothness,
                       sh_order=args.sh_order, law=args.law, elongation=args.elongation, orientation=args.orientation)

@@ -6,6 +6,7 @@ defaults are the command's defaults.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -66,7 +67,8 @@ def check_simulation(
     elongation: float = 1.0, orientation: Sequence[float] | None = None, membrane_thickness_um: float | None = None,
     weight_spread: float | None = None, packing: str = DEFAULT_PACKING, flatness: float = 0.0,
     orientation_coherence_um: float = 0.0, stretch: Sequence[float] | None = None,
-    orientation_bias: Sequence[float] | None = None, size_gradient: Sequence[float] | None = None, **more: Any,
+    orientation_bias: Sequence[float] | None = None, size_gradient: Sequence[float] | None = None,
+    margin_um: float = 0.0, **more: Any,
 ) -> tuple[tuple[int, int, int], VoxelSize, float]:
     """Check the arguments of :func:`simulate_sample` without simulating (fast).
 
@@ -99,9 +101,19 @@ def check_simulation(
                      orientation=orientation, orientation_coherence_um=orientation_coherence_um, stretch=stretch,
                      orientation_bias=orientation_bias, size_gradient=size_gradient)
     shape = check_shape(shape)
-    check_memory(simulation_bytes(shape), f"simulating a {'x'.join(map(str, shape))} volume",
-                 "choose a smaller --shape")
     voxel = check_voxel_size(voxel_size)
+    if not (isinstance(margin_um, (int, float)) and not isinstance(margin_um, bool) and np.isfinite(margin_um)
+            and margin_um >= 0):
+        raise CellsynthError(f"margin must be a length >= 0 in µm, got {margin_um!r}")
+    if margin_um and (str(organism) != "box" or positions is not None):
+        raise CellsynthError("a margin cuts the sample from a larger block of tissue: it needs organism box and "
+                             "no --positions (an organism or given points would not grow with the volume)")
+    if margin_um and count is not None and placement == "layered":
+        raise CellsynthError("with a margin, a count of layered cells would fill the outer layers, which are cut "
+                             "away; use placement uniform")
+    grown = grown_shape(shape, voxel, margin_um)
+    check_memory(simulation_bytes(grown), f"simulating a {'x'.join(map(str, grown))} volume",
+                 "choose a smaller --shape" + (" or --margin" if margin_um else ""))
     if count is not None and (isinstance(count, bool) or not float(count).is_integer() or count < 1):
         raise CellsynthError(f"count must be a positive whole number of cells, got {count!r}")
     cell_size = _positive(cell_size_um, "cell size")
@@ -188,6 +200,47 @@ def _membrane_packing(
     return CellPacking(spacing, elongation, weight_spread, field, flatness, stretch, size_gradient, extent)
 
 
+def grown_shape(shape: Sequence[int], voxel_size: VoxelSize, margin_um: float) -> tuple[int, int, int]:
+    """The shape of the block a sample with a margin of ``margin_um`` µm is cut from: ``shape``
+    plus ``ceil(margin_um / voxel)`` voxels on both sides of every axis.
+
+    Examples
+    --------
+    >>> grown_shape((10, 20, 20), (1.0, 0.5, 0.5), 2.0)
+    (14, 28, 28)
+    """
+    pad = [math.ceil(margin_um / v - 1e-9) for v in voxel_size]
+    return tuple(int(n) + 2 * p for n, p in zip(shape, pad))  # type: ignore[return-value]
+
+
+def cut_sample(sample: Sample, corner: Sequence[int], shape: Sequence[int]) -> Sample:
+    """The part of ``sample`` of ``shape`` from ``corner`` (voxels), as a sample of its own.
+
+    Labels are renumbered 1..n in their old order; the positions keep the cells that are
+    still there (a cut cell's centre may lie outside the new volume), in the new volume's
+    coordinates, with ``volume_um3`` the volume left in it.
+    """
+    from skimage.segmentation import relabel_sequential
+
+    box = tuple(slice(c, c + n) for c, n in zip(corner, shape))
+    labels, forward, _ = relabel_sequential(np.asarray(sample.labels[box]))
+    old = np.asarray(sample.positions["label"])
+    new = np.asarray(forward[old])
+    keep = new > 0
+    positions = {name: np.asarray(values)[keep] for name, values in sample.positions.items()}
+    positions["label"] = new[keep]
+    voxel = sample.voxel_size
+    for k, axis in enumerate("zyx"):
+        positions[f"{axis}_px"] = positions[f"{axis}_px"] - corner[k]
+        positions[f"{axis}_um"] = positions[f"{axis}_um"] - corner[k] * voxel[k]
+    if "volume_um3" in positions:
+        counts = np.bincount(labels.ravel(), minlength=int(positions["label"].max(initial=0)) + 1)
+        positions["volume_um3"] = counts[positions["label"]] * float(np.prod(voxel))
+    return Sample(labels=labels, mask=np.ascontiguousarray(sample.mask[box]),
+                  foreground=np.ascontiguousarray(sample.foreground[box]), voxel_size=voxel, positions=positions,
+                  metadata=sample.metadata)
+
+
 def _is_zarr_folder(path: str | os.PathLike) -> bool:
     return str(path).rstrip("/").endswith(".zarr") and Path(path).is_dir()
 
@@ -220,6 +273,7 @@ def simulate_sample(
     stretch: Sequence[float] | None = None,
     orientation_bias: Sequence[float] | None = None,
     size_gradient: Sequence[float] | None = None,
+    margin_um: float = 0.0,
     progress: bool | None = None,
 ) -> Sample:
     """Simulate one annotated sample (Sec. 3 of the paper).
@@ -298,6 +352,13 @@ def simulate_sample(
         and x from the volume's centre (1/µm), e.g. ``[0, -0.01, 0]`` for cells 1 % smaller
         per µm along y (their volume 3 %); ``cell_size_um`` is the size at the centre (see
         :mod:`cellsynth.simulate.anisotropy`). Default: none.
+    margin_um
+        With ``organism="box"``: simulate the tissue this many µm wider on every side and
+        cut the sample out of its middle, so that the volume's faces cut cells as a real
+        crop of a larger tissue does (without it no cell crosses a face, and cells near
+        the faces are fewer than inside). ``count`` stays the number in the sample's
+        volume: the block gets proportionally more. About a cell diameter; 0 (default): no
+        margin.
     progress
         Progress bars: None (default) on a terminal only, True always, False never.
 
@@ -315,7 +376,11 @@ def simulate_sample(
         radius_std_um=radius_std_um, smoothness=smoothness, sh_order=sh_order, law=law, elongation=elongation,
         orientation=orientation, membrane_thickness_um=membrane_thickness_um, weight_spread=weight_spread,
         packing=packing, flatness=flatness, orientation_coherence_um=orientation_coherence_um, stretch=stretch,
-        orientation_bias=orientation_bias, size_gradient=size_gradient)
+        orientation_bias=orientation_bias, size_gradient=size_gradient, margin_um=margin_um)
+    sample_shape, shape = shape, grown_shape(shape, voxel, margin_um)
+    requested = count
+    if count is not None and shape != sample_shape:
+        count = max(1, round(count * float(np.prod(shape)) / float(np.prod(sample_shape))))
     from cellsynth.simulate.organism import make_organism
     from cellsynth.simulate.positions import (
         check_positions,
@@ -329,8 +394,8 @@ def simulate_sample(
         "organism": str(organism), "semi_axes": None if semi_axes_um is None else list(map(float, semi_axes_um)),
         "center": None if center_um is None else list(map(float, center_um)),
         "placement": placement, "positions": None if positions is None else str(positions),
-        "count": None if positions is not None else count, "cell_size": cell_size,
-        "min_distance_um": spacing,
+        "count": None if positions is not None else requested, "cell_size": cell_size,
+        "min_distance_um": spacing, "margin": float(margin_um),
     }
     timings: dict[str, float] = {}
 
@@ -397,6 +462,8 @@ def simulate_sample(
             foreground, voxel, centers, rng, weight_spread=spread, membrane_thickness_um=thickness,
             progress=progress, **packed,
         )
+    if shape != sample_shape:
+        sample = cut_sample(sample, [(g - n) // 2 for g, n in zip(shape, sample_shape)], sample_shape)
     timings[f"{kind}_s"] = time.perf_counter() - tick
     timings["total_s"] = time.perf_counter() - start
 
