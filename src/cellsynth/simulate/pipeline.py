@@ -89,6 +89,7 @@ def check_simulation(
     CellsynthError
         Naming the argument and what to change.
     """
+    from cellsynth.checks import check_number
     from cellsynth.simulate.membranes import DEFAULT_WEIGHT_SPREAD, check_weight_spread
     from cellsynth.simulate.nuclei import check_nuclei_parameters
     from cellsynth.simulate.organism import SHAPES, check_shape
@@ -102,9 +103,7 @@ def check_simulation(
                      orientation_bias=orientation_bias, size_gradient=size_gradient)
     shape = check_shape(shape)
     voxel = check_voxel_size(voxel_size)
-    if not (isinstance(margin_um, (int, float)) and not isinstance(margin_um, bool) and np.isfinite(margin_um)
-            and margin_um >= 0):
-        raise CellsynthError(f"margin must be a length >= 0 in µm, got {margin_um!r}")
+    check_number(margin_um, "margin (µm)", low=0)
     if margin_um and (str(organism) != "box" or positions is not None):
         raise CellsynthError("a margin cuts the sample from a larger block of tissue: it needs organism box and "
                              "no --positions (an organism or given points would not grow with the volume)")
